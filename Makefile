@@ -1,0 +1,39 @@
+# BlobZero — two commands: `make run` and `make test`. Both bootstrap everything.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.deps-installed
+CORE_SOURCES := $(wildcard blobcore/*.pyx blobcore/*.pxd) setup.py pyproject.toml
+
+.PHONY: run test bench build clean venv
+
+venv: $(STAMP)
+
+# The venv is recreated from requirements.txt (exact pins; torch==2.13.0 is a local CPU wheel here).
+$(STAMP): requirements.txt
+	@echo ">> creating $(VENV) and installing pinned dependencies (first run: ~1 min)"
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip setuptools wheel
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+# Cython extensions are built in place from the project's own build; nothing compiled is committed.
+$(VENV)/.built: $(STAMP) $(CORE_SOURCES)
+	@echo ">> building Cython extensions"
+	$(PY) setup.py --quiet build_ext --inplace -j 2
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $@
+
+build: $(VENV)/.built
+
+run: build
+	$(VENV)/bin/blobzero demo
+
+test: build
+	$(PY) -m pytest -q
+
+bench: build
+	$(VENV)/bin/blobzero bench all
+
+clean:
+	rm -rf build $(VENV) blobcore/*.c blobcore/*.so *.egg-info

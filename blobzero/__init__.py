@@ -1,0 +1,1 @@
+"""BlobZero command line, configuration and benchmarks (the services' shared shell)."""

@@ -1,0 +1,50 @@
+"""The ``blobzero`` command: one entry point, one subcommand per tool.
+
+Each subcommand lives in its own module exposing ``add_arguments(parser)`` and
+``main(args) -> int``; modules are imported only when their command runs, so a
+missing optional part (e.g. Triton) never breaks the others.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+#: subcommand name -> (module path, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("blobzero.demo", "play rounds between built-in players and print a score table"),
+    "bench": ("blobzero.bench", "run a benchmark and print one JSON object"),
+    "serve": ("services.triton_local", "start the local tritonserver on the model repository"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="blobzero", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module_path, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text)
+        p.set_defaults(_module=module_path)
+        try:
+            module = importlib.import_module(module_path)
+        except ImportError as exc:  # keep the other commands usable
+            p.set_defaults(_import_error=f"'{name}' is unavailable: {exc}")
+            continue
+        module.add_arguments(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "_import_error", None):
+        print(f"blobzero: {args._import_error}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(args._module)
+    try:
+        return int(module.main(args) or 0)
+    except KeyboardInterrupt:
+        print("blobzero: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

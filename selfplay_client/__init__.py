@@ -1,0 +1,1 @@
+"""Self-play client: pooled search, evaluators, game records."""

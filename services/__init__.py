@@ -1,0 +1,1 @@
+"""Long-running services: the local Triton launcher and (later) the agent service."""

@@ -1,0 +1,1 @@
+"""Training: BlobNet, ONNX export, publishing model versions, the training loop."""
