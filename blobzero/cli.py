@@ -18,12 +18,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The full parser; only ``command``'s module is imported (all of them when None)."""
     parser = argparse.ArgumentParser(prog="blobzero", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (module_path, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text)
         p.set_defaults(_module=module_path)
+        if command is not None and name != command:
+            continue
         try:
             module = importlib.import_module(module_path)
         except ImportError as exc:  # keep the other commands usable
@@ -34,7 +37,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    # Import only the module of the command being run: `blobzero demo` must not pay for torch.
+    command = next((a for a in argv if not a.startswith("-")), None)
+    args = build_parser(command if command in COMMANDS else None).parse_args(argv)
     if getattr(args, "_import_error", None):
         print(f"blobzero: {args._import_error}", file=sys.stderr)
         return 2

@@ -1,0 +1,12 @@
+"""Shared pure-compute core of BlobZero: rules, observation encoder, determinization.
+
+Compiled with Cython; no I/O. Every service imports the game from here and only here.
+"""
+from blobcore.rules import (  # noqa: F401
+    DECK_SIZE, MAX_PLAYERS, MIN_PLAYERS, NO_TRUMP, NUM_SUITS, NUM_RANKS,
+    PHASE_BID, PHASE_PLAY, PHASE_DONE, Round, Rng, card_name, card_index, max_cards,
+    game_schedule, trump_for_round,
+)
+from blobcore.encode import OBS_SIZE, encode, encode_into  # noqa: F401
+from blobcore.determinize import determinize, count_consistent_deals  # noqa: F401
+from blobcore.game import Game  # noqa: F401

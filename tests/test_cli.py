@@ -1,0 +1,40 @@
+"""The command line: the demo and the core benchmark run for real through ``blobzero``."""
+import json
+import subprocess
+import sys
+
+BLOBZERO = [sys.executable, "-m", "blobzero.cli"]
+
+
+def run(*args, check=True):
+    return subprocess.run([*BLOBZERO, *args], capture_output=True, text=True, check=check,
+                          timeout=300)
+
+
+def test_demo_prints_a_score_table():
+    out = run("demo", "--rounds", "200").stdout
+    assert "200 rounds, 4 players, 5 cards each" in out
+    rows = [line.split() for line in out.splitlines()[2:]]
+    assert [r[1] for r in rows] == ["greedy", "greedy", "random", "random"]
+    means = [float(r[2]) for r in rows]
+    assert all(0 <= m <= 15 for m in means)
+    assert min(means[:2]) > max(means[2:]), "the greedy baseline should beat random play"
+
+
+def test_demo_rejects_bad_arguments_clearly():
+    res = run("demo", "--players", "greedy,nobody,random", check=False)
+    assert res.returncode == 2 and "unknown player" in res.stderr
+    res = run("demo", "--players", "random,random", check=False)
+    assert res.returncode == 2 and "3..8 players" in res.stderr
+    res = run("demo", "--cards", "14", check=False)
+    assert res.returncode == 2 and "--cards must be 1..13" in res.stderr
+
+
+def test_bench_core_prints_one_json_object():
+    out = run("bench", "core", "--quick").stdout.strip().splitlines()
+    assert len(out) == 1
+    result = json.loads(out[0])
+    assert result["benchmark"] == "core"
+    for key in ("random_rounds_per_s", "encode_us", "determinize_us", "copy_us"):
+        assert result[key] > 0
+    assert result["machine"]["cpus"] >= 1
