@@ -1,0 +1,388 @@
+"""``blobzero serve``: the real tritonserver from the nvidia-pytriton wheel, on loopback.
+
+``LocalTriton`` is the reusable piece (tests, benchmarks and the self-play loop use it)::
+
+    with LocalTriton(ServerConfig.with_free_ports("var/model_repository", "var/triton")) as server:
+        evaluator = TritonEvaluator(server.url)
+
+On start it checks the ports and the repository (clear errors), writes the local flavour's
+config, provisions the backend directory (services/triton_dist.py), launches the binary in
+its own session with a per-server shared-memory prefix, and waits until the model is ready.
+``stop()`` sends SIGTERM (Triton drains in-flight requests and unloads the model, whose stubs
+then remove their shared memory), escalates to SIGKILL of the whole process group after
+``exit_timeout_s``, and finally deletes any ``/dev/shm`` file left under that prefix.
+
+Model control is *poll* mode: the server notices new version directories by itself, so a
+publisher only needs the shared filesystem (docs/serving.md explains the choice).
+"""
+from __future__ import annotations
+
+import argparse
+import atexit
+import errno
+import json
+import logging
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from blobzero.netspec import MODEL_NAME
+from services import triton_dist
+from services.model_repository import ModelRepositoryError, check_servable, list_versions, publish_version
+from services.triton_config import check_not_foreign, write_local_config
+
+log = logging.getLogger("blobzero.serve")
+
+HOST = "127.0.0.1"  #: loopback only: the local server is for this machine's clients
+SHM_DIR = Path("/dev/shm")
+
+
+def default_instances() -> int:
+    """Model instances (one ORT thread each): one per core, at most 2 (client needs CPU too)."""
+    return max(1, min(2, os.cpu_count() or 1))
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Settings of one local tritonserver.
+
+    model_repository: directory holding ``blobnet/<n>/model.onnx`` (the generated local config
+                      is written to ``blobnet/config.pbtxt``)
+    work_dir:         backend directory and ``tritonserver.log`` live here
+    *_port:           TCP ports on 127.0.0.1
+    instances:        model instances (stub processes), each running ORT with
+    intra_op_threads: ORT intra-op threads per instance
+    poll_secs:        how often Triton rescans the repository for new versions (s)
+    startup_timeout_s / exit_timeout_s: bounds on start and graceful stop (s)
+    shm_bytes:        initial shared-memory region per instance (python backend tensors pass here)
+    """
+
+    model_repository: Path
+    work_dir: Path
+    grpc_port: int = 8001
+    http_port: int = 8000
+    metrics_port: int = 8002
+    instances: int = field(default_factory=lambda: default_instances())
+    intra_op_threads: int = 1
+    poll_secs: int = 1
+    startup_timeout_s: float = 60.0
+    exit_timeout_s: int = 10
+    shm_bytes: int = 16 << 20
+    log_verbose: int = 0
+
+    def __post_init__(self):
+        object.__setattr__(self, "model_repository", Path(self.model_repository))
+        object.__setattr__(self, "work_dir", Path(self.work_dir))
+
+    @classmethod
+    def with_free_ports(cls, model_repository, work_dir, **kwargs) -> "ServerConfig":
+        grpc, http, metrics = free_ports(3)
+        return cls(model_repository, work_dir, grpc_port=grpc, http_port=http, metrics_port=metrics, **kwargs)
+
+    @property
+    def ports(self) -> dict[str, int]:
+        return {"gRPC": self.grpc_port, "HTTP": self.http_port, "metrics": self.metrics_port}
+
+
+class ServeError(RuntimeError):
+    """The local server cannot start or stopped unexpectedly (message says why)."""
+
+
+class PortInUseError(ServeError):
+    pass
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct TCP ports that were free on 127.0.0.1 a moment ago."""
+    sockets = []
+    try:
+        for _ in range(count):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind((HOST, 0))
+            sockets.append(s)
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def check_ports(config: ServerConfig) -> None:
+    """Raise PortInUseError naming the first port something already listens on."""
+    if len(set(config.ports.values())) != len(config.ports):
+        raise PortInUseError(f"the gRPC, HTTP and metrics ports must differ, got {config.ports}")
+    for role, port in config.ports.items():
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers bind: TIME_WAIT is fine
+            try:
+                s.bind((HOST, port))
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    raise PortInUseError(
+                        f"{role} port {port} on {HOST} is already in use (another tritonserver?); "
+                        f"stop it or choose another port with --{role.lower()}-port") from None
+                raise
+
+
+class LocalTriton:
+    """One local tritonserver process. Context manager: ``start()`` on enter, ``stop()`` on exit."""
+
+    def __init__(self, config: ServerConfig):
+        self.config = config
+        self.process: subprocess.Popen | None = None
+        self.shm_prefix = f"blobzero_{os.getpid()}_{secrets.token_hex(4)}_"
+        self.log_path = Path(config.work_dir) / "tritonserver.log"
+
+    # -- addresses ---------------------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        """gRPC address for tritonclient (``host:port``)."""
+        return f"{HOST}:{self.config.grpc_port}"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{HOST}:{self.config.http_port}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://{HOST}:{self.config.metrics_port}/metrics"
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def command(self, backends: Path) -> list[str]:
+        c = self.config
+        return [
+            str(triton_dist.locate().binary),
+            f"--model-repository={c.model_repository.resolve()}",
+            f"--backend-directory={backends}",
+            "--model-control-mode=poll", f"--repository-poll-secs={c.poll_secs}",
+            "--disable-auto-complete-config",  # our config is complete; never guess
+            f"--grpc-address={HOST}", f"--grpc-port={c.grpc_port}",
+            f"--http-address={HOST}", f"--http-port={c.http_port}",
+            f"--metrics-address={HOST}", f"--metrics-port={c.metrics_port}",
+            "--allow-gpu-metrics=false",
+            f"--exit-timeout-secs={c.exit_timeout_s}",
+            f"--backend-config=python,shm-region-prefix-name={self.shm_prefix}",
+            f"--backend-config=python,shm-default-byte-size={c.shm_bytes}",
+            f"--backend-config=python,shm-growth-byte-size={c.shm_bytes}",
+            f"--log-verbose={c.log_verbose}",
+        ]
+
+    def start(self) -> "LocalTriton":
+        """Launch and wait until model ``blobnet`` is ready; raises ServeError/ModelRepositoryError."""
+        if self.process is not None:
+            raise ServeError("this LocalTriton is already started")
+        c = self.config
+        check_ports(c)
+        versions = check_servable(c.model_repository)
+        write_local_config(c.model_repository / MODEL_NAME, c.instances, c.intra_op_threads)
+        backends = triton_dist.provision_backends(c.work_dir)
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as log_file:
+            self.process = subprocess.Popen(
+                self.command(backends), stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
+                env=triton_dist.server_environment(),
+                start_new_session=True,  # Ctrl-C in a terminal reaches us only; we stop the server
+            )
+        atexit.register(self.stop)
+        try:
+            self._wait_ready(c.startup_timeout_s)
+        except BaseException:
+            self.stop()
+            raise
+        log.debug("tritonserver pid %d ready with versions %s", self.process.pid, versions)
+        return self
+
+    def _wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise ServeError(self._explain_exit())
+            # the metrics service starts last (tens of ms after HTTP): wait for it as well
+            if (self._http_status(f"/v2/models/{MODEL_NAME}/ready") == 200
+                    and _url_status(self.metrics_url) == 200):
+                return
+            time.sleep(0.05)
+        raise ServeError(f"tritonserver not ready after {timeout:.0f} s; see {self.log_path}:\n"
+                         + self.log_tail())
+
+    def _explain_exit(self) -> str:
+        tail = self.log_tail()
+        if "already in use" in tail or "Address already in use" in tail:
+            return f"tritonserver could not bind its ports {self.config.ports} on {HOST}: already in use\n{tail}"
+        return f"tritonserver exited with code {self.process.returncode} during start-up; log {self.log_path}:\n{tail}"
+
+    def poll(self) -> int | None:
+        """The server's exit code, or None while it runs."""
+        return None if self.process is None else self.process.poll()
+
+    def stop(self) -> int | None:
+        """Graceful stop (idempotent); returns the server's exit code."""
+        proc = self.process
+        if proc is None:
+            return None
+        atexit.unregister(self.stop)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(self.config.exit_timeout_s + 5)
+            except subprocess.TimeoutExpired:
+                log.warning("tritonserver %d ignored SIGTERM; killing its process group", proc.pid)
+        self._kill_group(proc.pid)
+        proc.wait()
+        self._remove_shm()
+        return proc.returncode
+
+    @staticmethod
+    def _kill_group(pgid: int) -> None:
+        """SIGKILL whatever of our server's session is still alive (stray python stubs)."""
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def _remove_shm(self) -> list[str]:
+        leftovers = sorted(p.name for p in SHM_DIR.glob(self.shm_prefix + "*"))
+        for name in leftovers:
+            (SHM_DIR / name).unlink(missing_ok=True)
+        if leftovers:
+            log.warning("removed %d shared-memory file(s) the server left behind", len(leftovers))
+        return leftovers
+
+    def __enter__(self) -> "LocalTriton":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    # -- introspection -----------------------------------------------------------------------
+    def _http_status(self, path: str) -> int:
+        return _url_status(self.http_url + path)
+
+    def version_states(self) -> dict[int, str]:
+        """Version -> state (READY, LOADING, UNAVAILABLE, ...) from the repository index."""
+        request = urllib.request.Request(f"{self.http_url}/v2/repository/index", method="POST", data=b"{}")
+        with urllib.request.urlopen(request, timeout=5) as response:
+            index = json.load(response)
+        return {int(e["version"]): e.get("state", "") for e in index
+                if e.get("name") == MODEL_NAME and e.get("version")}
+
+    def ready_versions(self) -> list[int]:
+        return sorted(v for v, state in self.version_states().items() if state == "READY")
+
+    def wait_for_version(self, version: int, timeout: float = 30.0) -> None:
+        """Block until ``version`` serves (poll mode picks it up within ``poll_secs`` + load time)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._http_status(f"/v2/models/{MODEL_NAME}/versions/{version}/ready") == 200:
+                return
+            time.sleep(0.1)
+        raise ServeError(f"version {version} not ready after {timeout:.0f} s "
+                         f"(states {self.version_states()}); log:\n{self.log_tail()}")
+
+    def metrics(self) -> str:
+        """Prometheus text exposition from the metrics port."""
+        with urllib.request.urlopen(self.metrics_url, timeout=5) as response:
+            return response.read().decode()
+
+    def log_tail(self, lines: int = 25) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return "(no log)"
+        # drop Triton's wide ASCII tables; keep the messages
+        text = [line for line in text if not line.startswith(("+", "|"))]
+        return "\n".join(text[-lines:])
+
+
+def _url_status(url: str) -> int:
+    """HTTP status of a GET (0 when nothing answers)."""
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except OSError:
+        return 0
+
+
+# -- the `blobzero serve` command -------------------------------------------------------------
+
+def init_repository(repo: Path, preset_name: str, seed: int = 0) -> int:
+    """Export a freshly initialised BlobNet and publish it (version 1 of an empty repository)."""
+    import tempfile
+
+    from trainer.export import export_fresh  # lazy: torch is only needed for this
+
+    with tempfile.TemporaryDirectory(prefix="blobnet-init-") as tmp:
+        onnx_path = export_fresh(preset_name, Path(tmp) / "model.onnx", seed=seed)
+        return publish_version(repo, onnx_path)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model-repository", type=Path, default=Path("var/model_repository"),
+                        help="repository with blobnet/<n>/model.onnx (default: %(default)s)")
+    parser.add_argument("--work-dir", type=Path, default=Path("var/triton"),
+                        help="backend directory and tritonserver.log (default: %(default)s)")
+    parser.add_argument("--grpc-port", type=int, default=8001)
+    parser.add_argument("--http-port", type=int, default=8000)
+    parser.add_argument("--metrics-port", type=int, default=8002)
+    parser.add_argument("--instances", type=int, default=default_instances(),
+                        help="model instances, one ORT thread each (default: %(default)s)")
+    parser.add_argument("--poll-secs", type=int, default=1, help="repository rescan period (s)")
+    parser.add_argument("--init-preset", choices=["tiny", "small", "full"],
+                        help="if the repository has no version yet, publish a freshly initialised "
+                             "BlobNet of this size as version 1")
+    parser.add_argument("--seed", type=int, default=0, help="weights seed for --init-preset")
+    parser.add_argument("--log-verbose", type=int, default=0, help="tritonserver --log-verbose level")
+
+
+class _StopRequested(Exception):
+    pass
+
+
+def _request_stop(signum, _frame):
+    raise _StopRequested(signal.Signals(signum).name)
+
+
+def main(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    config = ServerConfig(args.model_repository, args.work_dir, grpc_port=args.grpc_port,
+                          http_port=args.http_port, metrics_port=args.metrics_port,
+                          instances=args.instances, poll_secs=args.poll_secs, log_verbose=args.log_verbose)
+    server = LocalTriton(config)
+    previous = {s: signal.signal(s, _request_stop) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        if args.init_preset and not list_versions(config.model_repository / MODEL_NAME):
+            check_ports(config)  # fail fast, before spending seconds on an export
+            check_not_foreign(config.model_repository / MODEL_NAME)
+            version = init_repository(config.model_repository, args.init_preset, args.seed)
+            log.info("initialised %s with a fresh '%s' BlobNet as version %d",
+                     config.model_repository, args.init_preset, version)
+        server.start()
+        log.info("tritonserver (pid %d) ready: gRPC %s | HTTP %s | metrics %s | model %s versions %s "
+                 "from %s | log %s", server.process.pid, server.url, server.http_url, server.metrics_url,
+                 MODEL_NAME, server.ready_versions(), config.model_repository.resolve(), server.log_path)
+        while server.poll() is None:
+            time.sleep(0.5)
+        log.error("tritonserver exited unexpectedly (code %s); log tail:\n%s", server.poll(), server.log_tail())
+        return 1
+    except _StopRequested as stop:
+        log.info("%s received: stopping tritonserver", stop)
+        return 0
+    except (ServeError, ModelRepositoryError, triton_dist.TritonNotAvailable) as exc:
+        log.error("error: %s", exc)
+        return 2
+    finally:
+        for s in previous:  # a second Ctrl-C must not interrupt the clean-up below
+            signal.signal(s, signal.SIG_IGN)
+        code = server.stop()
+        if code is not None:
+            log.info("tritonserver stopped (exit code %d)", code)
+        for s, handler in previous.items():
+            signal.signal(s, handler)

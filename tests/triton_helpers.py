@@ -1,0 +1,67 @@
+"""Shared helpers for the serving tests: tiny exported models, repositories, metrics parsing.
+
+Everything here is real (real exports, real tritonserver); nothing is mocked.
+"""
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from blobzero.netspec import NUM_ACTIONS, STATE_DIM
+from services.model_repository import publish_version
+from services.triton_local import SHM_DIR, LocalTriton, ServerConfig
+from trainer.export import export_fresh
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PYTHON = sys.executable
+
+
+def export_tiny(path: Path, seed: int) -> Path:
+    """A freshly initialised tiny BlobNet exported to ``path``."""
+    return export_fresh("tiny", path, seed=seed)
+
+
+def make_repository(root: Path, onnx_path: Path) -> Path:
+    """``root/models`` with ``onnx_path`` published as version 1."""
+    repo = root / "models"
+    assert publish_version(repo, onnx_path) == 1
+    return repo
+
+
+def start_server(root: Path, repo: Path, **kwargs) -> LocalTriton:
+    return LocalTriton(ServerConfig.with_free_ports(repo, root / "triton", **kwargs)).start()
+
+
+def random_batch(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(states (n,256), masks (n,52)) float32; every row has at least one legal action."""
+    rng = np.random.default_rng(seed)
+    states = (rng.random((n, STATE_DIM)) < 0.25).astype(np.float32)
+    masks = (rng.random((n, NUM_ACTIONS)) < 0.3).astype(np.float32)
+    masks[np.arange(n), rng.integers(0, NUM_ACTIONS, n)] = 1.0
+    return states, masks
+
+
+_SAMPLE = re.compile(r'^(?P<name>[a-zA-Z_:][\w:]*)(?:\{(?P<labels>[^}]*)\})?\s+(?P<value>\S+)')
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    """Sum of the samples of metric ``name`` whose labels include ``labels`` (Prometheus text format).
+
+    Parsed by hand: prometheus_client's parser renames counter samples to ``*_total``.
+    """
+    total = 0.0
+    for line in text.splitlines():
+        match = _SAMPLE.match(line)
+        if not match or match["name"] != name:
+            continue
+        found = dict(re.findall(r'(\w+)="([^"]*)"', match["labels"] or ""))
+        if all(found.get(k) == v for k, v in labels.items()):
+            total += float(match["value"])
+    return total
+
+
+def shm_files(prefix: str) -> list[str]:
+    return sorted(p.name for p in SHM_DIR.glob(prefix + "*"))
