@@ -1,0 +1,61 @@
+"""Search settings shared by self-play, evaluation and benchmarks (one schema)."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """Determinized PUCT search (see docs/search.md).
+
+    determinizations: D, hidden-card samples per decision.
+    simulations: S, PUCT simulations per determinization (root visits per sample = S).
+    c_puct: exploration constant; values are normalised scores in [0, 1].
+    dirichlet_alpha, dirichlet_eps: root noise mixed into the priors (self-play only).
+    add_noise: False for evaluation / serving.
+    temperature: move-choice temperature for the first ``temperature_moves`` searched
+        decisions of a round (0 = always the most visited action).
+    leaves_per_game: leaves one game may put into a batch (virtual loss when > 1; 1 = exact
+        sequential MCTS, the default — virtual loss costs playing strength).
+    skip_forced: inside the tree, play moves with a single legal action without a node, so
+        the last trick costs no network evaluation.
+    """
+
+    determinizations: int = 3
+    simulations: int = 30
+    c_puct: float = 1.25
+    dirichlet_alpha: float = 0.5
+    dirichlet_eps: float = 0.25
+    add_noise: bool = True
+    temperature: float = 1.0
+    temperature_moves: int = 6
+    leaves_per_game: int = 1
+    skip_forced: bool = True
+
+    def __post_init__(self):
+        checks = [
+            (1 <= self.determinizations <= 64, "determinizations must be 1..64"),
+            (1 <= self.simulations <= 4096, "simulations must be 1..4096"),
+            (self.c_puct > 0, "c_puct must be positive"),
+            (self.dirichlet_alpha > 0, "dirichlet_alpha must be positive"),
+            (0 <= self.dirichlet_eps <= 1, "dirichlet_eps must be in [0, 1]"),
+            (self.temperature >= 0, "temperature must be >= 0"),
+            (self.temperature_moves >= 0, "temperature_moves must be >= 0"),
+            (1 <= self.leaves_per_game <= 8, "leaves_per_game must be 1..8"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(f"SearchConfig: {message}")
+
+    def for_evaluation(self) -> "SearchConfig":
+        """The same search without exploration: no noise, always the most visited action."""
+        return replace(self, add_noise=False, temperature=0.0)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+LIGHT = SearchConfig(determinizations=2, simulations=20)
+MEDIUM = SearchConfig(determinizations=3, simulations=30)
+HEAVY = SearchConfig(determinizations=5, simulations=50)
+PRESETS = {"light": LIGHT, "medium": MEDIUM, "heavy": HEAVY}

@@ -1,0 +1,228 @@
+"""Determinized PUCT search (blobcore.mcts) driven through the pooled runner."""
+import itertools
+
+import numpy as np
+import pytest
+
+from blobcore import Round, card_index
+from blobcore.search_config import MEDIUM, SearchConfig
+from selfplay_client.evaluator import UniformEvaluator
+from selfplay_client.runner import PooledSearch, round_specs, search_position
+
+EXACT = SearchConfig(determinizations=3, simulations=30, add_noise=False, temperature=0.0)
+
+
+class RowHashEvaluator:
+    """A deterministic, non-uniform evaluator whose answer for a row depends only on that
+    row (elementwise maths, no BLAS), so batch composition cannot change results."""
+
+    def __init__(self):
+        rng = np.random.default_rng(0)
+        self.w_policy = rng.normal(size=(256, 52)).astype(np.float64)
+        self.w_value = rng.normal(size=(256, 8)).astype(np.float64)
+
+    def evaluate(self, states, masks):
+        # einsum without optimisation reduces each row on its own, in a fixed order
+        x = states.astype(np.float64)
+        logits = np.sin(np.einsum("nk,ka->na", x, self.w_policy, optimize=False))
+        policy = np.exp(2 * logits) * masks
+        policy /= np.maximum(policy.sum(axis=1, keepdims=True), 1e-12)
+        value = 1 / (1 + np.exp(-np.einsum("nk,ks->ns", x, self.w_value, optimize=False)))
+        return policy.astype(np.float32), value.astype(np.float32)
+
+
+def endgame(my_bid: int) -> Round:
+    """4 players x 13 cards, spades trump, dealer seat 0 (bids last). Seat 1 wins eleven
+    single-suit filler tricks; in trick 12 seat 1 leads 9H, seat 2 plays TH, seat 3 plays 3H
+    and seat 0 (to move, 0 tricks so far) holds KH and 2H. The opponents' last cards are
+    4C 5C 6C in some order: with KH seat 0 wins tricks 12 and 13 (nobody can follow the 2H
+    it then leads), with 2H it wins neither. Bids: seat 1 ten, seats 2 and 3 zero."""
+    final = {1: ["9H", "4C"], 2: ["TH", "5C"], 3: ["3H", "6C"], 0: ["KH", "2H"]}
+    used = {card_index(c) for cards in final.values() for c in cards}
+    rest = [c for c in range(52) if c not in used]
+    by_suit = {s: [c for c in rest if c // 13 == s] for s in range(4)}
+    fillers, leftovers = [], []
+    for suit in (0, 1, 2, 3):
+        cards = by_suit[suit]
+        while len(cards) >= 4:
+            fillers.append(sorted(cards[:4]))
+            cards = cards[4:]
+        leftovers += cards
+    fillers.append(sorted(leftovers, key=lambda c: (c // 13 != 0, c)))   # the spade first
+    hands = {seat: [card_index(c) for c in cards] for seat, cards in final.items()}
+    for trick in fillers[:-1]:
+        hands[1].append(trick[-1])                                       # seat 1 wins it
+        for seat, card in zip((2, 3, 0), trick[:-1]):
+            hands[seat].append(card)
+    hands[1].append(fillers[-1][0])                                      # lone spade wins
+    for seat, card in zip((2, 3, 0), fillers[-1][1:]):
+        hands[seat].append(card)
+    rnd = Round.from_deal([hands[s] for s in range(4)], "S", dealer=0)
+    for bid in (10, 0, 0, my_bid):
+        rnd.apply(bid)
+    for trick in fillers[:-1]:
+        for seat, card in zip((1, 2, 3, 0), [trick[-1], *trick[:-1]]):
+            assert rnd.current_player == seat
+            rnd.apply(card)
+    rnd.apply(fillers[-1][0])
+    for card in fillers[-1][1:]:
+        rnd.apply(card)
+    for card in ("9H", "TH", "3H"):
+        rnd.apply(card)
+    assert rnd.current_player == 0 and rnd.tricks_won == [0, 11, 0, 0]
+    assert sorted(rnd.legal_actions()) == sorted([card_index("KH"), card_index("2H")])
+    return rnd
+
+
+@pytest.mark.parametrize("my_bid,best", [(0, "2H"), (2, "KH")])
+def test_puct_picks_the_only_bid_making_card(my_bid, best):
+    decision = search_position(endgame(my_bid), EXACT, UniformEvaluator(), seed=1)
+    assert decision["action"] == card_index(best)
+    assert max(decision["visits"], key=decision["visits"].get) == card_index(best)
+
+
+def test_per_seat_backup_on_a_two_trick_position():
+    """Each edge is credited with the value of the seat that chooses it: seat 0's Q for 2H
+    is its own exact score (bid 0 made: 10 / 23), for KH it is 0 (missed), although KH is
+    what seats 2 and 3 (bid 0, and KH keeps them trickless) would prefer."""
+    decision = search_position(endgame(0), EXACT, UniformEvaluator(), seed=2)
+    q = decision["q"]
+    assert q[card_index("2H")] == pytest.approx(10 / 23)
+    assert q[card_index("KH")] == pytest.approx(0.0)
+    # Root value by seat is the visit-weighted mix of the two lines; seat 1 (bid 10, won 11)
+    # always misses; seats 2 and 3 make their zero only on the KH line.
+    value = decision["root_value"]
+    assert value[1] == pytest.approx(0.0)
+    assert value[0] > value[2] and value[0] > value[3]
+
+
+def run_rounds(config, seeds, evaluator, n_games, cards=5, players=4, halves=2):
+    specs = [(s, players, cards) for s in seeds]
+    search = PooledSearch(evaluator, config, specs, n_games=n_games, halves=halves)
+    stats = search.run()
+    return sorted(search.finished(), key=lambda r: r["seed"]), stats
+
+
+def replay(record):
+    rnd = Round.from_deal(record["hands"], record["trump"], record["dealer"])
+    states = []
+    for action in record["actions"]:
+        states.append(rnd.copy())
+        rnd.apply(action)
+    return rnd, states
+
+
+@pytest.mark.parametrize("config", [MEDIUM, SearchConfig(determinizations=2, simulations=7),
+                                    SearchConfig(determinizations=3, simulations=30,
+                                                 leaves_per_game=4)])
+def test_visits_per_determinization_equal_s_and_targets_cover_legal_actions_only(config):
+    records, _ = run_rounds(config, range(12), UniformEvaluator(), n_games=8)
+    assert len(records) == 12
+    for record in records:
+        final, states = replay(record)
+        assert final.is_terminal and final.scores() == record["scores"]
+        for decision in record["decisions"]:
+            state = states[decision["ply"]]
+            assert state.current_player == decision["player"]
+            legal = state.legal_actions()
+            assert len(legal) > 1, "forced moves are played without search"
+            assert sum(decision["visits"].values()) == config.determinizations * config.simulations
+            assert set(decision["visits"]) <= set(legal)
+        searched = {d["ply"] for d in record["decisions"]}
+        for ply, state in enumerate(states):   # every unsearched move was forced
+            if ply not in searched:
+                assert len(state.legal_actions()) == 1
+
+
+def test_determinizations_never_hold_a_card_the_searcher_has_seen():
+    from blobcore.mcts import SearchPool
+    pool = SearchPool(64, MEDIUM, [(s, 5, 6) for s in range(64)])
+    evaluator = UniformEvaluator()
+    checked = 0
+    for _ in range(400):
+        states, masks = pool.collect()
+        if len(states) == 0:
+            break
+        for slot in range(64):
+            det, true = pool.determinization_root(slot), pool.game_state(slot)
+            if det is None:
+                continue
+            me = true.current_player
+            seen = set(true.hand(me)) | set(true.played_cards)
+            assert det.hand(me) == true.hand(me)
+            for seat in range(5):
+                if seat != me:
+                    assert not set(det.hand(seat)) & seen
+                    assert len(det.hand(seat)) == len(true.hand(seat))
+            checked += 1
+        pool.apply(*evaluator.evaluate(states, masks))
+    assert checked > 1000
+
+
+def test_runs_are_reproducible_from_a_seed():
+    first, _ = run_rounds(MEDIUM, range(20), RowHashEvaluator(), n_games=10)
+    second, _ = run_rounds(MEDIUM, range(20), RowHashEvaluator(), n_games=10)
+    assert first == second
+    other, _ = run_rounds(MEDIUM, range(100, 120), RowHashEvaluator(), n_games=10)
+    assert [r["actions"] for r in other] != [r["actions"] for r in first]
+
+
+def test_a_round_searched_alone_equals_the_same_round_in_a_pool_of_256():
+    evaluator = RowHashEvaluator()
+    alone, _ = run_rounds(MEDIUM, [7], evaluator, n_games=1, halves=1)
+    pooled, stats = run_rounds(MEDIUM, range(256), evaluator, n_games=256)
+    assert stats.positions_per_batch > 50
+    (match,) = [r for r in pooled if r["seed"] == 7]
+    for key in ("hands", "actions", "decisions", "scores"):
+        assert alone[0][key] == match[key]
+
+
+def test_zero_choice_fast_path_and_terminal_leaves_cost_no_evaluation():
+    records, stats = run_rounds(MEDIUM, range(16), UniformEvaluator(), n_games=16)
+    search = stats.search
+    assert search["forced_moves"] > 0 and search["terminal_leaves"] > 0
+    # every leaf sent to the evaluator is one simulation or one root evaluation
+    assert stats.positions <= search["simulations"] + search["decisions"]
+    assert search["decisions"] == sum(len(r["decisions"]) for r in records)
+
+
+def test_root_is_evaluated_once_per_decision():
+    """With S=1 and D=4 each decision needs one root evaluation plus at most 4 leaves."""
+    config = SearchConfig(determinizations=4, simulations=1, add_noise=False)
+    records, stats = run_rounds(config, range(8), UniformEvaluator(), n_games=8)
+    decisions = stats.search["decisions"]
+    assert stats.positions <= decisions * (1 + 4)
+    assert stats.positions >= decisions  # the root itself is evaluated
+
+
+def test_noise_and_temperature_change_play_but_evaluation_mode_is_deterministic():
+    quiet = MEDIUM.for_evaluation()
+    a, _ = run_rounds(quiet, range(6), RowHashEvaluator(), n_games=3)
+    b, _ = run_rounds(quiet, range(6), RowHashEvaluator(), n_games=6)
+    assert [r["actions"] for r in a] == [r["actions"] for r in b]
+    assert [r["decisions"] for r in a] == [r["decisions"] for r in b]
+    noisy, _ = run_rounds(MEDIUM, range(6), RowHashEvaluator(), n_games=3)
+    assert [r["actions"] for r in noisy] != [r["actions"] for r in a]
+
+
+def test_round_specs_vary_dealer_trump_and_cards():
+    specs = list(itertools.islice(round_specs(5, 4, (2, 6)), 200))
+    assert {c for _, _, c in specs} == {2, 3, 4, 5, 6}
+    records, _ = run_rounds(SearchConfig(determinizations=1, simulations=4), range(40),
+                            UniformEvaluator(), n_games=20)
+    assert len({r["dealer"] for r in records}) == 4
+    assert len({r["trump"] for r in records}) == 5
+
+
+def test_bad_inputs_are_rejected_clearly():
+    from blobcore.mcts import SearchPool
+    pool = SearchPool(2, MEDIUM, [(1, 4, 5)])
+    states, _ = pool.collect()
+    with pytest.raises(ValueError, match=r"policy must have shape \(1, 52\)"):
+        pool.apply(np.zeros((2, 52), np.float32), np.zeros((1, 8), np.float32))
+    with pytest.raises(RuntimeError, match="apply"):
+        pool.collect()
+    with pytest.raises(ValueError, match="bad round spec"):
+        SearchPool(1, MEDIUM, [(1, 2, 5)]).collect()
+    with pytest.raises(ValueError, match="simulations"):
+        SearchConfig(simulations=0)
