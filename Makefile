@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.deps-installed
-CORE_SOURCES := $(wildcard blobcore/*.pyx blobcore/*.pxd) setup.py pyproject.toml
+CORE_SOURCES := $(wildcard blobcore/*.pyx blobcore/*.pxd proto/*/*.proto) setup.py pyproject.toml
 
 .PHONY: run test bench build clean venv
 
@@ -26,10 +26,13 @@ $(VENV)/.built: $(STAMP) $(CORE_SOURCES)
 
 build: $(VENV)/.built
 
+# The embedded default: local tritonserver + self-play client + trainer for a bounded session,
+# then the arena table (docs/architecture.md). ~12 minutes on a 2-core laptop.
 run: build
-	$(VENV)/bin/blobzero demo
+	$(VENV)/bin/blobzero loop
 
-test: build
+# deploy-tools (mk/deploy.mk) extracts Prometheus/promtool for the monitoring tests.
+test: build deploy-tools
 	$(PY) -m pytest -q
 
 bench: build
@@ -37,3 +40,6 @@ bench: build
 
 clean:
 	rm -rf build $(VENV) blobcore/*.c blobcore/*.so *.egg-info
+
+# Deployment and monitoring tooling: deploy-tools, deploy-sync, deploy-check.
+include mk/deploy.mk

@@ -1,7 +1,9 @@
-"""Build the Cython extensions of the shared game core (``blobcore``).
+"""Build the Cython extensions of the shared game core (``blobcore``) and generate the
+protobuf modules from ``proto/``.
 
-Metadata lives in pyproject.toml; this file only declares the compiled modules.
-Every ``.pyx`` under ``blobcore/`` becomes one extension module.
+Metadata lives in pyproject.toml; this file only declares the compiled parts.
+Every ``.pyx`` under ``blobcore/`` becomes one extension module; every ``.proto`` under
+``proto/`` becomes a ``*_pb2.py`` module next to the package named by its directory.
 """
 from pathlib import Path
 
@@ -10,6 +12,23 @@ from Cython.Build import cythonize
 from setuptools import Extension, setup
 
 HERE = Path(__file__).parent
+
+
+def generate_protos() -> None:
+    """proto/<pkg>/<name>.proto -> <pkg>/<name>_pb2.py (generated, never committed)."""
+    from grpc_tools import protoc
+
+    for proto in sorted((HERE / "proto").rglob("*.proto")):
+        rel = proto.relative_to(HERE / "proto")
+        target = HERE / rel.with_name(rel.stem + "_pb2.py")
+        if target.exists() and target.stat().st_mtime >= proto.stat().st_mtime:
+            continue
+        code = protoc.main(["protoc", f"-I{HERE / 'proto'}", f"--python_out={HERE}", str(proto)])
+        if code != 0:
+            raise SystemExit(f"protoc failed on {proto}")
+
+
+generate_protos()
 COMPILE_ARGS = ["-O3", "-fno-strict-aliasing", "-Wno-unused-function"]
 
 extensions = [

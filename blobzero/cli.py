@@ -15,6 +15,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("blobzero.demo", "play rounds between built-in players and print a score table"),
     "bench": ("blobzero.bench", "run a benchmark and print one JSON object"),
     "serve": ("services.triton_local", "start the local tritonserver on the model repository"),
+    "selfplay": ("selfplay_client.service", "self-play client: search against Triton, write game shards"),
+    "train": ("trainer.service", "trainer: learn from game shards, publish model versions"),
+    "arena": ("blobzero.arena", "play two agents on duplicate deals and compare their scores"),
+    "publish": ("services.publish", "publish an ONNX file as the next model version (e.g. a rollback)"),
+    "loop": ("blobzero.loop", "the whole training loop as local processes (what `make run` runs)"),
 }
 
 

@@ -38,3 +38,16 @@ def test_bench_core_prints_one_json_object():
     for key in ("random_rounds_per_s", "encode_us", "determinize_us", "copy_us"):
         assert result[key] > 0
     assert result["machine"]["cpus"] >= 1
+
+
+def test_publish_by_hand_and_reject_a_truncated_model(tmp_path):
+    from trainer.export import export_fresh
+    onnx = export_fresh("tiny", tmp_path / "m.onnx", seed=1)
+    repo = tmp_path / "repo"
+    res = run("publish", str(onnx), "--set", f"storage.model_repository={repo}")
+    assert "version 1" in res.stdout and (repo / "blobnet" / "1" / "model.onnx").is_file()
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(onnx.read_bytes()[:1000])
+    res = run("publish", str(broken), "--set", f"storage.model_repository={repo}", check=False)
+    assert res.returncode == 1 and "blobzero publish:" in res.stderr
+    assert sorted(p.name for p in (repo / "blobnet").iterdir() if p.name.isdigit()) == ["1"]

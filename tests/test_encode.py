@@ -163,3 +163,13 @@ def test_full_game_context_is_encoded():
     assert obs[SLOTS["game_scores"][0]] == pytest.approx(game.scores[me] / 80)
     standalone, _ = encode(Round.from_seed(1, 4, 3))
     assert standalone[SLOTS["in_game"][0]:SLOTS["in_game"][0] + 3].sum() == 0
+
+
+def test_the_wire_contract_matches_the_core():
+    """blobzero.netspec (torch-free, used by clients and servers) agrees with the encoder."""
+    from blobcore import MAX_PLAYERS
+    from blobcore.encode import NUM_ACTIONS
+    from blobzero import netspec
+    assert netspec.STATE_DIM == OBS_SIZE
+    assert netspec.NUM_ACTIONS == NUM_ACTIONS == 52
+    assert netspec.VALUE_DIM == MAX_PLAYERS

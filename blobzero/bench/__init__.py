@@ -11,12 +11,13 @@ import importlib
 import json
 import platform
 import os
-import sys
 import time
 
 #: benchmark name -> module path
 BENCHMARKS: dict[str, str] = {
     "core": "blobzero.bench.core",
+    "search": "blobzero.bench.search",
+    "selfplay": "blobzero.bench.selfplay",
     "serving": "blobzero.bench.serving",
 }
 

@@ -1,0 +1,334 @@
+"""One configuration for every service (self-play, trainer, server, arena, the local loop).
+
+Layers, later ones win:
+  1. defaults (the dataclasses below; ``config/blobzero.toml`` states them explicitly),
+  2. a TOML file (``--config PATH`` or ``BLOBZERO_CONFIG``),
+  3. environment variables ``BLOBZERO__<SECTION>__<KEY>=value`` (e.g. ``BLOBZERO__TRITON__URL``),
+  4. command-line ``--set section.key=value`` (repeatable).
+Everything is validated at start; an unknown or bad key is an error that names it.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import tomllib
+import typing
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from blobcore.search_config import PRESETS as SEARCH_PRESETS
+from blobcore.search_config import SearchConfig
+
+DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "config" / "blobzero.toml"
+ENV_PREFIX = "BLOBZERO__"
+
+
+class ConfigError(ValueError):
+    """A configuration problem; the message names the offending key."""
+
+
+@dataclass(frozen=True)
+class TableSection:
+    """The rounds self-play deals. cards_min..cards_max per seat, drawn per round."""
+    players: int = 4
+    cards_min: int = 5
+    cards_max: int = 5
+
+    def validate(self) -> None:
+        _require(3 <= self.players <= 8, "table.players", "must be 3..8")
+        top = 52 // self.players
+        _require(1 <= self.cards_min <= top, "table.cards_min", f"must be 1..{top}")
+        _require(self.cards_min <= self.cards_max <= top, "table.cards_max",
+                 f"must be cards_min..{top}")
+
+
+@dataclass(frozen=True)
+class SearchSection:
+    """Search preset (light 2x20, medium 3x30, heavy 5x50) plus optional overrides."""
+    preset: str = "medium"
+    determinizations: int = 0      # 0 = the preset's
+    simulations: int = 0           # 0 = the preset's
+    c_puct: float = 1.25
+    dirichlet_alpha: float = 0.5
+    dirichlet_eps: float = 0.25
+    temperature: float = 1.0
+    temperature_moves: int = 6
+    leaves_per_game: int = 1
+
+    def validate(self) -> None:
+        _require(self.preset in SEARCH_PRESETS, "search.preset", f"must be one of {sorted(SEARCH_PRESETS)}")
+        try:
+            self.build()
+        except ValueError as exc:
+            raise ConfigError(f"search: {exc}") from None
+
+    def build(self, for_evaluation: bool = False) -> SearchConfig:
+        base = SEARCH_PRESETS[self.preset]
+        cfg = dataclasses.replace(
+            base,
+            determinizations=self.determinizations or base.determinizations,
+            simulations=self.simulations or base.simulations,
+            c_puct=self.c_puct, dirichlet_alpha=self.dirichlet_alpha,
+            dirichlet_eps=self.dirichlet_eps, temperature=self.temperature,
+            temperature_moves=self.temperature_moves, leaves_per_game=self.leaves_per_game)
+        return cfg.for_evaluation() if for_evaluation else cfg
+
+
+@dataclass(frozen=True)
+class NetworkSection:
+    preset: str = "small"          # tiny | small | full (trainer/blobnet.py)
+
+    def validate(self) -> None:
+        _require(self.preset in ("tiny", "small", "full"), "network.preset", "must be tiny, small or full")
+
+
+@dataclass(frozen=True)
+class TritonSection:
+    url: str = "127.0.0.1:8001"    # gRPC host:port
+    http_port: int = 8000          # local server only (blobzero serve / the loop)
+    grpc_port: int = 8001
+    metrics_port: int = 8002
+    model_name: str = "blobnet"
+    flavour: str = "local"         # local (python backend) | production (onnxruntime, GPU)
+    max_in_flight: int = 4
+    reconnect_timeout_s: float = 5.0   # per attempt; self-play then logs and keeps retrying
+
+    def validate(self) -> None:
+        _require(":" in self.url, "triton.url", "must be host:port")
+        _require(self.flavour in ("local", "production"), "triton.flavour", "must be local or production")
+        for key in ("http_port", "grpc_port", "metrics_port"):
+            _require(0 < getattr(self, key) < 65536, f"triton.{key}", "must be a port 1..65535")
+        _require(self.max_in_flight >= 1, "triton.max_in_flight", "must be >= 1")
+
+
+@dataclass(frozen=True)
+class StorageSection:
+    games_dir: str = "var/games"
+    model_repository: str = "var/model_repository"
+    checkpoint_dir: str = "var/checkpoints"
+
+    def validate(self) -> None:
+        for f in fields(self):
+            _require(bool(getattr(self, f.name)), f"storage.{f.name}", "must not be empty")
+
+
+@dataclass(frozen=True)
+class MetricsSection:
+    host: str = "127.0.0.1"        # containers set 0.0.0.0
+    selfplay_port: int = 9100
+    trainer_port: int = 9101
+
+    def validate(self) -> None:
+        for key in ("selfplay_port", "trainer_port"):
+            _require(0 <= getattr(self, key) < 65536, f"metrics.{key}", "must be a port (0 = off)")
+
+
+@dataclass(frozen=True)
+class SelfplaySection:
+    games_in_flight: int = 256
+    rounds_per_shard: int = 64
+    shard_max_seconds: float = 30.0    # flush a partial shard after this long
+    client_id: str = ""                # "" = hostname-pid
+    seed: int = -1                     # -1 = from the clock
+
+    def validate(self) -> None:
+        _require(1 <= self.games_in_flight <= 16384, "selfplay.games_in_flight", "must be 1..16384")
+        _require(self.rounds_per_shard >= 1, "selfplay.rounds_per_shard", "must be >= 1")
+        _require(self.shard_max_seconds > 0, "selfplay.shard_max_seconds", "must be > 0")
+
+
+@dataclass(frozen=True)
+class TrainerSection:
+    batch_size: int = 256
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-4
+    value_loss_weight: float = 1.0
+    steps_per_publish: int = 200
+    keep_versions: int = 5
+    window_min: int = 20_000           # positions; the window grows with data (KataGo style)
+    window_max: int = 500_000
+    window_growth: float = 0.25        # window = min(max, max(min, growth * positions seen))
+    sample_reuse: float = 4.0          # train at most this many samples per ingested position
+    min_positions: int = 2_000         # wait for this much data before the first step
+    checkpoint_every: int = 200        # steps
+    threads: int = 1                   # torch intra-op threads
+    seed: int = 0
+
+    def validate(self) -> None:
+        _require(self.batch_size >= 1, "trainer.batch_size", "must be >= 1")
+        _require(self.learning_rate > 0, "trainer.learning_rate", "must be > 0")
+        _require(self.steps_per_publish >= 1, "trainer.steps_per_publish", "must be >= 1")
+        _require(self.keep_versions >= 1, "trainer.keep_versions", "must be >= 1")
+        _require(1 <= self.window_min <= self.window_max, "trainer.window_min", "must be 1..window_max")
+        _require(0 < self.window_growth <= 1, "trainer.window_growth", "must be in (0, 1]")
+        _require(self.sample_reuse > 0, "trainer.sample_reuse", "must be > 0")
+        _require(self.checkpoint_every >= 1, "trainer.checkpoint_every", "must be >= 1")
+        _require(self.threads >= 1, "trainer.threads", "must be >= 1")
+
+
+@dataclass(frozen=True)
+class ArenaSection:
+    rounds: int = 400                  # duplicate deals; each is played once per seat rotation
+    games_in_flight: int = 256
+    search_preset: str = "light"
+
+    def validate(self) -> None:
+        _require(self.rounds >= 1, "arena.rounds", "must be >= 1")
+        _require(self.search_preset in SEARCH_PRESETS, "arena.search_preset",
+                 f"must be one of {sorted(SEARCH_PRESETS)}")
+
+
+@dataclass(frozen=True)
+class Config:
+    table: TableSection = field(default_factory=TableSection)
+    search: SearchSection = field(default_factory=SearchSection)
+    network: NetworkSection = field(default_factory=NetworkSection)
+    triton: TritonSection = field(default_factory=TritonSection)
+    storage: StorageSection = field(default_factory=StorageSection)
+    metrics: MetricsSection = field(default_factory=MetricsSection)
+    selfplay: SelfplaySection = field(default_factory=SelfplaySection)
+    trainer: TrainerSection = field(default_factory=TrainerSection)
+    arena: ArenaSection = field(default_factory=ArenaSection)
+
+    def validate(self) -> "Config":
+        for f in fields(self):
+            getattr(self, f.name).validate()
+        return self
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_toml(self) -> str:
+        """The configuration as TOML (round-trips through ``load``)."""
+        lines = []
+        for section, values in self.to_dict().items():
+            lines.append(f"[{section}]")
+            for key, value in values.items():
+                lines.append(f"{key} = {_toml_value(value)}")
+            lines.append("")
+        return "\n".join(lines)
+
+
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return repr(value)
+
+
+def _require(ok: bool, key: str, why: str) -> None:
+    if not ok:
+        raise ConfigError(f"config key '{key}' {why}")
+
+
+def _section_types(section_cls) -> dict[str, type]:
+    hints = typing.get_type_hints(section_cls)
+    return {f.name: hints[f.name] for f in fields(section_cls)}
+
+
+def _coerce(key: str, raw, typ: type):
+    """Convert ``raw`` (TOML value or string from env/CLI) to ``typ`` or raise naming ``key``."""
+    try:
+        if typ is bool:
+            if isinstance(raw, bool):
+                return raw
+            if isinstance(raw, str) and raw.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+                return raw.lower() in ("1", "true", "yes", "on")
+            raise ValueError
+        if typ is int:
+            if isinstance(raw, bool):
+                raise ValueError
+            if isinstance(raw, float) and not raw.is_integer():
+                raise ValueError
+            return int(raw)
+        if typ is float:
+            if isinstance(raw, bool):
+                raise ValueError
+            return float(raw)
+        if typ is str:
+            if not isinstance(raw, (str, int, float)) or isinstance(raw, bool):
+                raise ValueError
+            return str(raw)
+    except (TypeError, ValueError):
+        pass
+    raise ConfigError(f"config key '{key}' must be {typ.__name__}, got {raw!r}")
+
+
+def _apply(values: dict[str, dict], updates: dict, source: str) -> None:
+    sections = {f.name: f.type for f in fields(Config)}
+    for section, items in updates.items():
+        if section not in sections:
+            raise ConfigError(f"unknown config section '{section}' in {source} "
+                              f"(known: {', '.join(sorted(sections))})")
+        if not isinstance(items, dict):
+            raise ConfigError(f"config section '{section}' in {source} must be a table")
+        types = _section_types(typing.get_type_hints(Config)[section])
+        for key, raw in items.items():
+            if key not in types:
+                raise ConfigError(f"unknown config key '{section}.{key}' in {source} "
+                                  f"(known: {', '.join(sorted(types))})")
+            values.setdefault(section, {})[key] = _coerce(f"{section}.{key}", raw, types[key])
+
+
+def _parse_dotted(assignments: list[str], source: str) -> dict:
+    out: dict[str, dict] = {}
+    for item in assignments:
+        name, sep, value = item.partition("=")
+        section, dot, key = name.strip().partition(".")
+        if not sep or not dot or not section or not key:
+            raise ConfigError(f"bad override {item!r} in {source}: use section.key=value")
+        out.setdefault(section, {})[key] = value.strip()
+    return out
+
+
+def load(path: str | os.PathLike | None = None, overrides: list[str] | None = None,
+         env: dict[str, str] | None = None) -> Config:
+    """Build and validate the configuration from the layers described in the module doc."""
+    env = os.environ if env is None else env
+    values: dict[str, dict] = {}
+    path = path or env.get("BLOBZERO_CONFIG")
+    if path:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        try:
+            data = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+        _apply(values, data, str(path))
+    env_updates: dict[str, dict] = {}
+    for name, value in env.items():
+        if name.startswith(ENV_PREFIX):
+            section, sep, key = name[len(ENV_PREFIX):].lower().partition("__")
+            if not sep:
+                raise ConfigError(f"bad environment override {name}: use {ENV_PREFIX}SECTION__KEY")
+            env_updates.setdefault(section, {})[key] = value
+    _apply(values, env_updates, "the environment")
+    _apply(values, _parse_dotted(overrides or [], "--set"), "--set")
+    hints = typing.get_type_hints(Config)
+    sections = {name: hints[name](**values.get(name, {})) for name in hints}
+    return Config(**sections).validate()
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``--config`` and ``--set`` options every service takes."""
+    parser.add_argument("--config", metavar="PATH",
+                        help="TOML config file (default: $BLOBZERO_CONFIG, else built-in defaults)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="SECTION.KEY=VALUE", help="override one config key (repeatable)")
+
+
+def from_args(args: argparse.Namespace) -> Config:
+    return load(args.config, args.overrides)
+
+
+def from_args_or_exit(args: argparse.Namespace, command: str) -> Config:
+    """``from_args`` for a command's main(): a bad config prints one line and exits 2."""
+    try:
+        return from_args(args)
+    except ConfigError as exc:
+        import sys
+        print(f"blobzero {command}: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None

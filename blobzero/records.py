@@ -1,0 +1,39 @@
+"""Round records: the search's record dicts <-> the ``RoundRecord`` protobuf (proto/)."""
+from __future__ import annotations
+
+import time
+
+from blobcore.rules import NO_TRUMP
+from blobzero import records_pb2
+
+
+def to_proto(record: dict, client_id: str, model_version: int | None = None,
+             timestamp_ms: int | None = None) -> records_pb2.RoundRecord:
+    """Convert a finished-round dict from ``SearchPool.pop_finished`` (complete rounds only)."""
+    if not record.get("complete", True) or record.get("scores") is None:
+        raise ValueError("only complete rounds are recorded")
+    msg = records_pb2.RoundRecord(
+        n_players=record["n_players"], cards=record["cards"], dealer=record["dealer"],
+        trump=NO_TRUMP if record["trump"] is None else record["trump"],
+        actions=record["actions"], scores=record["scores"],
+        model_version=int(model_version if model_version is not None
+                          else (record.get("model_version") or 0)),
+        client_id=client_id, seed=record["seed"] & 0xFFFFFFFFFFFFFFFF,
+        timestamp_ms=int(time.time() * 1000) if timestamp_ms is None else timestamp_ms)
+    for hand in record["hands"]:
+        msg.hands.add(cards=hand)
+    for decision in record["decisions"]:
+        actions = sorted(decision["visits"])
+        msg.decisions.add(
+            ply=decision["ply"], player=decision["player"], actions=actions,
+            visits=[decision["visits"][a] for a in actions],
+            q=[decision["q"].get(a, 0.0) for a in actions],
+            root_value=decision["root_value"])
+    for key, value in record["search"].items():
+        setattr(msg.search, key, value)
+    return msg
+
+
+def positions(msg: records_pb2.RoundRecord) -> int:
+    """Training positions (searched decisions) in a record."""
+    return len(msg.decisions)

@@ -1,0 +1,62 @@
+"""The arena: duplicate deals with rotated seats, confidence intervals, agent specs."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from blobzero.arena import Agent, play, resolve_agent, seat_patterns
+from blobzero.config import load
+
+
+def test_seat_patterns_alternate_and_rotate():
+    assert seat_patterns(4) == [(0, 1, 0, 1), (1, 0, 1, 0)]
+    patterns = seat_patterns(3)
+    assert len(patterns) == 3
+    for seat in range(3):   # with an odd table every seat is A's as often as needed to balance
+        assert sorted(p[seat] for p in patterns) == [0, 0, 1]
+
+
+def test_random_against_itself_is_exactly_even():
+    """Same deal, same random stream, seats swapped: every deal's difference cancels."""
+    report = play(Agent("random", None), Agent("random", None), deals=150)
+    assert report["difference"] == pytest.approx(0.0, abs=1e-12)
+    assert not report["significant"]
+
+
+def test_a_searching_model_beats_random_play(tmp_path):
+    from trainer.export import export_fresh
+    onnx = export_fresh("tiny", tmp_path / "tiny.onnx", seed=0)
+    report = play(Agent("tiny", onnx), Agent("random", None), deals=200)
+    assert report["deals"] == 200 and report["plays_per_deal"] == 2
+    low, high = report["ci95"]
+    assert low < report["difference"] < high
+    assert report["difference"] > 0 and report["significant"]
+    assert report["a_mean_score"] > report["b_mean_score"]
+
+
+def test_agent_specs_resolve_or_explain(tmp_path):
+    cfg = load(None, [f"storage.model_repository={tmp_path / 'repo'}",
+                      f"storage.checkpoint_dir={tmp_path / 'ckpt'}"], env={})
+    assert resolve_agent("random", cfg).onnx is None
+    with pytest.raises(ValueError, match="model version 3"):
+        resolve_agent("v3", cfg)
+    with pytest.raises(ValueError, match="unknown agent"):
+        resolve_agent("strongest", cfg)
+    with pytest.raises(ValueError, match="no model versions"):
+        resolve_agent("latest", cfg)
+    archived = tmp_path / "ckpt" / "versions"
+    archived.mkdir(parents=True)
+    (archived / "v000003.onnx").write_bytes(b"x")
+    assert resolve_agent("v3", cfg).onnx == archived / "v000003.onnx"
+
+
+def test_cli_prints_json():
+    res = subprocess.run([sys.executable, "-m", "blobzero.cli", "arena", "--a", "random", "--b", "random",
+                          "--rounds", "20", "--json"], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    report = json.loads(res.stdout)
+    assert report["deals"] == 20 and report["difference"] == 0
+    res = subprocess.run([sys.executable, "-m", "blobzero.cli", "arena", "--a", "v99"],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2 and "model version 99" in res.stderr

@@ -1,0 +1,123 @@
+"""Training pieces on real self-play data: examples, the window, losses, the trainer service."""
+import itertools
+
+import numpy as np
+import pytest
+
+from blobcore import Round, encode
+from blobcore.search_config import LIGHT
+from blobzero.config import load
+from blobzero.records import to_proto
+from blobzero.shards import ShardWriter
+from selfplay_client.evaluator import UniformEvaluator
+from selfplay_client.runner import PooledSearch, round_specs
+from trainer.examples import BadRecord, concat, from_record
+from trainer.window import Window, window_capacity
+
+
+@pytest.fixture(scope="module")
+def protos():
+    search = PooledSearch(UniformEvaluator(), LIGHT, itertools.islice(round_specs(11, 4, (3, 6)), 40),
+                          n_games=20)
+    search.run()
+    return [to_proto(r, "t", model_version=1) for r in search.finished()]
+
+
+def test_examples_re_encode_each_searched_decision(protos):
+    rec = protos[0]
+    ex = from_record(rec)
+    assert len(ex) == len(rec.decisions)
+    rnd = Round.from_deal([list(h.cards) for h in rec.hands], None if rec.trump == 4 else rec.trump,
+                          rec.dealer)
+    decisions = {d.ply: d for d in rec.decisions}
+    row = 0
+    for ply, action in enumerate(rec.actions):
+        if ply in decisions:
+            obs, mask = encode(rnd)
+            np.testing.assert_array_equal(ex.states[row], obs)
+            np.testing.assert_array_equal(ex.masks[row], mask)
+            d = decisions[ply]
+            assert ex.policy[row].sum() == pytest.approx(1.0)
+            assert set(np.flatnonzero(ex.policy[row])) <= set(np.flatnonzero(mask))
+            # value target: final normalised scores, rotated so the mover is seat 0
+            expected = np.roll(np.array(rec.scores) / (10 + rec.cards), -d.player)
+            np.testing.assert_allclose(ex.value[row, :rec.n_players], expected, rtol=1e-6)
+            assert ex.seats[row].sum() == rec.n_players
+            row += 1
+        rnd.apply(action)
+
+
+def test_inconsistent_records_are_rejected(protos):
+    bad = type(protos[0])()
+    bad.CopyFrom(protos[0])
+    bad.scores[0] = 99
+    with pytest.raises(BadRecord, match="scores"):
+        from_record(bad)
+    bad.CopyFrom(protos[0])
+    bad.actions[-1] = 51 if bad.actions[-1] != 51 else 50
+    with pytest.raises(BadRecord):
+        from_record(bad)
+
+
+def test_window_keeps_the_newest_positions(protos):
+    ex = concat([from_record(r) for r in protos])
+    window = Window(100)
+    window.add(ex)
+    assert len(window) == 100
+    np.testing.assert_array_equal(window.store.states[(window.next - 1) % 100], ex.states[-1])
+    window.capacity = 10
+    sample = window.sample(500, np.random.default_rng(0))
+    newest = {ex.states[-k].tobytes() for k in range(1, 11)}
+    assert {row.tobytes() for row in sample.states} <= newest
+    assert window_capacity(0, 1000, 5000, 0.5) == 1000
+    assert window_capacity(4000, 1000, 5000, 0.5) == 2000
+    assert window_capacity(10**6, 1000, 5000, 0.5) == 5000
+
+
+def test_losses_use_one_log_softmax_and_learn(protos):
+    import torch
+    from trainer.blobnet import build
+    from trainer.losses import losses
+    ex = concat([from_record(r) for r in protos])
+    net = build("tiny", seed=0)
+    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+    net.train()
+    first = None
+    for _ in range(150):
+        p, v = losses(net, ex)
+        if first is None:
+            first = (p.item(), v.item())
+        opt.zero_grad()
+        (p + v).backward()
+        opt.step()
+    p, v = losses(net, ex)
+    # cross-entropy is bounded below by the targets' entropy: compare the KL parts
+    t = ex.policy
+    entropy = float(-(t * np.log(np.where(t > 0, t, 1))).sum(1).mean())
+    assert p.item() - entropy < 0.7 * (first[0] - entropy)
+    assert v.item() < 0.7 * first[1]
+
+
+def test_trainer_ingests_trains_publishes_and_resumes(tmp_path, protos):
+    from trainer.service import Trainer
+    overrides = [f"storage.games_dir={tmp_path / 'games'}",
+                 f"storage.model_repository={tmp_path / 'repo'}",
+                 f"storage.checkpoint_dir={tmp_path / 'ckpt'}",
+                 "network.preset=tiny", "metrics.trainer_port=0", "trainer.batch_size=32",
+                 "trainer.min_positions=50", "trainer.window_min=100", "trainer.steps_per_publish=10",
+                 "trainer.checkpoint_every=5", "trainer.sample_reuse=100"]
+    cfg = load(None, overrides, env={})
+    writer = ShardWriter(tmp_path / "games", "t", rounds_per_shard=10)
+    for rec in protos[:30]:
+        writer.add(rec)
+    writer.flush()
+    trainer = Trainer(cfg)
+    assert trainer.run(steps=25) == 0
+    assert trainer.progress.step == 25 and trainer.progress.version == 3   # v1 initial + 2 publishes
+    assert sorted(p.name for p in (tmp_path / "repo" / "blobnet").iterdir()) == ["1", "2", "3", "config.pbtxt"]
+    assert len(list((tmp_path / "ckpt" / "versions").glob("v*.onnx"))) == 3
+    resumed = Trainer(cfg)
+    assert resumed.run(steps=30) == 0
+    assert resumed.progress.step == 30
+    assert resumed.progress.positions_seen == trainer.progress.positions_seen  # nothing re-counted
+    assert len(resumed.window) == len(trainer.window)                          # window rebuilt

@@ -1,0 +1,26 @@
+"""BlobNet's training losses: one log-softmax over the legal actions (never a softmax twice).
+
+policy: cross-entropy between the search's visit distribution and the masked policy.
+value:  mean squared error over the seats at the table, per-seat normalised scores.
+"""
+from __future__ import annotations
+
+import torch
+
+from trainer.blobnet import BlobNet, masked_log_softmax
+from trainer.examples import Examples
+
+
+def losses(net: BlobNet, batch: Examples) -> tuple[torch.Tensor, torch.Tensor]:
+    """(policy loss, value loss) as scalar tensors for a batch of examples."""
+    states = torch.from_numpy(batch.states)
+    masks = torch.from_numpy(batch.masks)
+    target_policy = torch.from_numpy(batch.policy)
+    target_value = torch.from_numpy(batch.value)
+    seats = torch.from_numpy(batch.seats)
+    logits, value = net(states)
+    log_p = masked_log_softmax(logits, masks)
+    # target is 0 on illegal actions; where log_p is -1e9-ish the product is exactly 0
+    policy_loss = -(target_policy * torch.where(masks > 0.5, log_p, torch.zeros_like(log_p))).sum(1).mean()
+    value_loss = (((value - target_value) ** 2) * seats).sum(1).div(seats.sum(1).clamp(min=1)).mean()
+    return policy_loss, value_loss

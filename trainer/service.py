@@ -1,0 +1,282 @@
+"""``blobzero train``: the trainer service.
+
+Watches the game shards, keeps a sliding window of recent positions, trains BlobNet
+(policy cross-entropy against the search's visit distribution over legal actions, plus a
+per-seat value loss), publishes a new model version every ``steps_per_publish`` steps and
+checkpoints so a kill at any moment resumes with nothing lost. It is the only writer of
+the model repository. docs/architecture.md describes the failure cases.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import logging
+import signal
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from blobzero import config as configuration
+from blobzero.fsio import atomic_write_bytes, copy_file_synced
+from blobzero.netspec import MODEL_NAME
+from blobzero.shards import ShardReader
+from trainer.examples import BadRecord, concat, from_record
+from trainer.metrics import TrainerMetrics
+from trainer.window import Window, window_capacity
+
+log = logging.getLogger("blobzero.train")
+CHECKPOINT = "trainer.pt"
+
+
+@dataclass
+class Progress:
+    """Everything besides the weights that a resume needs (saved in the checkpoint)."""
+    step: int = 0
+    version: int = 0                   # newest version this trainer published
+    positions_seen: int = 0            # positions ingested in total
+    samples_trained: int = 0           # batch rows consumed by optimiser steps
+    ingested: list[str] = field(default_factory=list)   # shard file names, in ingest order
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    configuration.add_config_arguments(parser)
+    parser.add_argument("--steps", type=int, default=0, help="stop after this many steps in total")
+    parser.add_argument("--duration", type=float, default=0, help="stop after this many seconds")
+    parser.add_argument("--init-only", action="store_true",
+                        help="prepare the model repository (config + version 1) and exit")
+
+
+def main(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s train %(levelname)s %(message)s")
+    cfg = configuration.from_args_or_exit(args, "train")
+    return Trainer(cfg).run(steps=args.steps, duration=args.duration, init_only=args.init_only)
+
+
+class Trainer:
+    def __init__(self, cfg: configuration.Config):
+        import torch
+
+        from trainer.blobnet import build
+
+        self.cfg = cfg
+        self.t = cfg.trainer
+        torch.set_num_threads(self.t.threads)
+        torch.manual_seed(self.t.seed)
+        self.torch = torch
+        self.repo = Path(cfg.storage.model_repository)
+        self.model_dir = self.repo / MODEL_NAME
+        self.checkpoint_dir = Path(cfg.storage.checkpoint_dir)
+        self.archive = self.checkpoint_dir / "versions"     # every published ONNX, for rollbacks
+        self.net = build(cfg.network.preset, seed=self.t.seed)
+        self.optimizer = torch.optim.AdamW(self.net.parameters(), lr=self.t.learning_rate,
+                                           weight_decay=self.t.weight_decay)
+        self.progress = Progress()
+        self.window = Window(self.t.window_max)
+        self.reader = ShardReader(cfg.storage.games_dir)
+        self.metrics = TrainerMetrics()
+        self.rng = np.random.default_rng(self.t.seed)
+        self.stop = threading.Event()
+        self._ingested = set()
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def run(self, steps: int = 0, duration: float = 0, init_only: bool = False) -> int:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: self.stop.set())
+        self._prepare_repository()
+        resumed = self._load_checkpoint()
+        if not self._versions():
+            self._publish("initial weights")
+            self._save_checkpoint()
+        if init_only:
+            log.info("model repository %s ready (versions %s)", self.repo, self._versions())
+            return 0
+        self.metrics.serve(self.cfg.metrics.host, self.cfg.metrics.trainer_port)
+        self._report_published()
+        if resumed:
+            self._refill_window()
+        log.info("training %s (%d parameters) from %s; publishing every %d steps to %s",
+                 self.cfg.network.preset, sum(p.numel() for p in self.net.parameters()),
+                 self.reader.root, self.t.steps_per_publish, self.model_dir)
+        started = time.monotonic()
+        last_scan = 0.0
+        while not self.stop.is_set():
+            if steps and self.progress.step >= steps:
+                break
+            if duration and time.monotonic() - started >= duration:
+                break
+            if time.monotonic() - last_scan > 1.0:
+                self._ingest_new()
+                last_scan = time.monotonic()
+            if not self._may_train():
+                self.stop.wait(0.25)
+                continue
+            self._train_step()
+            if self.progress.step % self.t.steps_per_publish == 0:
+                self._publish(f"step {self.progress.step}")
+                self._save_checkpoint()
+            elif self.progress.step % self.t.checkpoint_every == 0:
+                self._save_checkpoint()
+        self._save_checkpoint()
+        log.info("stopped at step %d, version %d, %d positions ingested",
+                 self.progress.step, self.progress.version, self.progress.positions_seen)
+        return 0
+
+    def _report_published(self) -> None:
+        """After a restart, report the newest served version and when it was published, so
+        "trainer not publishing" alerts measure real silence, not process age."""
+        versions = self._versions()
+        if versions:
+            newest = self.model_dir / str(versions[-1])
+            self.metrics.published_version.set(versions[-1])
+            self.metrics.last_publish.set(newest.stat().st_mtime)
+
+    def _versions(self) -> list[int]:
+        from services.model_repository import list_versions
+        return list_versions(self.model_dir) if self.model_dir.is_dir() else []
+
+    def _prepare_repository(self) -> None:
+        """Write blobnet/config.pbtxt of the configured flavour (the trainer owns the repo)."""
+        from services import triton_config
+        self.model_dir.mkdir(parents=True, exist_ok=True)
+        if self.cfg.triton.flavour == "local":
+            triton_config.write_local_config(self.model_dir)
+        else:
+            target = self.model_dir / "config.pbtxt"
+            text = triton_config.PRODUCTION_CONFIG.read_text()
+            if not target.exists() or target.read_text() != text:
+                atomic_write_bytes(target, text.encode())
+
+    # -- data ------------------------------------------------------------------------------
+    def _ingest_new(self) -> None:
+        newest = None
+        for shard in self.reader.list():
+            name = shard.path.name
+            if name in self._ingested:
+                continue
+            examples = self._read_shard(shard.path)
+            self._ingested.add(name)
+            self.progress.ingested.append(name)
+            if examples is None:
+                continue
+            self.window.add(examples)
+            self.progress.positions_seen += len(examples)
+            self.metrics.positions.inc(len(examples))
+            newest = max(newest or 0.0, shard.mtime)
+        self.window.capacity = window_capacity(self.progress.positions_seen, self.t.window_min,
+                                               self.t.window_max, self.t.window_growth)
+        self.metrics.window.set(len(self.window))
+        if newest is not None:
+            self.metrics.data_lag.set(max(0.0, time.time() - newest))
+
+    def _read_shard(self, path: Path):
+        records = self.reader.read(path)
+        if not records:
+            return None
+        parts = []
+        for i, rec in enumerate(records):
+            try:
+                parts.append(from_record(rec))
+            except BadRecord as exc:
+                log.warning("skipping record %d of %s: %s", i, path.name, exc)
+        return concat(parts) if parts else None
+
+    def _refill_window(self) -> None:
+        """After a restart, reload the newest already-ingested shards into the window."""
+        names = list(reversed(self.progress.ingested))
+        self._ingested = set(self.progress.ingested)
+        parts, total = [], 0
+        capacity = window_capacity(self.progress.positions_seen, self.t.window_min,
+                                   self.t.window_max, self.t.window_growth)
+        for name in names:
+            if total >= capacity:
+                break
+            path = self.reader.root / name
+            if not path.exists():
+                continue
+            examples = self._read_shard(path)
+            if examples is not None:
+                parts.append(examples)
+                total += len(examples)
+        for examples in reversed(parts):
+            self.window.add(examples)
+        self.window.capacity = capacity
+        log.info("resumed at step %d: %d positions back in the window", self.progress.step,
+                 len(self.window))
+
+    def _may_train(self) -> bool:
+        if len(self.window) < min(self.t.min_positions, self.t.window_min):
+            return False
+        # Do not re-use each position more than sample_reuse times on average (overfitting).
+        return self.progress.samples_trained < self.t.sample_reuse * self.progress.positions_seen
+
+    # -- learning --------------------------------------------------------------------------
+    def _train_step(self) -> None:
+        from trainer.losses import losses
+        torch = self.torch
+        batch = self.window.sample(self.t.batch_size, self.rng)
+        self.net.train()
+        policy_loss, value_loss = losses(self.net, batch)
+        total = policy_loss + self.t.value_loss_weight * value_loss
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        torch.nn.utils.clip_grad_norm_(self.net.parameters(), 5.0)
+        self.optimizer.step()
+        self.net.eval()
+        self.progress.step += 1
+        self.progress.samples_trained += len(batch)
+        self.metrics.steps.inc()
+        self.metrics.loss.labels("policy").set(policy_loss.item())
+        self.metrics.loss.labels("value").set(value_loss.item())
+        self.metrics.loss.labels("total").set(total.item())
+        if self.progress.step % 50 == 0:
+            log.info("step %d: policy %.4f value %.5f window %d", self.progress.step,
+                     policy_loss.item(), value_loss.item(), len(self.window))
+
+    def _publish(self, why: str) -> int:
+        from services.model_repository import publish_version
+        from trainer.export import export_onnx
+        with tempfile.TemporaryDirectory(prefix="blobnet-export-") as tmp:
+            onnx_path = export_onnx(self.net, Path(tmp) / "model.onnx")
+            version = publish_version(self.repo, onnx_path, keep_last=self.t.keep_versions)
+            self.archive.mkdir(parents=True, exist_ok=True)
+            archived = self.archive / f"v{version:06d}.onnx"
+            staged = self.archive / f".v{version:06d}.onnx.tmp"
+            staged.unlink(missing_ok=True)
+            copy_file_synced(onnx_path, staged)
+            staged.replace(archived)
+        self.progress.version = version
+        self.metrics.published_version.set(version)
+        self.metrics.last_publish.set(time.time())
+        log.info("published version %d (%s)", version, why)
+        return version
+
+    # -- checkpoints -----------------------------------------------------------------------
+    def _save_checkpoint(self) -> None:
+        buffer = io.BytesIO()
+        self.torch.save({"net": self.net.state_dict(), "optimizer": self.optimizer.state_dict(),
+                         "progress": self.progress.__dict__, "network": self.cfg.network.preset,
+                         "rng": self.rng.bit_generator.state}, buffer)
+        atomic_write_bytes(self.checkpoint_dir / CHECKPOINT, buffer.getvalue())
+
+    def _load_checkpoint(self) -> bool:
+        path = self.checkpoint_dir / CHECKPOINT
+        if not path.exists():
+            return False
+        try:
+            state = self.torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as exc:  # an unreadable checkpoint must not be silently replaced
+            raise SystemExit(f"blobzero train: checkpoint {path} is unreadable ({exc}); move it "
+                             f"away to start fresh") from None
+        if state.get("network") != self.cfg.network.preset:
+            raise SystemExit(f"blobzero train: checkpoint {path} holds a '{state.get('network')}' "
+                             f"network but network.preset is '{self.cfg.network.preset}'")
+        self.net.load_state_dict(state["net"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.progress = Progress(**state["progress"])
+        self.rng.bit_generator.state = state["rng"]
+        self._ingested = set(self.progress.ingested)
+        return True
