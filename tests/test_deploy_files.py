@@ -1,0 +1,1033 @@
+"""Offline validation of the deployment files (issue 6): compose, Kubernetes, Dockerfiles, monitoring.
+
+Every check runs a real validator — the compose spec schema (check-jsonschema) and Docker Compose
+itself (`docker-compose config`), `kubectl kustomize` + `kubernetes-validate --strict`, hadolint
+and BuildKit's Dockerfile parser, promtool — and then checks what the validators cannot know:
+that the files agree with each other and with the one config (config/blobzero.toml, loaded by the
+real `blobzero.config.load`). The last section proves each validator rejects a broken file.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path, PurePosixPath
+
+import dockerfile
+import jsonschema
+import pytest
+import yaml
+
+from blobzero import config as blobzero_config
+from deploy_helpers import (CONFIG_FILE, DASHBOARDS_DIR, GRAFANA_PROVISIONING, MONITORING,
+                            PROMETHEUS_CONFIG, ROOT, RULE_TESTS, RULES_FILE, dashboard_panels,
+                            dashboard_queries, explain, load_dashboards, load_metric_names,
+                            promql_metric_names, rule_expressions, run, tool)
+
+COMPOSE = ROOT / "docker-compose.yml"
+COMPOSE_CPU = ROOT / "docker-compose.cpu.yml"
+DOCKER = ROOT / "docker"
+DOCKERFILES = {name: DOCKER / f"{name}.Dockerfile" for name in ("triton", "selfplay", "trainer")}
+OVERLAYS = ("gpu", "cpu-dev")
+BLOBZERO_SERVICES = ("triton", "selfplay", "trainer")
+K8S_VERSIONS = ("1.29.0", "1.37.0")          # oldest and newest schemas we validate against
+CRD_KINDS = {"PodMonitor", "ServiceMonitor", "PrometheusRule"}
+UID = 10001
+CONFIG = blobzero_config.load(CONFIG_FILE, env={})   # the repository's config, no overrides
+CONFIG_MOUNT = "/etc/blobzero/blobzero.toml"
+
+
+def blobzero_env_config(env: dict[str, str]) -> blobzero_config.Config:
+    """The config a container with environment ``env`` runs with: the real loader, real file."""
+    assert env.get("BLOBZERO_CONFIG", CONFIG_MOUNT) == CONFIG_MOUNT, env
+    return blobzero_config.load(CONFIG_FILE, env=env)
+
+
+# =================================================================================================
+# docker compose
+# =================================================================================================
+
+def compose_config(*files: Path) -> dict:
+    """Docker Compose's own merged, interpolated and validated model of ``files`` (JSON)."""
+    args = [tool("docker-compose"), "--project-directory", str(ROOT)]
+    for f in files:
+        args += ["-f", str(f)]
+    result = run(args + ["config", "--format", "json"], env={**os.environ, "COMPOSE_PROFILES": ""},
+                 cwd=ROOT)
+    assert result.returncode == 0, explain(result)
+    return json.loads(result.stdout)
+
+
+@pytest.fixture(scope="module")
+def compose_gpu() -> dict:
+    return compose_config(COMPOSE)
+
+
+@pytest.fixture(scope="module")
+def compose_cpu() -> dict:
+    return compose_config(COMPOSE, COMPOSE_CPU)
+
+
+def test_compose_file_matches_compose_spec_schema():
+    result = run([tool("check-jsonschema"), "--builtin-schema", "vendor.compose-spec", str(COMPOSE)])
+    assert result.returncode == 0, explain(result)
+
+
+@pytest.mark.parametrize("variant", ["gpu", "cpu"])
+def test_merged_compose_models_match_compose_spec_schema(variant, compose_gpu, compose_cpu, tmp_path):
+    """The CPU override uses `!reset`, which only Compose understands: validate what it merges to."""
+    model = compose_gpu if variant == "gpu" else compose_cpu
+    path = tmp_path / f"compose-{variant}.json"
+    path.write_text(json.dumps(model))
+    result = run([tool("check-jsonschema"), "--builtin-schema", "vendor.compose-spec", str(path)])
+    assert result.returncode == 0, explain(result)
+
+
+def _gpu_devices(service: dict) -> list[dict]:
+    devices = service.get("deploy", {}).get("resources", {}).get("reservations", {}).get("devices", [])
+    return [d for d in devices if "gpu" in d.get("capabilities", [])]
+
+
+def _volume(service: dict, target: str) -> dict:
+    for v in service.get("volumes", []):
+        if v["target"] == target:
+            return v
+    raise AssertionError(f"no volume mounted at {target}: {service.get('volumes')}")
+
+
+def test_compose_gpu_box_layout(compose_gpu):
+    services = compose_gpu["services"]
+    assert set(BLOBZERO_SERVICES) | {"prometheus", "grafana"} <= set(services)
+    triton, selfplay, trainer = (services[s] for s in BLOBZERO_SERVICES)
+
+    # Triton: GPU, shared memory, the models volume read-only, health on /v2/health/ready
+    assert _gpu_devices(triton) and _gpu_devices(triton)[0]["driver"] == "nvidia"
+    assert int(triton["shm_size"]) >= 256 << 20
+    models = _volume(triton, "/var/lib/blobzero/models")
+    assert models["type"] == "volume" and models["source"] == "models" and models["read_only"]
+    assert "/v2/health/ready" in " ".join(triton["healthcheck"]["test"])
+    assert triton["build"]["target"] == "gpu"
+    assert triton["environment"]["BLOBZERO__STORAGE__MODEL_REPOSITORY"] == \
+        trainer["environment"]["BLOBZERO__STORAGE__MODEL_REPOSITORY"]
+
+    # self-play: replicas, waits for a healthy Triton, writes games
+    assert int(selfplay["deploy"]["replicas"]) >= 1
+    assert selfplay["depends_on"]["triton"]["condition"] == "service_healthy"
+    assert _volume(selfplay, "/var/lib/blobzero/games")["source"] == "games"
+    assert not _gpu_devices(selfplay)
+
+    # trainer: GPU, the only service mounting the models volume writable
+    assert _gpu_devices(trainer)
+    writers = [name for name, svc in services.items() for v in svc.get("volumes", [])
+               if v.get("source") == "models" and not v.get("read_only")]
+    assert writers == ["trainer"]
+    assert _volume(trainer, "/var/lib/blobzero/games")["source"] == "games"
+    assert set(compose_gpu["volumes"]) >= {"games", "models", "checkpoints"}
+
+
+def test_compose_services_load_the_one_config(compose_gpu):
+    """Every BlobZero container's config (file + BLOBZERO__ env) loads through the real loader."""
+    services = compose_gpu["services"]
+    for name in ("selfplay", "trainer"):
+        svc = services[name]
+        assert svc["command"][-2:] == ["--config", CONFIG_MOUNT], svc["command"]
+        [mount] = svc["configs"]
+        assert mount["target"] == CONFIG_MOUNT
+        assert Path(compose_gpu["configs"][mount["source"]]["file"]) == CONFIG_FILE
+        cfg = blobzero_env_config(svc["environment"])
+        assert cfg.metrics.host == "0.0.0.0"
+        assert cfg.triton.flavour == "production"
+        host, port = cfg.triton.url.rsplit(":", 1)
+        assert host == "triton" and host in services and port == "8001"
+        assert PurePosixPath(cfg.storage.model_repository).parent == PurePosixPath("/var/lib/blobzero/models"), \
+            "the trainer must mount the repository's parent (staging must share its filesystem)"
+        assert _volume(svc, cfg.storage.games_dir)["source"] == "games"
+        port = cfg.metrics.selfplay_port if name == "selfplay" else cfg.metrics.trainer_port
+        assert svc["healthcheck"]["test"][-1] == f"http://127.0.0.1:{port}/metrics"
+    trainer_cfg = blobzero_env_config(services["trainer"]["environment"])
+    assert _volume(services["trainer"], trainer_cfg.storage.checkpoint_dir)["source"] == "checkpoints"
+
+
+def test_compose_blobzero_containers_are_hardened(compose_gpu):
+    for name in BLOBZERO_SERVICES:
+        svc = compose_gpu["services"][name]
+        assert svc["user"] == f"{UID}:{UID}", name
+        assert svc["read_only"] is True, name
+        assert svc["cap_drop"] == ["ALL"], name
+        assert "no-new-privileges:true" in svc["security_opt"], name
+        assert any(t.startswith("/tmp") for t in svc["tmpfs"]), name
+
+
+def test_compose_cpu_override_removes_every_gpu(compose_cpu):
+    services = compose_cpu["services"]
+    assert not [name for name, svc in services.items() if _gpu_devices(svc)]
+    assert services["triton"]["build"]["target"] == "cpu"
+    assert "--allow-gpu-metrics=false" in services["triton"]["command"]
+    for name in ("selfplay", "trainer"):
+        assert blobzero_env_config(services[name]["environment"]).triton.flavour == "local"
+    assert "download.pytorch.org/whl/cpu" in services["trainer"]["build"]["args"]["TORCH_INDEX_URL"]
+
+
+def test_compose_monitoring_wiring(compose_gpu):
+    services = compose_gpu["services"]
+    prometheus, grafana = services["prometheus"], services["grafana"]
+    assert Path(_volume(prometheus, "/etc/prometheus")["source"]) == PROMETHEUS_CONFIG.parent
+    assert f"--config.file=/etc/prometheus/{PROMETHEUS_CONFIG.name}" in prometheus["command"]
+    assert Path(_volume(grafana, "/etc/grafana/provisioning")["source"]) == GRAFANA_PROVISIONING
+    dashboards_mount = _volume(grafana, "/var/lib/grafana/dashboards")
+    assert Path(dashboards_mount["source"]) == DASHBOARDS_DIR
+    home = grafana["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+    assert (DASHBOARDS_DIR / PurePosixPath(home).relative_to(dashboards_mount["target"])).is_file()
+
+    provider = yaml.safe_load((GRAFANA_PROVISIONING / "dashboards" / "blobzero.yml").read_text())
+    assert [p["options"]["path"] for p in provider["providers"]] == [dashboards_mount["target"]]
+    datasources = yaml.safe_load((GRAFANA_PROVISIONING / "datasources" / "prometheus.yml").read_text())
+    [ds] = datasources["datasources"]
+    assert ds["type"] == "prometheus" and ds["url"] == "http://prometheus:9090"
+
+
+def test_prometheus_scrape_targets_match_compose_and_config(compose_gpu):
+    """Job names, service names and ports agree with compose and config/blobzero.toml."""
+    jobs = {job["job_name"]: job for job in yaml.safe_load(PROMETHEUS_CONFIG.read_text())["scrape_configs"]}
+    assert jobs["triton"]["static_configs"] == [{"targets": ["triton:8002"]}]
+    assert jobs["trainer"]["static_configs"] == [{"targets": [f"trainer:{CONFIG.metrics.trainer_port}"]}]
+    [dns] = jobs["selfplay"]["dns_sd_configs"]          # one A record per replica
+    assert dns == {**dns, "names": ["selfplay"], "type": "A", "port": CONFIG.metrics.selfplay_port}
+    for job in ("triton", "trainer", "selfplay"):
+        assert job in compose_gpu["services"]
+
+
+# =================================================================================================
+# Dockerfiles
+# =================================================================================================
+
+def parse_stages(path: Path) -> list[dict]:
+    """Stages of a Dockerfile, parsed by BuildKit's own parser: name, base, instructions."""
+    stages: list[dict] = []
+    for cmd in dockerfile.parse_file(str(path)):
+        if cmd.cmd == "FROM":
+            value = [v for v in cmd.value]
+            name = value[2] if len(value) >= 3 and value[1].upper() == "AS" else None
+            stages.append({"name": name, "base": value[0], "cmds": []})
+        else:
+            assert stages, f"{path}: instruction before FROM"
+            stages[-1]["cmds"].append(cmd)
+    return stages
+
+
+def effective(stages: list[dict], stage: dict, instruction: str):
+    """The last ``instruction`` in ``stage``, following FROM <earlier stage> like Docker does."""
+    by_name = {s["name"]: s for s in stages if s["name"]}
+    while stage is not None:
+        found = [c for c in stage["cmds"] if c.cmd == instruction]
+        if found:
+            return found[-1]
+        stage = by_name.get(stage["base"])
+    return None
+
+
+def runtime_stages(name: str, stages: list[dict]) -> list[dict]:
+    """Stages that ship: the default (last) one, plus the cpu target of the Triton image."""
+    return [s for s in stages if s is stages[-1] or (name == "triton" and s["name"] == "cpu")]
+
+
+@pytest.mark.parametrize("name", sorted(DOCKERFILES))
+def test_dockerfile_passes_hadolint(name):
+    result = run([tool("hadolint"), "--config", str(DOCKER / "hadolint.yaml"), "--no-color",
+                  str(DOCKERFILES[name])])
+    assert result.returncode == 0, explain(result)
+
+
+@pytest.mark.parametrize("name", sorted(DOCKERFILES))
+def test_dockerfile_is_multistage_pinned_nonroot_with_healthcheck(name):
+    stages = parse_stages(DOCKERFILES[name])
+    assert len(stages) >= 2, "multi-stage build expected"
+    names = {s["name"] for s in stages}
+    for stage in stages:
+        if stage["base"] in names:
+            continue
+        image, _, tag = stage["base"].rpartition(":")
+        assert image and tag and tag != "latest" and "$" not in stage["base"], \
+            f"{name}: base image {stage['base']!r} must be pinned to a release tag"
+    for stage in runtime_stages(name, stages):
+        user = effective(stages, stage, "USER")
+        assert user is not None and user.value[0].split(":")[0] not in ("0", "root"), \
+            f"{name}:{stage['name']} must end as a non-root user"
+        assert user.value[0].split(":")[0] == str(UID)
+        health = effective(stages, stage, "HEALTHCHECK")
+        assert health is not None and health.value[0] == "CMD", f"{name}:{stage['name']} lacks a HEALTHCHECK"
+
+
+def _healthcheck_url(name: str, stage_name: str | None = None) -> str:
+    stages = parse_stages(DOCKERFILES[name])
+    stage = next(s for s in stages if s["name"] == stage_name) if stage_name else stages[-1]
+    return re.search(r"http://127\.0\.0\.1:\d+/[\w/.]*", effective(stages, stage, "HEALTHCHECK").original).group()
+
+
+def test_dockerfile_healthchecks_use_the_configured_ports():
+    assert _healthcheck_url("selfplay") == f"http://127.0.0.1:{CONFIG.metrics.selfplay_port}/metrics"
+    assert _healthcheck_url("trainer") == f"http://127.0.0.1:{CONFIG.metrics.trainer_port}/metrics"
+    assert _healthcheck_url("triton") == "http://127.0.0.1:8000/v2/health/ready"
+    assert _healthcheck_url("triton", "cpu") == "http://127.0.0.1:8000/v2/health/ready"
+
+
+def _requirements_pins(path: Path) -> dict[str, str]:
+    pins = {}
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            name, sep, version = line.partition("==")
+            assert sep and version, f"{path}: {line!r} is not pinned with =="
+            pins[re.sub(r"[-_.]+", "-", name).lower()] = version
+    return pins
+
+
+def _pip_installs(stages: list[dict]) -> list[str]:
+    """Each ``pip install ...`` command in RUN instructions (continuations joined)."""
+    commands = []
+    for stage in stages:
+        for cmd in stage["cmds"]:
+            if cmd.cmd == "RUN":
+                for part in re.split(r"&&|;|\bthen\b|\belse\b", " ".join(cmd.value)):
+                    part = part.strip()
+                    if re.match(r"pip install\b", part):
+                        commands.append(part)
+    return commands
+
+
+@pytest.mark.parametrize("name", sorted(DOCKERFILES))
+def test_dockerfile_dependencies_are_pinned(name):
+    """Every pip install takes exact versions: `--constraint requirements.txt` for packages the
+    lock pins, `==` inline otherwise, or a requirements file whose every line is `==`."""
+    locked = _requirements_pins(ROOT / "requirements.txt")
+    installs = _pip_installs(parse_stages(DOCKERFILES[name]))
+    assert installs, f"{name}: no pip install found"
+    for command in installs:
+        words = [w.strip('"\'') for w in command.split()[2:]]
+        if "--requirement" in words or "-r" in words:
+            req = words[words.index("--requirement" if "--requirement" in words else "-r") + 1]
+            _requirements_pins(DOCKER / Path(req).name)      # asserts every line is pinned
+            continue
+        if words[-2:] == ["-e", "."]:                          # the project itself, built in place
+            assert "--no-deps" in words, f"{name}: `{command}` must not resolve dependencies"
+            continue
+        constrained = "--constraint" in words and words[words.index("--constraint") + 1] == "requirements.txt"
+        skip_next = False
+        for word in words:
+            if skip_next:
+                skip_next = False
+                continue
+            if word.startswith("-"):
+                skip_next = word in ("--constraint", "-c", "--index-url", "--extra-index-url")
+                continue
+            package, sep, version = word.partition("==")
+            key = re.sub(r"[-_.]+", "-", re.sub(r"\[.*\]", "", package)).lower()
+            assert sep or (constrained and key in locked), \
+                f"{name}: {word!r} in `{command}` is pinned neither inline nor by requirements.txt"
+
+
+@pytest.mark.parametrize("name", ["selfplay", "trainer"])
+def test_dockerfile_builds_cython_in_the_image(name):
+    stages = parse_stages(DOCKERFILES[name])
+    build, runtime = stages[0], stages[-1]
+    runs = " ".join(" ".join(c.value) for c in build["cmds"] if c.cmd == "RUN")
+    assert "setup.py build_ext --inplace" in runs and "pip install --no-deps --no-build-isolation -e ." in runs
+    copies_from_build = [c for c in runtime["cmds"] if c.cmd == "COPY" and f"--from={build['name']}" in c.flags]
+    assert {c.value[0] for c in copies_from_build} == {"/opt/venv", "/app"}
+    cmd = effective(stages, runtime, "CMD").value
+    entry = effective(stages, runtime, "ENTRYPOINT").value
+    assert entry == ("blobzero",) and cmd == ("selfplay" if name == "selfplay" else "train", "--config", CONFIG_MOUNT)
+
+
+def test_triton_image_uses_the_official_server_and_ships_the_cpu_backend():
+    stages = parse_stages(DOCKERFILES["triton"])
+    assert re.fullmatch(r"nvcr\.io/nvidia/tritonserver:\d\d\.\d\d-py3", stages[0]["base"])
+    assert [s["name"] for s in stages][-1] == "gpu", "the default target must be the GPU image"
+    cpu = next(s for s in stages if s["name"] == "cpu")
+    copies = {c.value[-1]: c.value[0] for c in cpu["cmds"] if c.cmd == "COPY"}
+    assert copies["/opt/tritonserver/backends/blobnet_ort/model.py"] == "services/blobnet_ort/model.py"
+    from services.triton_config import LOCAL_BACKEND
+    assert LOCAL_BACKEND == "blobnet_ort"
+
+
+def _dockerignore_patterns() -> list[tuple[bool, str]]:
+    patterns = []
+    for line in (ROOT / ".dockerignore").read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            negate = line.startswith("!")
+            patterns.append((negate, line.lstrip("!").strip("/")))
+    return patterns
+
+
+def _glob_regex(pattern: str) -> re.Pattern:
+    out = ""
+    i = 0
+    while i < len(pattern):
+        if pattern.startswith("**/", i):
+            out, i = out + "(?:.*/)?", i + 3
+        elif pattern.startswith("**", i):
+            out, i = out + ".*", i + 2
+        elif pattern[i] == "*":
+            out, i = out + "[^/]*", i + 1
+        elif pattern[i] == "?":
+            out, i = out + "[^/]", i + 1
+        else:
+            out, i = out + re.escape(pattern[i]), i + 1
+    return re.compile(out + "(?:/.*)?")      # a matched directory excludes everything under it
+
+
+def dockerignored(path: str) -> bool:
+    """Docker's .dockerignore semantics: last matching pattern wins, `!` re-includes."""
+    ignored = False
+    for negate, pattern in _dockerignore_patterns():
+        if _glob_regex(pattern).fullmatch(path):
+            ignored = not negate
+    return ignored
+
+
+def test_dockerignore_keeps_every_copied_file_and_drops_local_builds():
+    sources = set()
+    for path in DOCKERFILES.values():
+        for stage in parse_stages(path):
+            for cmd in stage["cmds"]:
+                if cmd.cmd == "COPY" and not any(f.startswith("--from") for f in cmd.flags):
+                    sources.update(v.rstrip("/") for v in cmd.value[:-1])
+    for source in sorted(sources):
+        assert (ROOT / source).exists(), f"COPY source {source} does not exist"
+        assert not dockerignored(source), f"COPY source {source} is excluded by .dockerignore"
+        if (ROOT / source).is_dir():
+            for file in (ROOT / source).rglob("*"):
+                rel = file.relative_to(ROOT).as_posix()
+                if file.is_file() and not dockerignored(rel) and "__pycache__" in rel:
+                    raise AssertionError(f"{rel} would enter the image")
+    for local in (".venv/bin/python", "var/games/x", ".git/HEAD", "blobcore/rules.c",
+                  "blobcore/rules.cpython-311-x86_64-linux-gnu.so", "blobzero/records_pb2.py",
+                  "build/lib/x.py", "services/__pycache__/x.pyc"):
+        assert dockerignored(local), f"{local} must not be sent to the build"
+    # The build needs these (pyproject names README.md as the readme; setup.py builds blobcore).
+    for needed in ("pyproject.toml", "setup.py", "README.md", "blobcore/rules.pyx", "requirements.txt",
+                   "config/blobzero.toml", "model_repository/blobnet/config.pbtxt"):
+        assert not dockerignored(needed), needed
+
+
+class _Handler(BaseHTTPRequestHandler):
+    def do_GET(self):
+        status = 200 if self.path == "/metrics" else 503
+        self.send_response(status)
+        self.end_headers()
+        self.wfile.write(b"ok\n")
+
+    def log_message(self, *args):
+        pass
+
+
+def test_healthcheck_script_reports_http_status():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    script = str(DOCKER / "healthcheck.py")
+    python = sys.executable
+    try:
+        port = server.server_address[1]
+        assert run([python, script, f"http://127.0.0.1:{port}/metrics"]).returncode == 0
+        bad = run([python, script, f"http://127.0.0.1:{port}/v2/health/ready"])
+        assert bad.returncode == 1 and "503" in bad.stderr
+    finally:
+        server.shutdown()
+        server.server_close()
+    closed = run([python, script, f"http://127.0.0.1:{port}/metrics", "1"])
+    assert closed.returncode == 1 and "unhealthy" in closed.stderr
+
+
+def test_triton_entrypoint_waits_for_the_repository_then_execs_tritonserver(tmp_path):
+    """The real entry point script, with a stand-in `tritonserver` on PATH recording its argv."""
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    argv_file = tmp_path / "argv"
+    (fake_bin / "tritonserver").write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > {argv_file}\n')
+    (fake_bin / "tritonserver").chmod(0o755)
+    repo = tmp_path / "models" / "repository"
+    env = {"PATH": f"{fake_bin}:/usr/bin:/bin", "BLOBZERO__STORAGE__MODEL_REPOSITORY": str(repo),
+           "BLOBZERO_REPOSITORY_WAIT_S": "20", "TRITON_POLL_SECS": "7"}
+    proc = subprocess.Popen(["/bin/sh", str(DOCKER / "triton-entrypoint.sh"), "--allow-gpu-metrics=false"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.0)
+    assert proc.poll() is None, "must wait while the repository does not exist"
+    repo.mkdir(parents=True)
+    out, err = proc.communicate(timeout=10)
+    assert proc.returncode == 0, err
+    assert "waiting for the trainer" in err
+    argv = argv_file.read_text().split()
+    assert f"--model-repository={repo}" in argv and "--model-control-mode=poll" in argv
+    assert "--repository-poll-secs=7" in argv and argv[-1] == "--allow-gpu-metrics=false"
+    assert {"--http-port=8000", "--grpc-port=8001", "--metrics-port=8002"} <= set(argv)
+
+    gone = run(["/bin/sh", str(DOCKER / "triton-entrypoint.sh")],
+               env={**env, "BLOBZERO__STORAGE__MODEL_REPOSITORY": str(tmp_path / "never"),
+                    "BLOBZERO_REPOSITORY_WAIT_S": "0"})
+    assert gone.returncode == 1 and "still does not exist" in gone.stderr
+
+
+# =================================================================================================
+# Kubernetes
+# =================================================================================================
+
+def kustomize(path: Path) -> subprocess.CompletedProcess:
+    return run([tool("kubectl"), "kustomize", str(path)])
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory) -> dict[str, tuple[Path, list[dict]]]:
+    """overlay -> (rendered YAML file, its documents)."""
+    out = {}
+    directory = tmp_path_factory.mktemp("k8s")
+    for overlay in OVERLAYS:
+        result = kustomize(ROOT / "k8s" / "overlays" / overlay)
+        assert result.returncode == 0, explain(result)
+        path = directory / f"{overlay}.yaml"
+        path.write_text(result.stdout)
+        out[overlay] = (path, [d for d in yaml.safe_load_all(result.stdout) if d])
+    return out
+
+
+def objects(docs: list[dict], kind: str) -> dict[str, dict]:
+    return {d["metadata"]["name"]: d for d in docs if d["kind"] == kind}
+
+
+def pod_spec(obj: dict) -> dict:
+    if obj["kind"] == "CronJob":
+        return obj["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    return obj["spec"]["template"]["spec"]
+
+
+def pod_labels(obj: dict) -> dict:
+    if obj["kind"] == "CronJob":
+        return obj["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"]
+    return obj["spec"]["template"]["metadata"]["labels"]
+
+
+def workloads(docs: list[dict]) -> dict[str, dict]:
+    return {d["metadata"]["name"]: d for d in docs if d["kind"] in ("Deployment", "CronJob")}
+
+
+def component(obj: dict) -> str:
+    return pod_labels(obj)["app.kubernetes.io/component"]
+
+
+def test_base_renders():
+    result = kustomize(ROOT / "k8s" / "base")
+    assert result.returncode == 0, explain(result)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+@pytest.mark.parametrize("version", K8S_VERSIONS)
+def test_overlay_validates_strictly_against_kubernetes_schemas(overlay, version, rendered):
+    """kubernetes-validate --strict on the rendered overlay. The prometheus-operator CRDs have no
+    bundled schema; they are the only kinds allowed to be skipped, and are checked below."""
+    path, docs = rendered[overlay]
+    result = run([tool("kubernetes-validate"), "--strict", "-k", version, str(path)])
+    assert result.returncode == 0, explain(result)
+    skipped = re.findall(r"Couldn't find schema for kind (\w+)", result.stdout + result.stderr)
+    assert set(skipped) <= CRD_KINDS, explain(result)
+    assert len(skipped) == sum(d["kind"] in CRD_KINDS for d in docs)
+    assert "ERROR" not in result.stdout + result.stderr
+
+
+# Structural schemas for the prometheus-operator objects we use (field names and types of
+# monitoring.coreos.com/v1; unknown fields rejected like --strict does for built-in kinds).
+_SELECTOR = {"type": "object", "additionalProperties": False, "minProperties": 1, "properties": {
+    "matchLabels": {"type": "object", "additionalProperties": {"type": "string"}},
+    "matchExpressions": {"type": "array"}}}
+_ENDPOINT = {"type": "object", "additionalProperties": False, "required": ["port"], "properties": {
+    "port": {"type": "string"}, "path": {"type": "string", "pattern": "^/"},
+    "interval": {"type": "string", "pattern": r"^\d+[smh]$"}, "scheme": {"enum": ["http", "https"]}}}
+_METADATA = {"type": "object", "required": ["name", "namespace", "labels"], "properties": {
+    "name": {"type": "string"}, "namespace": {"type": "string"},
+    "labels": {"type": "object", "required": ["release"]}}}
+CRD_SCHEMAS = {
+    "PodMonitor": {"type": "object", "required": ["apiVersion", "kind", "metadata", "spec"], "properties": {
+        "apiVersion": {"const": "monitoring.coreos.com/v1"}, "metadata": _METADATA,
+        "spec": {"type": "object", "additionalProperties": False,
+                 "required": ["selector", "podMetricsEndpoints"], "properties": {
+                     "jobLabel": {"type": "string"}, "selector": _SELECTOR,
+                     "namespaceSelector": {"type": "object"},
+                     "podMetricsEndpoints": {"type": "array", "minItems": 1, "items": _ENDPOINT}}}}},
+    "ServiceMonitor": {"type": "object", "required": ["apiVersion", "kind", "metadata", "spec"], "properties": {
+        "apiVersion": {"const": "monitoring.coreos.com/v1"}, "metadata": _METADATA,
+        "spec": {"type": "object", "additionalProperties": False, "required": ["selector", "endpoints"],
+                 "properties": {
+                     "jobLabel": {"type": "string"}, "selector": _SELECTOR,
+                     "namespaceSelector": {"type": "object"},
+                     "endpoints": {"type": "array", "minItems": 1, "items": _ENDPOINT}}}}},
+    "PrometheusRule": {"type": "object", "required": ["apiVersion", "kind", "metadata", "spec"], "properties": {
+        "apiVersion": {"const": "monitoring.coreos.com/v1"}, "metadata": _METADATA,
+        "spec": {"type": "object", "additionalProperties": False, "required": ["groups"], "properties": {
+            "groups": {"type": "array", "minItems": 1, "items": {
+                "type": "object", "additionalProperties": False, "required": ["name", "rules"],
+                "properties": {"name": {"type": "string"}, "interval": {"type": "string"},
+                               "rules": {"type": "array", "items": {
+                                   "type": "object", "additionalProperties": False, "required": ["expr"],
+                                   "oneOf": [{"required": ["alert"]}, {"required": ["record"]}],
+                                   "properties": {"alert": {"type": "string"}, "record": {"type": "string"},
+                                                  "expr": {"type": "string"}, "for": {"type": "string"},
+                                                  "labels": {"type": "object"},
+                                                  "annotations": {"type": "object"}}}}}}}}}}},
+}
+
+
+def selector_matches(selector: dict, labels: dict) -> bool:
+    if not all(labels.get(k) == v for k, v in selector.get("matchLabels", {}).items()):
+        return False
+    for expression in selector.get("matchExpressions", []):
+        value, op = labels.get(expression["key"]), expression["operator"]
+        if op == "In" and value not in expression["values"]:
+            return False
+        if op == "NotIn" and value in expression["values"]:
+            return False
+        if op == "Exists" and expression["key"] not in labels:
+            return False
+        if op == "DoesNotExist" and expression["key"] in labels:
+            return False
+    return True
+
+
+def container_port(container: dict, name_or_number) -> int:
+    for port in container.get("ports", []):
+        if name_or_number in (port.get("name"), port["containerPort"]):
+            return port["containerPort"]
+    raise AssertionError(f"container {container['name']} has no port {name_or_number!r}")
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_prometheus_operator_objects(overlay, rendered):
+    """CRD objects are well-formed and select what they should: every workload scraped exactly
+    once, by named ports that exist, with job labels equal to the compose job names."""
+    _, docs = rendered[overlay]
+    for doc in docs:
+        if doc["kind"] in CRD_KINDS:
+            jsonschema.validate(doc, CRD_SCHEMAS[doc["kind"]])
+    deployments = objects(docs, "Deployment")
+    services = objects(docs, "Service")
+    scraped: dict[str, list[int]] = {}
+    for monitor in objects(docs, "PodMonitor").values():
+        [target] = [d for d in deployments.values() if selector_matches(monitor["spec"]["selector"], pod_labels(d))]
+        [endpoint] = monitor["spec"]["podMetricsEndpoints"]
+        [container] = pod_spec(target)["containers"]
+        scraped.setdefault(pod_labels(target)[monitor["spec"]["jobLabel"]], []).append(
+            container_port(container, endpoint["port"]))
+    for monitor in objects(docs, "ServiceMonitor").values():
+        [service] = [s for s in services.values() if selector_matches(monitor["spec"]["selector"], s["metadata"]["labels"])]
+        [endpoint] = monitor["spec"]["endpoints"]
+        [port] = [p for p in service["spec"]["ports"] if p["name"] == endpoint["port"]]
+        [target] = [d for d in deployments.values() if selector_matches({"matchLabels": service["spec"]["selector"]}, pod_labels(d))]
+        [container] = pod_spec(target)["containers"]
+        assert container_port(container, port["targetPort"]) == port["port"]
+        scraped.setdefault(service["metadata"]["labels"][monitor["spec"]["jobLabel"]], []).append(port["port"])
+    assert scraped == {"selfplay": [CONFIG.metrics.selfplay_port], "trainer": [CONFIG.metrics.trainer_port],
+                       "triton": [8002]}
+    [rule] = objects(docs, "PrometheusRule").values()
+    assert rule["spec"]["groups"] == yaml.safe_load(RULES_FILE.read_text())["groups"]
+
+
+def test_generated_copies_are_up_to_date():
+    """k8s/base/blobzero.toml and monitoring/k8s/prometheusrule.yaml equal their sources."""
+    result = run([sys.executable, str(ROOT / "k8s" / "generate.py"), "--check"])
+    assert result.returncode == 0, explain(result)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_k8s_config_is_the_one_config(overlay, rendered):
+    _, docs = rendered[overlay]
+    configmaps = objects(docs, "ConfigMap")
+    [config_map] = [c for n, c in configmaps.items() if n.startswith("blobzero-config-")]
+    assert config_map["data"] == {"blobzero.toml": CONFIG_FILE.read_text()}, \
+        "the ConfigMap must carry config/blobzero.toml unchanged (overrides go through blobzero-env)"
+    [env_map] = [c for n, c in configmaps.items() if n.startswith("blobzero-env-")]
+    cfg = blobzero_env_config(env_map["data"])
+    assert cfg.metrics.host == "0.0.0.0"
+    assert cfg.triton.flavour == ("production" if overlay == "gpu" else "local")
+    host, port = cfg.triton.url.rsplit(":", 1)
+    triton_service = objects(docs, "Service")[host]
+    assert int(port) in [p["port"] for p in triton_service["spec"]["ports"] if p["name"] == "grpc"]
+    for name, workload in workloads(docs).items():
+        spec = pod_spec(workload)
+        volumes = {v["name"]: v for v in spec.get("volumes", [])}
+        for container in spec["containers"]:
+            if component(workload) == "triton":
+                continue
+            assert container["envFrom"] == [{"configMapRef": {"name": env_map["metadata"]["name"]}}]
+            mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+            assert volumes[mounts["/etc/blobzero"]["name"]]["configMap"]["name"] == config_map["metadata"]["name"]
+            assert CONFIG_MOUNT in " ".join(container.get("args", [])), name
+    # Triton serves the same repository path the trainer publishes to.
+    [triton] = [w for w in workloads(docs).values() if component(w) == "triton"]
+    env = {e["name"]: e["value"] for e in pod_spec(triton)["containers"][0]["env"]}
+    assert env["BLOBZERO__STORAGE__MODEL_REPOSITORY"] == cfg.storage.model_repository
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_k8s_pods_are_hardened_and_bounded(overlay, rendered):
+    _, docs = rendered[overlay]
+    for name, workload in workloads(docs).items():
+        spec = pod_spec(workload)
+        assert spec["securityContext"]["runAsNonRoot"] is True and spec["securityContext"]["runAsUser"] == UID
+        assert spec["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+        assert spec.get("automountServiceAccountToken") is False, name
+        volumes = {v["name"]: v for v in spec["volumes"]}
+        for container in spec.get("initContainers", []) + spec["containers"]:
+            where = f"{overlay}/{name}/{container['name']}"
+            sc = container["securityContext"]
+            assert sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False, where
+            assert sc["capabilities"]["drop"] == ["ALL"] and "add" not in sc["capabilities"], where
+            for kind in ("requests", "limits"):
+                assert {"cpu", "memory"} <= set(container["resources"][kind]), where
+            if container in spec["containers"]:
+                tmp = [m for m in container["volumeMounts"] if m["mountPath"] == "/tmp"]
+                assert tmp and "emptyDir" in volumes[tmp[0]["name"]], f"{where}: writable /tmp must be an emptyDir"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_k8s_probes_and_ports(overlay, rendered):
+    _, docs = rendered[overlay]
+    for name, deployment in objects(docs, "Deployment").items():
+        [container] = pod_spec(deployment)["containers"]
+        for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+            get = container[probe]["httpGet"]
+            container_port(container, get["port"])          # the named port exists
+        if component(deployment) == "triton":
+            assert container["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+            assert container["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
+            assert {p["name"]: p["containerPort"] for p in container["ports"]} == \
+                {"http": 8000, "grpc": 8001, "metrics": 8002}
+        else:
+            port = CONFIG.metrics.selfplay_port if component(deployment) == "selfplay" else CONFIG.metrics.trainer_port
+            assert container_port(container, "metrics") == port
+            assert container["readinessProbe"]["httpGet"]["path"] == "/metrics"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_k8s_storage_and_single_writer(overlay, rendered):
+    _, docs = rendered[overlay]
+    pvcs = objects(docs, "PersistentVolumeClaim")
+    expected_mode = ["ReadWriteMany"] if overlay == "gpu" else ["ReadWriteOnce"]
+    assert pvcs["blobzero-games"]["spec"]["accessModes"] == expected_mode
+    assert pvcs["blobzero-models"]["spec"]["accessModes"] == expected_mode
+    writers = []
+    for name, workload in workloads(docs).items():
+        spec = pod_spec(workload)
+        volumes = {v["name"]: v for v in spec["volumes"]}
+        for container in spec["containers"]:
+            for mount in container.get("volumeMounts", []):
+                claim = volumes[mount["name"]].get("persistentVolumeClaim", {}).get("claimName")
+                assert claim is None or claim in pvcs, f"{name} mounts unknown claim {claim}"
+                if claim == "blobzero-models" and not mount.get("readOnly"):
+                    writers.append(component(workload))
+                if claim == "blobzero-models":
+                    assert mount["mountPath"] == "/var/lib/blobzero/models"
+    assert writers == ["trainer"], f"only the trainer may write the models volume, got {writers}"
+    trainer = objects(docs, "Deployment")["blobzero-trainer"]
+    assert trainer["spec"]["replicas"] == 1 and trainer["spec"]["strategy"]["type"] == "Recreate"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_k8s_gpu_requests(overlay, rendered):
+    _, docs = rendered[overlay]
+    gpus = {}
+    for name, workload in workloads(docs).items():
+        for container in pod_spec(workload)["containers"]:
+            gpu = container["resources"]["limits"].get("nvidia.com/gpu")
+            if gpu:
+                gpus[component(workload)] = gpu
+    assert gpus == ({"triton": 1, "trainer": 1} if overlay == "gpu" else {})
+    images = {component(w): pod_spec(w)["containers"][0]["image"] for w in workloads(docs).values()}
+    if overlay == "cpu-dev":
+        assert images["triton"].endswith("-cpu") and images["trainer"].endswith("-cpu")
+        args = pod_spec(objects(docs, "Deployment")["blobzero-triton"])["containers"][0]["args"]
+        assert "--allow-gpu-metrics=false" in args
+    assert images["arena"] == images["selfplay"]
+
+
+def test_k8s_arena_cronjob_script_runs_the_real_arena(rendered, tmp_path):
+    """The CronJob's shell script, run as is (config path pointed at the repo's file) against a
+    repository with one, then two published versions: newest vs previous, or vs random."""
+    from services.model_repository import publish_version
+    from triton_helpers import export_tiny
+
+    _, docs = rendered["gpu"]
+    [cron] = objects(docs, "CronJob").values()
+    assert cron["spec"]["concurrencyPolicy"] == "Forbid"
+    [container] = pod_spec(cron)["containers"]
+    assert container["command"] == ["/bin/sh", "-c"]
+    script = container["args"][0].replace(CONFIG_MOUNT, str(CONFIG_FILE))
+    env_map = next(c for n, c in objects(docs, "ConfigMap").items() if n.startswith("blobzero-env-"))["data"]
+    repo = tmp_path / "models" / "repository"
+    env = {**env_map, "BLOBZERO__STORAGE__MODEL_REPOSITORY": str(repo), "BLOBZERO_CONFIG": str(CONFIG_FILE),
+           "ARENA_ROUNDS": "2", "PATH": f"{Path(sys.prefix) / 'bin'}:/usr/bin:/bin"}
+
+    nothing = run(["/bin/sh", "-c", script], env=env)
+    assert nothing.returncode == 1 and "no published version" in nothing.stderr, explain(nothing)
+    publish_version(repo, export_tiny(tmp_path / "a.onnx", seed=1))
+    one = run(["/bin/sh", "-c", script], env=env)
+    assert one.returncode == 0, explain(one)
+    assert {k: v for k, v in json.loads(one.stdout).items() if k in ("a", "b", "deals")} == \
+        {"a": "v1", "b": "random", "deals": 2}
+    publish_version(repo, export_tiny(tmp_path / "b.onnx", seed=2))
+    two = run(["/bin/sh", "-c", script], env=env)
+    assert two.returncode == 0, explain(two)
+    report = json.loads(two.stdout)
+    assert (report["a"], report["b"]) == ("v2", "v1")
+
+
+def _policy_allows(policies: list[dict], source: dict, source_ns: str, target: dict, port: int,
+                   namespace: str) -> bool:
+    """Kubernetes NetworkPolicy ingress semantics for one connection (pod labels, same cluster)."""
+    selecting = [p for p in policies if "Ingress" in p["spec"].get("policyTypes", ["Ingress"])
+                 and selector_matches(p["spec"]["podSelector"], target)]
+    if not selecting:
+        return True                                          # not isolated
+    ns_labels = {"kubernetes.io/metadata.name": source_ns}
+    for policy in selecting:
+        for rule in policy["spec"].get("ingress", []):
+            ports = [p["port"] for p in rule.get("ports", [])]
+            if ports and port not in ports:
+                continue
+            for peer in rule.get("from", []):
+                ns_ok = (selector_matches(peer["namespaceSelector"], ns_labels) if "namespaceSelector" in peer
+                         else source_ns == namespace)
+                pod_ok = selector_matches(peer.get("podSelector", {}), source)
+                if ns_ok and pod_ok:
+                    return True
+    return False
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_network_policies_only_clients_reach_triton_and_nothing_reaches_the_trainer(overlay, rendered):
+    _, docs = rendered[overlay]
+    namespace = objects(docs, "Namespace")
+    [ns] = namespace
+    policies = list(objects(docs, "NetworkPolicy").values())
+    pods = {component(w): pod_labels(w) for w in workloads(docs).values()}
+    prometheus = ({"app.kubernetes.io/name": "prometheus"}, "monitoring")
+    stranger = ({"app": "something-else"}, ns)
+    outsider = ({"app.kubernetes.io/name": "prometheus"}, "default")   # right labels, wrong namespace
+    triton_ports = (8000, 8001)
+
+    def allows(source, target_component, port):
+        return _policy_allows(policies, source[0], source[1], pods[target_component], port, ns)
+
+    for port in triton_ports:
+        assert allows((pods["selfplay"], ns), "triton", port)
+        assert allows((pods["arena"], ns), "triton", port)
+        for source in (stranger, (pods["trainer"], ns), prometheus, outsider):
+            assert not allows(source, "triton", port), (source, port)
+    assert allows(prometheus, "triton", 8002) and not allows(outsider, "triton", 8002)
+    assert allows(prometheus, "trainer", CONFIG.metrics.trainer_port)
+    for source in (stranger, (pods["selfplay"], ns), (pods["triton"], ns), (pods["arena"], ns), outsider):
+        for port in (CONFIG.metrics.trainer_port, 22, 8080):
+            assert not allows(source, "trainer", port), (source, port)
+    assert not allows(prometheus, "trainer", 8080)
+    assert allows(prometheus, "selfplay", CONFIG.metrics.selfplay_port)
+    assert not allows((pods["triton"], ns), "selfplay", CONFIG.metrics.selfplay_port)
+
+
+# =================================================================================================
+# Prometheus, alert rules, Grafana dashboards
+# =================================================================================================
+
+def test_promtool_check_config():
+    result = run([tool("promtool"), "check", "config", str(PROMETHEUS_CONFIG)])
+    assert result.returncode == 0, explain(result)
+    assert "1 rule files found" in result.stdout + result.stderr   # rule_files glob finds our rules
+
+
+def test_promtool_check_rules():
+    result = run([tool("promtool"), "check", "rules", str(RULES_FILE)])
+    assert result.returncode == 0, explain(result)
+
+
+def test_promtool_rule_unit_tests():
+    result = run([tool("promtool"), "test", "rules", str(RULE_TESTS)])
+    assert result.returncode == 0, explain(result)
+    assert "SUCCESS" in result.stdout + result.stderr
+
+
+def test_every_alert_required_by_issue_6_exists_and_has_a_firing_unit_test():
+    alerts = {name for name, _ in rule_expressions()}
+    assert {"TritonDown", "SelfPlayStalled", "TrainerNotPublishing", "TrainerDataLagHigh",
+            "TritonQueueTimeHigh"} <= alerts
+    tests = yaml.safe_load(RULE_TESTS.read_text())["tests"]
+    firing = {case["alertname"] for t in tests for case in t.get("alert_rule_test", []) if case["exp_alerts"]}
+    quiet = {case["alertname"] for t in tests for case in t.get("alert_rule_test", []) if not case["exp_alerts"]}
+    assert alerts <= firing, f"alerts without a firing test: {alerts - firing}"
+    assert alerts <= quiet, f"alerts without a not-firing test: {alerts - quiet}"
+
+
+def test_dashboard_promql_parses(tmp_path):
+    """Every dashboard query through Prometheus's own parser: as recording rules for promtool."""
+    queries = dashboard_queries()
+    assert len(queries) >= 20
+    rules = {"groups": [{"name": "dashboards", "rules": [
+        {"record": f"dashboard:query_{i}", "expr": expr} for i, (_, expr) in enumerate(queries)]}]}
+    path = tmp_path / "dashboard-queries.yml"
+    path.write_text(yaml.safe_dump(rules))
+    result = run([tool("promtool"), "check", "rules", str(path)])
+    assert result.returncode == 0, explain(result) + "\n" + "\n".join(f"{i}: {label}" for i, (label, _) in enumerate(queries))
+    assert f"SUCCESS: {len(queries)} rules found" in result.stdout
+
+
+def test_metric_names_used_are_all_listed():
+    listed = load_metric_names()
+    used: dict[str, list[str]] = {}
+    for label, expr in dashboard_queries() + [(f"alert {n}", e) for n, e in rule_expressions()]:
+        names = promql_metric_names(expr)
+        assert names, f"{label}: no metric in {expr!r}"
+        for name in names:
+            used.setdefault(name, []).append(label)
+    unknown = {name: where for name, where in used.items() if name not in listed}
+    assert not unknown, f"metrics not in {MONITORING / 'metric_names.txt'}: {unknown}"
+    unused = set(listed) - set(used)
+    assert not unused, f"listed but used by no rule or dashboard (remove or use them): {sorted(unused)}"
+
+
+def test_dashboards_are_well_formed_grafana_json():
+    dashboards = load_dashboards()
+    assert len(dashboards) >= 2
+    uids = [d["uid"] for d in dashboards.values()]
+    assert len(set(uids)) == len(uids)
+    for path, dash in dashboards.items():
+        assert dash["title"] and dash["schemaVersion"] >= 36 and "id" not in dash, path.name
+        [variable] = [v for v in dash["templating"]["list"] if v["type"] == "datasource"]
+        assert variable["name"] == "datasource" and variable["query"] == "prometheus"
+        panels = dashboard_panels(dash)
+        ids = [p["id"] for p in panels]
+        assert len(set(ids)) == len(ids), f"{path.name}: duplicate panel ids"
+        cells: set[tuple[int, int]] = set()
+        for panel in panels:
+            g = panel["gridPos"]
+            assert 0 <= g["x"] and g["x"] + g["w"] <= 24 and g["h"] > 0, f"{path.name}: {panel['title']}"
+            area = {(x, y) for x in range(g["x"], g["x"] + g["w"]) for y in range(g["y"], g["y"] + g["h"])}
+            assert not cells & area, f"{path.name}: panel {panel['title']!r} overlaps another"
+            cells |= area
+            if panel["type"] == "row":
+                continue
+            assert panel["type"] in ("timeseries", "stat", "gauge", "bargauge", "table"), panel["type"]
+            assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, panel["title"]
+            refs = [t["refId"] for t in panel["targets"]]
+            assert panel["targets"] and len(set(refs)) == len(refs), panel["title"]
+            for target in panel["targets"]:
+                assert target["datasource"] == panel["datasource"] and target["expr"].strip()
+
+
+def test_dashboards_show_what_issue_6_asks_for():
+    queries = [expr for _, expr in dashboard_queries()]
+
+    def shown(pattern: str) -> bool:
+        return any(re.search(pattern, q) for q in queries)
+
+    required = {
+        "self-play rounds/min": r"rate\(blobzero_selfplay_rounds_total\{[^}]*\}\[[^]]+\]\)\) \* 60",
+        "leaf evaluations/s": r"rate\(blobzero_selfplay_leaf_evaluations_total",
+        "positions per request": r"blobzero_selfplay_positions_per_request_(sum|bucket)",
+        "Triton average batch size": r"rate\(nv_inference_count\{[^}]*\}\[[^]]+\]\)\) / sum\(rate\(nv_inference_exec_count",
+        "Triton queue time": r"rate\(nv_inference_queue_duration_us",
+        "Triton compute time": r"rate\(nv_inference_compute_infer_duration_us",
+        "GPU utilisation": r"nv_gpu_utilization",
+        "losses": r"blobzero_trainer_loss\b",
+        "model version over time": r"blobzero_trainer_published_version|blobzero_selfplay_model_version",
+    }
+    missing = [what for what, pattern in required.items() if not shown(pattern)]
+    assert not missing, f"dashboards lack: {missing}"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_k8s_dashboards_are_the_grafana_files(overlay, rendered):
+    _, docs = rendered[overlay]
+    shipped = {}
+    for cm in objects(docs, "ConfigMap").values():
+        if cm["metadata"].get("labels", {}).get("grafana_dashboard") == "1":
+            shipped.update(cm["data"])
+    assert shipped == {p.name: p.read_text() for p in sorted(DASHBOARDS_DIR.glob("*.json"))}
+
+
+def test_kube_prometheus_stack_values_pick_up_our_objects(rendered):
+    """The Helm values in k8s/ select what the overlays ship: dashboards by label and folder
+    annotation from any namespace, monitors and rules without a release-label requirement."""
+    values = yaml.safe_load((ROOT / "k8s" / "kube-prometheus-stack-values.yaml").read_text())
+    sidecar = values["grafana"]["sidecar"]["dashboards"]
+    _, docs = rendered["gpu"]
+    dashboards = [c for c in objects(docs, "ConfigMap").values() if c["metadata"]["name"].startswith("blobzero-dashboard")]
+    assert len(dashboards) == len(list(DASHBOARDS_DIR.glob("*.json")))
+    for cm in dashboards:
+        assert cm["metadata"]["labels"][sidecar["label"]] == sidecar["labelValue"]
+        assert sidecar["folderAnnotation"] in cm["metadata"]["annotations"]
+        assert cm["metadata"]["namespace"] == "blobzero" and sidecar["searchNamespace"] == "ALL"
+    spec = values["prometheus"]["prometheusSpec"]
+    assert spec["podMonitorSelectorNilUsesHelmValues"] is False
+    assert spec["serviceMonitorSelectorNilUsesHelmValues"] is False
+    assert spec["ruleSelectorNilUsesHelmValues"] is False
+
+
+# =================================================================================================
+# The validators reject broken files (so a green run means something)
+# =================================================================================================
+
+def test_validators_reject_broken_files(tmp_path):
+    # compose: a misspelt key
+    broken = tmp_path / "docker-compose.yml"
+    broken.write_text(COMPOSE.read_text().replace("    depends_on:\n      triton:", "    depend_on:\n      triton:", 1))
+    result = run([tool("check-jsonschema"), "--builtin-schema", "vendor.compose-spec", str(broken)])
+    assert result.returncode != 0 and "depend_on" in result.stdout + result.stderr, explain(result)
+    result = run([tool("docker-compose"), "--project-directory", str(ROOT), "-f", str(broken), "config", "-q"])
+    assert result.returncode != 0 and "depend_on" in result.stderr, explain(result)
+
+    # Kubernetes: an unknown container field fails strict validation
+    bad = tmp_path / "deployment.yaml"
+    deployment = yaml.safe_load((ROOT / "k8s" / "base" / "trainer.yaml").read_text())
+    deployment["spec"]["template"]["spec"]["containers"][0]["securityContex"] = {}
+    bad.write_text(yaml.safe_dump(deployment))
+    result = run([tool("kubernetes-validate"), "--strict", str(bad)])
+    assert result.returncode != 0 and "securityContex" in result.stdout + result.stderr, explain(result)
+
+    # promtool: a PromQL syntax error and a wrong unit-test expectation
+    rules = tmp_path / "rules.yml"
+    rules.write_text(RULES_FILE.read_text().replace('up{job="triton"} == 0', 'up{job="triton"} === 0', 1))
+    assert run([tool("promtool"), "check", "rules", str(rules)]).returncode != 0
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / RULES_FILE.name).write_text(RULES_FILE.read_text().replace("> 900", "> 9000"))
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / RULE_TESTS.name).write_text(RULE_TESTS.read_text())
+    result = run([tool("promtool"), "test", "rules", str(tmp_path / "tests" / RULE_TESTS.name)])
+    assert result.returncode != 0 and "TrainerDataLagHigh" in result.stdout + result.stderr, explain(result)
+
+    # hadolint: root user and an unpinned base image
+    dockerfile_text = DOCKERFILES["selfplay"].read_text()
+    bad_docker = tmp_path / "Dockerfile"
+    bad_docker.write_text(dockerfile_text.replace("python:3.11.7-slim-bookworm", "python:latest")
+                          .replace("USER 10001:10001", "USER root"))
+    result = run([tool("hadolint"), "--config", str(DOCKER / "hadolint.yaml"), str(bad_docker)])
+    assert result.returncode != 0 and "DL3007" in result.stdout and "DL3002" in result.stdout, explain(result)
+
+    # the metric-name check: a misspelt metric is not in the list
+    assert promql_metric_names("sum(rate(blobzero_selfplay_round_total[1m]))") - set(load_metric_names())
+
+
+def test_promql_metric_name_extraction():
+    cases = {
+        'sum by (le) (rate(foo_bucket{job="x"}[5m]))': {"foo_bucket"},
+        "sum by(le)(rate(foo_bucket[5m]))": {"foo_bucket"},
+        'up{job="triton"} == 0 or absent(up{job="triton"})': {"up"},
+        'time() - max(last_seconds{job="t"})': {"last_seconds"},
+        "a / on (instance) group_left (kind) b": {"a", "b"},
+        "sum without (instance) (c) > bool 1e6": {"c"},
+        '{__name__="by_name", job="a"}': {"by_name"},
+        "histogram_quantile(0.9, sum by (le) (rate(h_bucket[1m]))) * 60 offset 5m": {"h_bucket"},
+        'count(up) - count_values("v", x)': {"up", "x"},
+    }
+    for expr, names in cases.items():
+        assert promql_metric_names(expr) == names, expr
