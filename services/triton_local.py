@@ -325,13 +325,15 @@ def init_repository(repo: Path, preset_name: str, seed: int = 0) -> int:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model-repository", type=Path, default=Path("var/model_repository"),
-                        help="repository with blobnet/<n>/model.onnx (default: %(default)s)")
+    from blobzero.config import add_config_arguments
+    add_config_arguments(parser)   # the shared config supplies the defaults of the next four
+    parser.add_argument("--model-repository", type=Path,
+                        help="repository with blobnet/<n>/model.onnx (default: storage.model_repository)")
     parser.add_argument("--work-dir", type=Path, default=Path("var/triton"),
                         help="backend directory and tritonserver.log (default: %(default)s)")
-    parser.add_argument("--grpc-port", type=int, default=8001)
-    parser.add_argument("--http-port", type=int, default=8000)
-    parser.add_argument("--metrics-port", type=int, default=8002)
+    parser.add_argument("--grpc-port", type=int, help="default: triton.grpc_port")
+    parser.add_argument("--http-port", type=int, help="default: triton.http_port")
+    parser.add_argument("--metrics-port", type=int, help="default: triton.metrics_port")
     parser.add_argument("--instances", type=int, default=default_instances(),
                         help="model instances, one ORT thread each (default: %(default)s)")
     parser.add_argument("--poll-secs", type=int, default=1, help="repository rescan period (s)")
@@ -352,8 +354,12 @@ def _request_stop(signum, _frame):
 
 def main(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    config = ServerConfig(args.model_repository, args.work_dir, grpc_port=args.grpc_port,
-                          http_port=args.http_port, metrics_port=args.metrics_port,
+    from blobzero.config import from_args_or_exit
+    shared = from_args_or_exit(args, "serve")
+    config = ServerConfig(args.model_repository or Path(shared.storage.model_repository), args.work_dir,
+                          grpc_port=args.grpc_port or shared.triton.grpc_port,
+                          http_port=args.http_port or shared.triton.http_port,
+                          metrics_port=args.metrics_port or shared.triton.metrics_port,
                           instances=args.instances, poll_secs=args.poll_secs, log_verbose=args.log_verbose)
     server = LocalTriton(config)
     previous = {s: signal.signal(s, _request_stop) for s in (signal.SIGTERM, signal.SIGINT)}
