@@ -24,11 +24,14 @@ from blobcore.rules cimport (RoundState, Round, rs_legal, rs_apply, rs_deal_rand
                              popcount64, ctz64, nth_set_bit, PHASE_DONE_C, DECK_C)
 from blobcore.encode cimport encode_state, OBS_SIZE_C, ACTIONS_C
 from blobcore.determinize cimport determinize_state
+from blobcore.greedy cimport greedy_action
 from blobcore.rng cimport RngState, rng_seed, rng_next, rng_below, rng_uniform
 
 from blobcore.search_config import SearchConfig
 
 VALUE_SEATS = 8
+AGENT_RANDOM = -1      # round-spec agent: uniformly random legal play
+AGENT_GREEDY = -2      # round-spec agent: the greedy baseline (blobcore/greedy.pyx)
 
 cdef enum:
     SEATS_C = 8
@@ -41,6 +44,8 @@ cdef enum:
     S_EMPTY = 0
     S_RUNNING = 1
     S_FINISHED = 2
+    AGENT_RANDOM_C = -1
+    AGENT_GREEDY_C = -2
 
 
 cdef struct Edge:
@@ -105,7 +110,7 @@ cdef struct Slot:
     float w_acc[52]           # summed root-edge values over determinizations
     int stop_after            # searched decisions after which the round stops (0 = never)
     int start_ply             # actions already in the history when the slot started
-    int8_t agent[8]           # per seat: evaluator index for its searches, -1 = uniformly random play
+    int8_t agent[8]           # per seat: evaluator index for its searches, or AGENT_RANDOM/GREEDY
     # --- tree arena (offsets into the pool's node/edge arrays) ---
     int n_nodes
     int n_edges
@@ -401,8 +406,8 @@ cdef class SearchPool:
             if not -1 <= dealer < n_players or not -1 <= trump <= 4:
                 raise ValueError(f"bad round spec {spec!r}: dealer -1..N-1, trump -1..4")
             agents = tuple(spec[5]) if len(spec) > 5 else (0,) * n_players
-            if len(agents) != n_players or not all(-1 <= int(a) < 127 for a in agents):
-                raise ValueError(f"bad round spec {spec!r}: agents needs one entry -1..126 per seat")
+            if len(agents) != n_players or not all(-2 <= int(a) < 127 for a in agents):
+                raise ValueError(f"bad round spec {spec!r}: agents needs one entry -2..126 per seat")
             memset(s, 0, sizeof(Slot))
             for k, a in enumerate(agents):
                 s.agent[k] = int(a)
@@ -462,8 +467,11 @@ cdef class SearchPool:
                     rs_apply(&s.game, ctz64(legal))
                     self.c.forced_moves += 1
                     continue
-                if s.agent[s.game.current] < 0:      # a uniformly random player: no search
+                if s.agent[s.game.current] == AGENT_RANDOM_C:     # built-in players: no search
                     rs_apply(&s.game, nth_set_bit(legal, rng_below(&s.rng, popcount64(legal))))
+                    continue
+                if s.agent[s.game.current] == AGENT_GREEDY_C:
+                    rs_apply(&s.game, greedy_action(&s.game))
                     continue
                 s.in_decision = 1
                 s.root_ready = 0

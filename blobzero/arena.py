@@ -5,7 +5,7 @@ alternating around the table and the pattern rotated one seat each time, so the 
 deal cancels. Per deal, the difference is A's mean score per round minus B's; the report
 gives its mean with a 95% confidence interval over deals.
 
-Agents: ``random`` (uniformly random legal play), ``v<N>`` (version N from the model
+Agents: ``random`` (uniformly random legal play), ``greedy`` (the built-in heuristic), ``v<N>`` (version N from the model
 repository, or the trainer's archive of published versions), ``latest``, or a path to an
 ONNX file. Model agents search (evaluation mode: no noise, most-visited move) with
 in-process ONNX Runtime.
@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from blobcore.mcts import AGENT_GREEDY, AGENT_RANDOM
 from blobcore.search_config import PRESETS, SearchConfig
 from blobzero import config as configuration
 from blobzero.netspec import MODEL_NAME, ONNX_FILENAME
@@ -28,14 +29,19 @@ from blobzero.netspec import MODEL_NAME, ONNX_FILENAME
 
 @dataclass(frozen=True)
 class Agent:
+    """A model (``onnx``) that searches, or a built-in player (``builtin``, no search)."""
     name: str
-    onnx: Path | None          # None = uniformly random play
+    onnx: Path | None = None
+    builtin: int = AGENT_RANDOM     # used when onnx is None: AGENT_RANDOM or AGENT_GREEDY
+
+
+BUILTIN = {"random": AGENT_RANDOM, "greedy": AGENT_GREEDY}
 
 
 def resolve_agent(spec: str, cfg: configuration.Config) -> Agent:
     """Turn an agent spec into an Agent; raises ValueError saying what was not found."""
-    if spec == "random":
-        return Agent("random", None)
+    if spec in BUILTIN:
+        return Agent(spec, None, BUILTIN[spec])
     repo = Path(cfg.storage.model_repository) / MODEL_NAME
     archive = Path(cfg.storage.checkpoint_dir) / "versions"
     if spec == "latest":
@@ -53,7 +59,8 @@ def resolve_agent(spec: str, cfg: configuration.Config) -> Agent:
     path = Path(spec)
     if path.suffix == ".onnx" and path.is_file():
         return Agent(path.stem, path)
-    raise ValueError(f"unknown agent {spec!r}: use random, latest, v<N> or a path to an .onnx file")
+    raise ValueError(f"unknown agent {spec!r}: use random, greedy, latest, v<N> or a path to an "
+                     f".onnx file")
 
 
 def seat_patterns(n_players: int) -> list[tuple[int, ...]]:
@@ -77,7 +84,7 @@ def play(a: Agent, b: Agent, deals: int, n_players: int = 4, cards: int = 5,
         if agent.onnx is not None and agent.onnx not in index:
             index[agent.onnx] = len(evaluators)
             evaluators.append(OrtEvaluator(agent.onnx, intra_op_threads=intra_op_threads))
-    agent_id = [index.get(agent.onnx, -1) if agent.onnx is not None else -1 for agent in (a, b)]
+    agent_id = [index[agent.onnx] if agent.onnx is not None else agent.builtin for agent in (a, b)]
     patterns = seat_patterns(n_players)
     specs = []
     for deal in range(deals):
@@ -118,7 +125,7 @@ def play(a: Agent, b: Agent, deals: int, n_players: int = 4, cards: int = 5,
 
 
 class _NoEvaluator:
-    """Both agents random: the pool never asks for an evaluation."""
+    """Both agents built-in: the pool never asks for an evaluation."""
 
     def evaluate(self, states, masks):
         raise RuntimeError("no model agent in this match")
@@ -135,7 +142,7 @@ def format_report(r: dict) -> str:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     configuration.add_config_arguments(parser)
-    parser.add_argument("--a", required=True, help="agent A: random, latest, v<N> or path.onnx")
+    parser.add_argument("--a", required=True, help="agent A: random, greedy, latest, v<N> or path.onnx")
     parser.add_argument("--b", default="random", help="agent B (default: random)")
     parser.add_argument("--rounds", type=int, default=0, help="duplicate deals (default: arena.rounds)")
     parser.add_argument("--search", choices=sorted(PRESETS), help="search preset (default: arena.search_preset)")

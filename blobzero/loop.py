@@ -217,6 +217,7 @@ def choose_versions(archive: Path, extra: int) -> list[int]:
 
 
 def arena_table(cfg: configuration.Config, versions: list[int], deals: int, out=sys.stdout) -> list[dict]:
+    from blobcore.mcts import AGENT_GREEDY
     from blobcore.search_config import PRESETS
     from blobzero.arena import Agent, format_report, play
 
@@ -227,7 +228,8 @@ def arena_table(cfg: configuration.Config, versions: list[int], deals: int, out=
     for v in versions:
         agent = Agent(f"v{v}", archive / f"v{v:06d}.onnx")
         row = {"version": v}
-        for label, opponent in (("random", Agent("random", None)), ("v1", first)):
+        for label, opponent in (("random", Agent("random")), ("greedy", Agent("greedy", None, AGENT_GREEDY)),
+                                ("v1", first)):
             if label == "v1" and v == versions[0]:
                 continue
             report = play(agent, opponent, deals=deals, n_players=cfg.table.players,
@@ -245,12 +247,14 @@ def format_table(rows: list[dict]) -> str:
             return "—".center(26)
         mark = "*" if r["significant"] else " "
         return f"{r['difference']:+6.2f} [{r['ci95'][0]:+5.2f},{r['ci95'][1]:+5.2f}]{mark}".rjust(26)
-    lines = [f"{'version':<9}{'score/round':>12}  {'vs random: diff [95% CI]':>26}  {'vs v1: diff [95% CI]':>26}"]
+    lines = [f"{'version':<9}{'score/round':>12}  {'vs random: diff [95% CI]':>26}  "
+             f"{'vs greedy: diff [95% CI]':>26}  {'vs v1: diff [95% CI]':>26}"]
     for row in rows:
         score = row["random"]["a_mean_score"]
-        lines.append(f"v{row['version']:<8}{score:>12.2f}  {cell(row.get('random'))}  {cell(row.get('v1'))}")
-    lines.append("diff = mean score per round of the version minus its opponent on the same deals; "
-                 "* = 95% CI excludes 0")
+        lines.append(f"v{row['version']:<8}{score:>12.2f}  {cell(row.get('random'))}  "
+                     f"{cell(row.get('greedy'))}  {cell(row.get('v1'))}")
+    lines.append("score/round = the version's mean against random play; diff = its mean score per round "
+                 "minus its opponent's on the same deals; * = 95% CI excludes 0")
     return "\n".join(lines)
 
 

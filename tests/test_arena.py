@@ -60,3 +60,27 @@ def test_cli_prints_json():
     res = subprocess.run([sys.executable, "-m", "blobzero.cli", "arena", "--a", "v99"],
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 2 and "model version 99" in res.stderr
+
+
+def test_the_greedy_baseline_beats_random_and_is_seated_by_the_pool():
+    greedy = resolve_agent("greedy", load(None, [], env={}))
+    report = play(greedy, Agent("random"), deals=300)
+    assert report["significant"] and report["difference"] > 1.5
+    # the same heuristic as the demo's Python player (one implementation, blobcore/greedy.pyx)
+    from blobcore import Round
+    from blobcore.greedy import greedy as greedy_action
+    from blobcore.players import greedy_player
+    rnd = Round.from_seed(5, 4, 5)
+    while not rnd.is_terminal:
+        assert greedy_player(rnd, None) == greedy_action(rnd)
+        rnd.apply(greedy_action(rnd))
+
+
+def test_loop_table_formats_every_opponent():
+    from blobzero.loop import format_table
+    cell = {"difference": 1.0, "ci95": [0.5, 1.5], "significant": True, "a_mean_score": 4.0}
+    table = format_table([{"version": 1, "random": cell, "greedy": cell},
+                          {"version": 9, "random": cell, "greedy": cell, "v1": cell}])
+    lines = table.splitlines()
+    assert "vs greedy" in lines[0] and lines[1].startswith("v1 ") and lines[2].startswith("v9 ")
+    assert lines[2].count("*") == 3 and lines[1].count("*") == 2
