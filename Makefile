@@ -27,7 +27,7 @@ $(VENV)/.built: $(STAMP) $(CORE_SOURCES)
 build: $(VENV)/.built
 
 # The embedded default: local tritonserver + self-play client + trainer for a bounded session,
-# then the arena table (docs/architecture.md). ~12 minutes on a 2-core laptop.
+# then the arena table (docs/architecture.md). ~12 minutes on a 2-core laptop, install included.
 run: build
 	$(VENV)/bin/blobzero loop
 
