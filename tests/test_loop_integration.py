@@ -3,7 +3,9 @@ self-play writes shards, the trainer learns and publishes, the client picks the 
 up; then the failure drills: kill -9 the trainer (it resumes), a corrupt shard (quarantined),
 the server going away and coming back (the client retries and continues), kill -9 the
 client (no partial shard is visible), SIGTERM (exit 0, everything flushed)."""
+import re
 import signal
+import socket
 import time
 from pathlib import Path
 
@@ -11,7 +13,7 @@ import torch
 
 from blobzero.config import load
 from blobzero.loop import _metrics, _spawn, prepare
-from blobzero.shards import ShardReader, decode_shard
+from blobzero.shards import ShardReader, decode_shard, sanitize_client_id
 from services.triton_local import LocalTriton, ServerConfig
 
 TINY = ["network.preset=tiny", "search.preset=light", "selfplay.games_in_flight=64",
@@ -116,10 +118,14 @@ def test_the_whole_loop_and_its_failure_drills(tmp_path):
         watched[0] = (procs["selfplay"], logs / "selfplay-2.log")
         wait_until(lambda: _metrics(selfplay_metrics).get("blobzero_selfplay_rounds_total", 0) >= 5,
                    60, "the second client to finish rounds", watched)
-        shards_before = len(reader.list())
         procs["selfplay"].send_signal(signal.SIGTERM)
         assert procs["selfplay"].wait(60) == 0
-        assert len(reader.list()) > shards_before      # its finished rounds were flushed
+        # every round it finished is in one of its shards (in-flight rounds are dropped)
+        done = re.search(r"done: (\d+) rounds", (logs / "selfplay-2.log").read_text())
+        client = sanitize_client_id(f"{socket.gethostname()}-{procs['selfplay'].pid}")
+        mine = [s for s in reader.list() if s.client == client]
+        assert done and int(done[1]) >= 5
+        assert sum(len(reader.read(s.path)) for s in mine) == int(done[1])
         assert not [p for p in Path(cfg.storage.games_dir).iterdir() if p.name.startswith(".")]
         procs["trainer"].send_signal(signal.SIGTERM)
         assert procs["trainer"].wait(60) == 0

@@ -143,7 +143,11 @@ class Trainer:
         from services import triton_config
         self.model_dir.mkdir(parents=True, exist_ok=True)
         if self.cfg.triton.flavour == "local":
-            triton_config.write_local_config(self.model_dir)
+            # Keep a local config the server already generated (it may run more instances):
+            # rewriting it would make a polling server reload the model for nothing.
+            triton_config.check_not_foreign(self.model_dir)
+            if not (self.model_dir / "config.pbtxt").exists():
+                triton_config.write_local_config(self.model_dir)
         else:
             target = self.model_dir / "config.pbtxt"
             text = triton_config.PRODUCTION_CONFIG.read_text()
