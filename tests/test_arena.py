@@ -27,8 +27,8 @@ def test_random_against_itself_is_exactly_even():
 def test_a_searching_model_beats_random_play(tmp_path):
     from trainer.export import export_fresh
     onnx = export_fresh("tiny", tmp_path / "tiny.onnx", seed=0)
-    report = play(Agent("tiny", onnx), Agent("random", None), deals=200)
-    assert report["deals"] == 200 and report["plays_per_deal"] == 2
+    report = play(Agent("tiny", onnx), Agent("random", None), deals=600)
+    assert report["deals"] == 600 and report["plays_per_deal"] == 2
     low, high = report["ci95"]
     assert low < report["difference"] < high
     assert report["difference"] > 0 and report["significant"]
