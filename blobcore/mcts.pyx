@@ -189,6 +189,15 @@ cdef double _gamma(RngState* rng, double alpha) noexcept nogil:
             return d * v
 
 
+cdef inline void _init_edge(Edge* e, int action, float prior) noexcept nogil:
+    """A fresh, unvisited edge to a child not created yet."""
+    e.child = -1
+    e.n = 0
+    e.w = 0
+    e.prior = prior
+    e.action = action
+
+
 cdef void _terminal_value(const RoundState* st, float* out) noexcept nogil:
     """Exact normalised scores by absolute seat."""
     cdef int i
@@ -570,11 +579,7 @@ cdef class SearchPool:
             prior = s.root_prior[a]
             if self.p.add_noise:
                 prior = (1.0 - self.p.eps) * prior + self.p.eps * s.noise[a]
-            ed[k].child = -1
-            ed[k].n = 0
-            ed[k].w = 0
-            ed[k].prior = prior
-            ed[k].action = a
+            _init_edge(&ed[k], a, prior)
             k += 1
         root.n_edges = k
         s.n_edges = k
@@ -697,14 +702,8 @@ cdef class SearchPool:
         while legal:
             a = ctz64(legal)
             legal &= legal - 1
-            ed[k].child = -1
-            ed[k].n = 0
-            ed[k].w = 0
-            ed[k].action = a
-            if total > 0:
-                ed[k].prior = (policy[a] if policy[a] > 0 else 0) / total
-            else:
-                ed[k].prior = 1.0 / n_legal
+            _init_edge(&ed[k], a, (policy[a] if policy[a] > 0 else 0) / total if total > 0
+                       else 1.0 / n_legal)
             k += 1
         x.n_edges = k - s.n_edges
         s.n_edges = k

@@ -91,9 +91,9 @@ def prepare(cfg: configuration.Config, run_dir: Path) -> configuration.Config:
 
 
 def _spawn(name: str, args: list[str], run_dir: Path) -> subprocess.Popen:
-    log = open(run_dir / "logs" / f"{name}.log", "ab")
     cmd = [sys.executable, "-m", "blobzero.cli", *args, "--config", str(run_dir / "blobzero.toml")]
-    return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    with open(run_dir / "logs" / f"{name}.log", "ab") as log:   # the child keeps its own copy
+        return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
 
 def _stop(proc: subprocess.Popen | None, name: str, timeout: float = 60) -> int | None:

@@ -130,23 +130,25 @@ def run(cfg: configuration.Config, rounds: int = 0, duration: float = 0, progres
     started = time.monotonic()
     done = 0
 
+    def flush() -> None:
+        if writer.flush():
+            metrics.shards.inc()
+
     def on_record(record: dict) -> None:
         nonlocal done
-        written = writer.add(to_proto(record, client_id))
+        if writer.add(to_proto(record, client_id)):
+            metrics.shards.inc()
         done += 1
         metrics.rounds.inc()
         metrics.decisions.inc(len(record["decisions"]))
-        if written:
-            metrics.shards.inc()
-        elif writer.age() > cfg.selfplay.shard_max_seconds and writer.flush():
-            metrics.shards.inc()
         if bar is not None:
             bar.update(1)
             bar.set_postfix(version=search.model_version, shards=writer.shards_written)
 
     def should_stop() -> bool:
-        if writer.age() > cfg.selfplay.shard_max_seconds and writer.flush():
-            metrics.shards.inc()
+        # Called after every answered batch: the one place a slow trickle of rounds is flushed.
+        if writer.age() > cfg.selfplay.shard_max_seconds:
+            flush()
         return (stop.is_set() or (rounds and done >= rounds)
                 or (duration and time.monotonic() - started >= duration))
 
@@ -159,8 +161,7 @@ def run(cfg: configuration.Config, rounds: int = 0, duration: float = 0, progres
         log.error("self-play stopped: %s", exc)
         code = 1
     finally:
-        if writer.flush():
-            metrics.shards.inc()
+        flush()
         if bar is not None:
             bar.close()
         triton.close()

@@ -191,7 +191,6 @@ class Trainer:
     def _refill_window(self) -> None:
         """After a restart, reload the newest already-ingested shards into the window."""
         names = list(reversed(self.progress.ingested))
-        self._ingested = set(self.progress.ingested)
         parts, total = [], 0
         capacity = window_capacity(self.progress.positions_seen, self.t.window_min,
                                    self.t.window_max, self.t.window_growth)
