@@ -23,8 +23,8 @@ from pathlib import Path
 
 from blobcore.mcts import AGENT_GREEDY, AGENT_RANDOM
 from blobcore.search_config import PRESETS, SearchConfig
-from blobzero import config as configuration
-from blobzero.netspec import MODEL_NAME, ONNX_FILENAME
+from plumbing import config as configuration
+from plumbing.netspec import MODEL_NAME, ONNX_FILENAME
 
 
 @dataclass(frozen=True)

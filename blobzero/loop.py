@@ -20,8 +20,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-from blobzero import config as configuration
-from blobzero.fsio import atomic_write_text
+from plumbing import config as configuration
+from plumbing.fsio import atomic_write_text
 
 LOG_TAIL = 30
 

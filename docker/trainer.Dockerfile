@@ -32,6 +32,7 @@ COPY pyproject.toml setup.py README.md ./
 COPY proto/ proto/
 COPY blobcore/ blobcore/
 COPY blobzero/ blobzero/
+COPY plumbing/ plumbing/
 COPY services/ services/
 COPY selfplay_client/ selfplay_client/
 COPY trainer/ trainer/

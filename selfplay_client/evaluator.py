@@ -17,7 +17,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from blobzero.netspec import MASK, NUM_ACTIONS, POLICY, STATE, STATE_DIM, VALUE, VALUE_DIM
+from plumbing.netspec import MASK, NUM_ACTIONS, POLICY, STATE, STATE_DIM, VALUE, VALUE_DIM
 
 
 @runtime_checkable

@@ -18,9 +18,9 @@ import sys
 import threading
 import time
 
-from blobzero import config as configuration
-from blobzero.records import to_proto
-from blobzero.shards import ShardWriter
+from plumbing import config as configuration
+from plumbing.records import to_proto
+from plumbing.shards import ShardWriter
 from selfplay_client.metrics import SelfplayMetrics
 from selfplay_client.runner import PooledSearch, round_specs
 

@@ -31,7 +31,7 @@ from tritonclient.grpc import InferInput, InferRequestedOutput
 from tritonclient.grpc import aio as grpc_aio
 from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
-from blobzero.netspec import INPUTS, MASK, MODEL_NAME, OUTPUTS, POLICY, STATE, VALUE
+from plumbing.netspec import INPUTS, MASK, MODEL_NAME, OUTPUTS, POLICY, STATE, VALUE
 from selfplay_client.evaluator import check_batch, empty_result
 
 

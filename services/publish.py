@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from blobzero import config as configuration
+from plumbing import config as configuration
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -18,7 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from services.model_repository import ModelRepositoryError, publish_version
+    from plumbing.model_repository import ModelRepositoryError, publish_version
     cfg = configuration.from_args_or_exit(args, "publish")
     if not args.onnx.is_file():
         print(f"blobzero publish: {args.onnx} is not a file", file=sys.stderr)

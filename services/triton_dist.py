@@ -22,8 +22,8 @@ import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
 
-from blobzero.fsio import atomic_write_bytes
-from services.triton_config import LOCAL_BACKEND
+from plumbing.fsio import atomic_write_bytes
+from plumbing.triton_config import LOCAL_BACKEND
 
 log = logging.getLogger("blobzero.serve")
 

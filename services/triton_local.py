@@ -33,10 +33,10 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from blobzero.netspec import MODEL_NAME
+from plumbing.netspec import MODEL_NAME
 from services import triton_dist
-from services.model_repository import ModelRepositoryError, check_servable, list_versions, publish_version
-from services.triton_config import check_not_foreign, write_local_config
+from plumbing.model_repository import ModelRepositoryError, check_servable, list_versions, publish_version
+from plumbing.triton_config import check_not_foreign, write_local_config
 
 log = logging.getLogger("blobzero.serve")
 
@@ -325,7 +325,7 @@ def init_repository(repo: Path, preset_name: str, seed: int = 0) -> int:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from blobzero.config import add_config_arguments
+    from plumbing.config import add_config_arguments
     add_config_arguments(parser)   # the shared config supplies the defaults of the next four
     parser.add_argument("--model-repository", type=Path,
                         help="repository with blobnet/<n>/model.onnx (default: storage.model_repository)")
@@ -354,7 +354,7 @@ def _request_stop(signum, _frame):
 
 def main(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    from blobzero.config import from_args_or_exit
+    from plumbing.config import from_args_or_exit
     shared = from_args_or_exit(args, "serve")
     config = ServerConfig(args.model_repository or Path(shared.storage.model_repository), args.work_dir,
                           grpc_port=args.grpc_port or shared.triton.grpc_port,

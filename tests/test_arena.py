@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from blobzero.arena import Agent, play, resolve_agent, seat_patterns
-from blobzero.config import load
+from plumbing.config import load
 
 
 def test_seat_patterns_alternate_and_rotate():

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from blobzero.netspec import NUM_ACTIONS, STATE_DIM, VALUE_DIM
+from plumbing.netspec import NUM_ACTIONS, STATE_DIM, VALUE_DIM
 from trainer.blobnet import (PRESETS, BlobNetConfig, ServingNet, build, masked_log_softmax,
                              masked_softmax, preset)
 

@@ -1,7 +1,7 @@
 """The one configuration: file, environment and command-line layers; clear errors."""
 import pytest
 
-from blobzero.config import DEFAULT_CONFIG, Config, ConfigError, load
+from plumbing.config import DEFAULT_CONFIG, Config, ConfigError, load
 
 
 def test_the_committed_file_states_the_defaults():

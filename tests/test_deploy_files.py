@@ -4,7 +4,7 @@ Every check runs a real validator — the compose spec schema (check-jsonschema)
 itself (`docker-compose config`), `kubectl kustomize` + `kubernetes-validate --strict`, hadolint
 and BuildKit's Dockerfile parser, promtool — and then checks what the validators cannot know:
 that the files agree with each other and with the one config (config/blobzero.toml, loaded by the
-real `blobzero.config.load`). The last section proves each validator rejects a broken file.
+real `plumbing.config.load`). The last section proves each validator rejects a broken file.
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ import jsonschema
 import pytest
 import yaml
 
-from blobzero import config as blobzero_config
+from plumbing import config as blobzero_config
 from deploy_helpers import (CONFIG_FILE, DASHBOARDS_DIR, GRAFANA_PROVISIONING, MONITORING,
                             PROMETHEUS_CONFIG, ROOT, RULE_TESTS, RULES_FILE, dashboard_panels,
                             dashboard_queries, explain, load_dashboards, load_metric_names,
@@ -351,7 +351,7 @@ def test_triton_image_uses_the_official_server_and_ships_the_cpu_backend():
     cpu = next(s for s in stages if s["name"] == "cpu")
     copies = {c.value[-1]: c.value[0] for c in cpu["cmds"] if c.cmd == "COPY"}
     assert copies["/opt/tritonserver/backends/blobnet_ort/model.py"] == "services/blobnet_ort/model.py"
-    from services.triton_config import LOCAL_BACKEND
+    from plumbing.triton_config import LOCAL_BACKEND
     assert LOCAL_BACKEND == "blobnet_ort"
 
 
@@ -407,7 +407,7 @@ def test_dockerignore_keeps_every_copied_file_and_drops_local_builds():
                 if file.is_file() and not dockerignored(rel) and "__pycache__" in rel:
                     raise AssertionError(f"{rel} would enter the image")
     for local in (".venv/bin/python", "var/games/x", ".git/HEAD", "blobcore/rules.c",
-                  "blobcore/rules.cpython-311-x86_64-linux-gnu.so", "blobzero/records_pb2.py",
+                  "blobcore/rules.cpython-311-x86_64-linux-gnu.so", "plumbing/records_pb2.py",
                   "build/lib/x.py", "services/__pycache__/x.pyc"):
         assert dockerignored(local), f"{local} must not be sent to the build"
     # The build needs these (pyproject names README.md as the readme; setup.py builds blobcore).
@@ -756,7 +756,7 @@ def test_k8s_gpu_requests(overlay, rendered):
 def test_k8s_arena_cronjob_script_runs_the_real_arena(rendered, tmp_path):
     """The CronJob's shell script, run as is (config path pointed at the repo's file) against a
     repository with one, then two published versions: newest vs previous, or vs random."""
-    from services.model_repository import publish_version
+    from plumbing.model_repository import publish_version
     from triton_helpers import export_tiny
 
     _, docs = rendered["gpu"]

@@ -166,10 +166,10 @@ def test_full_game_context_is_encoded():
 
 
 def test_the_wire_contract_matches_the_core():
-    """blobzero.netspec (torch-free, used by clients and servers) agrees with the encoder."""
+    """plumbing.netspec (torch-free, used by clients and servers) agrees with the encoder."""
     from blobcore import MAX_PLAYERS
     from blobcore.encode import NUM_ACTIONS
-    from blobzero import netspec
+    from plumbing import netspec
     assert netspec.STATE_DIM == OBS_SIZE
     assert netspec.NUM_ACTIONS == NUM_ACTIONS == 52
     assert netspec.VALUE_DIM == MAX_PLAYERS

@@ -6,9 +6,9 @@ import onnx
 import pytest
 import torch
 
-from blobzero.netspec import MASK, NUM_ACTIONS, POLICY, STATE, STATE_DIM, VALUE, VALUE_DIM
+from plumbing.netspec import MASK, NUM_ACTIONS, POLICY, STATE, STATE_DIM, VALUE, VALUE_DIM
 from selfplay_client.evaluator import OrtEvaluator
-from services.model_repository import InvalidModelError, validate_onnx
+from plumbing.model_repository import InvalidModelError, validate_onnx
 from triton_helpers import random_batch
 from trainer.blobnet import ServingNet, build
 from trainer.export import export_onnx, read_metadata

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import torch
 
-from blobzero.config import load
+from plumbing.config import load
 from blobzero.loop import _metrics, _spawn, prepare
-from blobzero.shards import ShardReader, decode_shard, sanitize_client_id
+from plumbing.shards import ShardReader, decode_shard, sanitize_client_id
 from services.triton_local import LocalTriton, ServerConfig
 
 TINY = ["network.preset=tiny", "search.preset=light", "selfplay.games_in_flight=64",

@@ -22,12 +22,12 @@ import tritonclient.grpc as grpcclient
 from tritonclient.grpc import model_config_pb2 as mc
 from tritonclient.utils import InferenceServerException
 
-from blobzero.netspec import MODEL_NAME, NUM_ACTIONS, VALUE_DIM
+from plumbing.netspec import MODEL_NAME, NUM_ACTIONS, VALUE_DIM
 from selfplay_client.evaluator import Evaluator, OrtEvaluator, UniformEvaluator, check_batch
 from selfplay_client.triton_evaluator import TritonEvaluator, TritonRequestError, TritonUnavailableError
-from services.model_repository import (InvalidModelError, ModelRepositoryError, check_servable,
+from plumbing.model_repository import (InvalidModelError, ModelRepositoryError, check_servable,
                                        list_versions, publish_version, staging_dir)
-from services.triton_config import (GENERATED_HEADER, LOCAL_BACKEND, local_config, parse_config,
+from plumbing.triton_config import (GENERATED_HEADER, LOCAL_BACKEND, local_config, parse_config,
                                     production_config, write_local_config)
 from services.triton_local import LocalTriton, PortInUseError, ServerConfig, free_ports
 from triton_helpers import (PROJECT_ROOT, PYTHON, export_tiny, make_repository, metric, random_batch,

@@ -4,8 +4,8 @@ import itertools
 import pytest
 
 from blobcore.search_config import LIGHT
-from blobzero.records import to_proto
-from blobzero.shards import CorruptShard, ShardReader, ShardWriter, decode_shard, encode_shard
+from plumbing.records import to_proto
+from plumbing.shards import CorruptShard, ShardReader, ShardWriter, decode_shard, encode_shard
 from selfplay_client.evaluator import UniformEvaluator
 from selfplay_client.runner import PooledSearch, round_specs
 
@@ -71,7 +71,7 @@ def test_decode_rejects_bad_content():
     import gzip
     with pytest.raises(CorruptShard, match="header"):
         decode_shard(gzip.compress(b"hello"))
-    from blobzero.shards import MAGIC
+    from plumbing.shards import MAGIC
     with pytest.raises(CorruptShard, match="past the end"):
         decode_shard(gzip.compress(MAGIC + b"\x05ab"))
 

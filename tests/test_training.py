@@ -6,9 +6,9 @@ import pytest
 
 from blobcore import Round, encode
 from blobcore.search_config import LIGHT
-from blobzero.config import load
-from blobzero.records import to_proto
-from blobzero.shards import ShardWriter
+from plumbing.config import load
+from plumbing.records import to_proto
+from plumbing.shards import ShardWriter
 from selfplay_client.evaluator import UniformEvaluator
 from selfplay_client.runner import PooledSearch, round_specs
 from trainer.examples import BadRecord, concat, from_record

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from blobzero.netspec import NUM_ACTIONS, STATE_DIM
-from services.model_repository import publish_version
+from plumbing.netspec import NUM_ACTIONS, STATE_DIM
+from plumbing.model_repository import publish_version
 from services.triton_local import SHM_DIR, LocalTriton, ServerConfig
 from trainer.export import export_fresh
 

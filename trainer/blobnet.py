@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from blobzero.netspec import NUM_ACTIONS, STATE_DIM, VALUE_DIM
+from plumbing.netspec import NUM_ACTIONS, STATE_DIM, VALUE_DIM
 
 #: Logit given to illegal actions. Finite (not -inf) so a zero target times its log-prob is 0, not NaN.
 ILLEGAL_LOGIT = -1.0e9
@@ -35,7 +35,7 @@ class BlobNetConfig:
     depth:        number of residual blocks
     hidden:       inner width of each block's feed-forward layer
     value_hidden: width of the value head's hidden layer
-    state_dim / num_actions / value_dim: the wire contract (blobzero.netspec); not tunable.
+    state_dim / num_actions / value_dim: the wire contract (plumbing.netspec); not tunable.
     """
 
     width: int

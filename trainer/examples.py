@@ -13,7 +13,7 @@ import numpy as np
 
 from blobcore import Round, encode_into
 from blobcore.rules import NO_TRUMP
-from blobzero import records_pb2
+from plumbing import records_pb2
 
 VALUE_SEATS = 8
 

@@ -18,8 +18,8 @@ from pathlib import Path
 import onnx
 import torch
 
-from blobzero.fsio import atomic_write_bytes
-from blobzero.netspec import MASK, POLICY, STATE, VALUE
+from plumbing.fsio import atomic_write_bytes
+from plumbing.netspec import MASK, POLICY, STATE, VALUE
 from trainer.blobnet import PRESETS, BlobNet, ServingNet, build
 
 #: ONNX opset: 17 has a native LayerNormalization op (one fused kernel in ORT and TensorRT).

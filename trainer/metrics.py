@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from blobzero.metrics_http import serve
+from plumbing.metrics_http import serve
 
 
 class TrainerMetrics:

@@ -20,10 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-from blobzero import config as configuration
-from blobzero.fsio import atomic_write_bytes, copy_file_synced
-from blobzero.netspec import MODEL_NAME
-from blobzero.shards import ShardReader
+from plumbing import config as configuration
+from plumbing.fsio import atomic_write_bytes, copy_file_synced
+from plumbing.netspec import MODEL_NAME
+from plumbing.shards import ShardReader
 from trainer.examples import BadRecord, concat, from_record
 from trainer.metrics import TrainerMetrics
 from trainer.window import Window, window_capacity
@@ -135,12 +135,12 @@ class Trainer:
             self.metrics.last_publish.set(newest.stat().st_mtime)
 
     def _versions(self) -> list[int]:
-        from services.model_repository import list_versions
+        from plumbing.model_repository import list_versions
         return list_versions(self.model_dir) if self.model_dir.is_dir() else []
 
     def _prepare_repository(self) -> None:
         """Write blobnet/config.pbtxt of the configured flavour (the trainer owns the repo)."""
-        from services import triton_config
+        from plumbing import triton_config
         self.model_dir.mkdir(parents=True, exist_ok=True)
         if self.cfg.triton.flavour == "local":
             # Keep a local config the server already generated (it may run more instances):
@@ -240,7 +240,7 @@ class Trainer:
                      policy_loss.item(), value_loss.item(), len(self.window))
 
     def _publish(self, why: str) -> int:
-        from services.model_repository import publish_version
+        from plumbing.model_repository import publish_version
         from trainer.export import export_onnx
         with tempfile.TemporaryDirectory(prefix="blobnet-export-") as tmp:
             onnx_path = export_onnx(self.net, Path(tmp) / "model.onnx")

@@ -31,7 +31,7 @@ def _counter(text: str, name: str) -> float:
 def run(args) -> dict:
     from selfplay_client.runner import PooledSearch, round_specs
     from selfplay_client.triton_evaluator import TritonEvaluator
-    from services.model_repository import publish_version
+    from plumbing.model_repository import publish_version
     from services.triton_local import LocalTriton, ServerConfig
     from trainer.export import export_fresh
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from blobzero.netspec import NUM_ACTIONS, STATE_DIM
+from plumbing.netspec import NUM_ACTIONS, STATE_DIM
 
 SIZES = (1, 64, 256, 1024)
 TARGET_MIN_SIZE, TARGET_RATIO = 256, 0.85  #: at >= 256 positions/request, Triton >= 85% of in-process
@@ -74,7 +74,7 @@ def _median_round(rounds: list[tuple[int, float, list[float]]]) -> dict:
 def run(args: argparse.Namespace) -> dict:
     from selfplay_client.evaluator import OrtEvaluator
     from selfplay_client.triton_evaluator import TritonEvaluator
-    from services.model_repository import publish_version
+    from plumbing.model_repository import publish_version
     from services.triton_local import LocalTriton, ServerConfig
     from trainer.export import export_fresh
 

@@ -1,6 +1,6 @@
 """The model repository on disk: numeric version directories, validated and published atomically.
 
-Layout (identical in both flavours; only ``config.pbtxt`` differs, see services/triton_config.py)::
+Layout (identical in both flavours; only ``config.pbtxt`` differs, see plumbing/triton_config.py)::
 
     <parent>/<repo>/blobnet/config.pbtxt
     <parent>/<repo>/blobnet/<n>/model.onnx   n = 1, 2, ... (Triton ignores non-numeric names)
@@ -29,8 +29,8 @@ from typing import Iterator
 
 import numpy as np
 
-from blobzero.fsio import copy_file_synced, fsync_dir
-from blobzero.netspec import INPUTS, MASK, MODEL_NAME, ONNX_FILENAME, OUTPUTS, STATE
+from plumbing.fsio import copy_file_synced, fsync_dir
+from plumbing.netspec import INPUTS, MASK, MODEL_NAME, ONNX_FILENAME, OUTPUTS, STATE
 
 _LOCK_NAME = "publish.lock"
 
@@ -95,7 +95,7 @@ def check_servable(repo_root: str | os.PathLike, model_name: str = MODEL_NAME) -
     Validates the newest version's file (the one Triton will load) with ``validate_onnx``.
     """
     repo_root = Path(repo_root)
-    hint = ("publish one with services.model_repository.publish_version, or start with "
+    hint = ("publish one with plumbing.model_repository.publish_version, or start with "
             "`blobzero serve --init-preset tiny` to export a freshly initialised network as version 1")
     if not repo_root.is_dir():
         raise ModelRepositoryError(f"model repository {repo_root} does not exist; {hint}")

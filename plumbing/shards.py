@@ -21,8 +21,8 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from blobzero import records_pb2
-from blobzero.fsio import atomic_write_bytes, atomic_write_text, fsync_dir
+from plumbing import records_pb2
+from plumbing.fsio import atomic_write_bytes, atomic_write_text, fsync_dir
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import time
 
 from blobcore.rules import NO_TRUMP
-from blobzero import records_pb2
+from plumbing import records_pb2
 
 
 def to_proto(record: dict, client_id: str, model_version: int | None = None,

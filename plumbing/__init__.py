@@ -1,0 +1,11 @@
+"""Shared plumbing: what every service needs to agree on, and nothing that runs a service.
+
+- ``config``: the one configuration schema (every service and the application read it);
+- ``netspec``: the wire contract with the network server (tensor names, shapes, dtypes);
+- ``records`` / ``records_pb2`` / ``shards``: game records and the crash-safe shard files;
+- ``model_repository`` / ``triton_config``: the on-disk model repository and its Triton config;
+- ``fsio``: crash-safe writes (temp name, fsync, rename); ``metrics_http``: the metrics endpoint.
+
+Layer 1 of the project (docs/architecture.md, "Layers"): it may import ``blobcore`` and
+third-party libraries only, never a service or the application.
+"""
