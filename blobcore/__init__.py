@@ -7,6 +7,6 @@ from blobcore.rules import (  # noqa: F401
     PHASE_BID, PHASE_PLAY, PHASE_DONE, Round, Rng, card_name, card_index, max_cards,
     game_schedule, trump_for_round,
 )
-from blobcore.encode import OBS_SIZE, encode, encode_into  # noqa: F401
+from blobcore.encode import OBS_SIZE, encode, encode_into, encode_view_into  # noqa: F401
 from blobcore.determinize import determinize, count_consistent_deals  # noqa: F401
 from blobcore.game import Game  # noqa: F401

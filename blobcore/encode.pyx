@@ -1,11 +1,12 @@
 # cython: language_level=3
-"""Observation encoder: the player to move's view -> 256 float32 + 52-wide legal mask.
+"""Observation encoder: one seat's view -> 256 float32 + 52-wide legal mask.
 
 This is exactly what BlobNet sees; every slot is documented in docs/observation.md and
-named by the offsets below. Seats are rotated so that the player to move is relative
-seat 0, then the seats that follow in turn order. Counts are normalised by the cards
-dealt at the deal (C), never by the current hand size, so a fact encodes the same way
-all round. Only public information and the mover's own hand are read.
+named by the offsets below. Seats are rotated so that the observer (by default the player
+to move; the search also asks for the searching player's view of positions where someone
+else is to move) is relative seat 0, then the seats that follow in turn order. Counts are
+normalised by the cards dealt at the deal (C), never by the current hand size, so a fact
+encodes the same way all round. Only public information and the observer's own hand are read.
 """
 from libc.string cimport memset
 from libc.stdint cimport uint64_t
@@ -24,7 +25,7 @@ cdef enum:
     HAND = 0           # 52  own hand
     PLAYED = 52        # 52  every card played this round, current trick included
     TRICK = 104        # 40  current trick: per relative seat, suit one-hot (4) + (rank+1)/13
-    LEADER = 144       # 8   relative seat that led the current trick
+    LEADER = 144       # 8   relative seat that led the current trick (or is to lead it)
     LED_SUIT = 152     # 4   suit led in the current trick
     BIDS = 156         # 8   (bid+1)/(C+1) per relative seat, 0 = not bid yet
     TRICKS_WON = 164   # 8   tricks won / C
@@ -81,7 +82,14 @@ SLOTS = {
 
 cdef void encode_state(const RoundState* s, float* obs, float* mask) noexcept nogil:
     """Write the player-to-move's observation (256 floats) and legal mask (52 floats)."""
-    cdef int n = s.n_players, me = s.current, rel, seat, card, suit, k, f, total, best
+    encode_view(s, s.current, obs, mask)
+
+
+cdef void encode_view(const RoundState* s, int observer, float* obs, float* mask) noexcept nogil:
+    """Write seat ``observer``'s observation (256 floats): its own hand and the public record,
+    seats relative to it. The mask is always the legal actions of the player to move (what
+    the policy head ranks); only public facts tell the network who that is."""
+    cdef int n = s.n_players, me = observer, rel, seat, card, suit, k, f, total, best
     cdef float inv_c = 1.0 / s.cards
     cdef float score_scale
     cdef uint64_t bits
@@ -116,6 +124,8 @@ cdef void encode_state(const RoundState* s, float* obs, float* mask) noexcept no
     if s.n_in_trick > 0:
         obs[LEADER + (s.leader - me + n) % n] = 1.0
         obs[LED_SUIT + s.led_suit] = 1.0
+    elif s.phase == PHASE_PLAY_C:        # an empty trick: the seat to lead it
+        obs[LEADER + (s.current - me + n) % n] = 1.0
     obs[DEALER + (s.dealer - me + n) % n] = 1.0
     obs[TRUMP + s.trump] = 1.0
     if s.phase == PHASE_BID_C:
@@ -163,9 +173,24 @@ def encode_into(Round rnd, float[::1] obs, float[::1] mask):
     encode_state(&rnd.st, &obs[0], &mask[0])
 
 
-def encode(Round rnd):
-    """Return ``(obs float32 (256,), mask float32 (52,))`` for the player to move."""
+def encode_view_into(Round rnd, int observer, float[::1] obs, float[::1] mask):
+    """Encode ``rnd`` as seat ``observer`` sees it into caller-owned buffers; the mask is the
+    legal actions of the player to move. obs: float32 (256,), mask: float32 (52,)."""
+    if obs.shape[0] != OBS_SIZE_C or mask.shape[0] != ACTIONS_C:
+        raise ValueError(f"need obs of shape (256,) and mask of shape (52,), got "
+                         f"({obs.shape[0]},) and ({mask.shape[0]},)")
+    if not 0 <= observer < rnd.st.n_players:
+        raise ValueError(f"observer {observer} is not a seat of this {rnd.st.n_players}-player round")
+    encode_view(&rnd.st, observer, &obs[0], &mask[0])
+
+
+def encode(Round rnd, observer=None):
+    """Return ``(obs float32 (256,), mask float32 (52,))`` for the player to move, or as seat
+    ``observer`` sees the position."""
     obs = np.empty(OBS_SIZE_C, dtype=np.float32)
     mask = np.empty(ACTIONS_C, dtype=np.float32)
-    encode_into(rnd, obs, mask)
+    if observer is None:
+        encode_into(rnd, obs, mask)
+    else:
+        encode_view_into(rnd, observer, obs, mask)
     return obs, mask

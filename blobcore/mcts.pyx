@@ -9,9 +9,16 @@ needs a network evaluation and writes those leaves into one contiguous batch
 runs without the GIL. docs/search.md explains the algorithm and conventions.
 
 Value convention: a value is a vector over seats of expected *normalised round score*
-(score / (10 + C), in [0, 1]). The evaluator returns it ordered from the player to move
-(relative seat 0 first); the search stores it by absolute seat, and backup credits each
-edge with the value of the seat that chose it.
+(score / (10 + C), in [0, 1]). The evaluator returns it ordered from the observer of the
+position (relative seat 0 first); the search stores it by absolute seat, and backup credits
+each edge with the value of the seat that chose it.
+
+Perspective (``SearchConfig.perspective``): with "mover" every position in the tree is
+encoded as its player to move sees it, so the values the searching player's choices are
+judged by come from other seats' views (which do not see its cards) until the tree reaches
+its next turn. With "searcher" every position is encoded as the *searching* player sees it
+(its own hand, public record): all values in the tree are its own estimates, and opponents'
+priors are its model of their play. docs/search.md explains why this matters in Blob.
 """
 from libc.stdlib cimport malloc, calloc, free
 from libc.string cimport memset, memcpy
@@ -22,9 +29,10 @@ import numpy as np
 
 from blobcore.rules cimport (RoundState, Round, rs_legal, rs_apply, rs_deal_random, rs_score,
                              popcount64, ctz64, nth_set_bit, PHASE_DONE_C, DECK_C)
-from blobcore.encode cimport encode_state, OBS_SIZE_C, ACTIONS_C
+from blobcore.encode cimport encode_view, OBS_SIZE_C, ACTIONS_C
 from blobcore.determinize cimport determinize_state
 from blobcore.greedy cimport greedy_action
+from blobcore.expert cimport expert_action
 from blobcore.rng cimport RngState, rng_seed, rng_next, rng_below, rng_uniform
 
 from blobcore.search_config import SearchConfig
@@ -32,6 +40,7 @@ from blobcore.search_config import SearchConfig
 VALUE_SEATS = 8
 AGENT_RANDOM = -1      # round-spec agent: uniformly random legal play
 AGENT_GREEDY = -2      # round-spec agent: the greedy baseline (blobcore/greedy.pyx)
+AGENT_EXPERT = -3      # round-spec agent: the card-counting expert baseline (blobcore/expert.pyx)
 
 cdef enum:
     SEATS_C = 8
@@ -46,6 +55,7 @@ cdef enum:
     S_FINISHED = 2
     AGENT_RANDOM_C = -1
     AGENT_GREEDY_C = -2
+    AGENT_EXPERT_C = -3
 
 
 cdef struct Edge:
@@ -110,7 +120,7 @@ cdef struct Slot:
     float w_acc[52]           # summed root-edge values over determinizations
     int stop_after            # searched decisions after which the round stops (0 = never)
     int start_ply             # actions already in the history when the slot started
-    int8_t agent[8]           # per seat: evaluator index for its searches, or AGENT_RANDOM/GREEDY
+    int8_t agent[8]           # per seat: evaluator index for its searches, or AGENT_RANDOM/GREEDY/EXPERT
     # --- tree arena (offsets into the pool's node/edge arrays) ---
     int n_nodes
     int n_edges
@@ -122,6 +132,7 @@ cdef struct Slot:
 
 cdef struct Params:
     int D, S, leaves, skip_forced, add_noise, temperature_moves
+    int view_searcher         # 1: encode every position from the searching player's view
     float c_puct, alpha, eps, temperature
     int node_cap, edge_cap
 
@@ -280,6 +291,7 @@ cdef class SearchPool:
         self.p.alpha = config.dirichlet_alpha
         self.p.eps = config.dirichlet_eps
         self.p.temperature = config.temperature
+        self.p.view_searcher = 1 if config.perspective == "searcher" else 0
         self.p.node_cap = self.p.S + 2
         self.p.edge_cap = self.p.node_cap * MAX_EDGES
         self.slots = <Slot*>calloc(n_slots, sizeof(Slot))
@@ -415,8 +427,8 @@ cdef class SearchPool:
             if not -1 <= dealer < n_players or not -1 <= trump <= 4:
                 raise ValueError(f"bad round spec {spec!r}: dealer -1..N-1, trump -1..4")
             agents = tuple(spec[5]) if len(spec) > 5 else (0,) * n_players
-            if len(agents) != n_players or not all(-2 <= int(a) < 127 for a in agents):
-                raise ValueError(f"bad round spec {spec!r}: agents needs one entry -2..126 per seat")
+            if len(agents) != n_players or not all(-3 <= int(a) < 127 for a in agents):
+                raise ValueError(f"bad round spec {spec!r}: agents needs one entry -3..126 per seat")
             memset(s, 0, sizeof(Slot))
             for k, a in enumerate(agents):
                 s.agent[k] = int(a)
@@ -482,6 +494,9 @@ cdef class SearchPool:
                 if s.agent[s.game.current] == AGENT_GREEDY_C:
                     rs_apply(&s.game, greedy_action(&s.game))
                     continue
+                if s.agent[s.game.current] == AGENT_EXPERT_C:
+                    rs_apply(&s.game, expert_action(&s.game))
+                    continue
                 s.in_decision = 1
                 s.root_ready = 0
                 s.det_index = 0
@@ -503,12 +518,16 @@ cdef class SearchPool:
                 return
             self._simulate(s, slot)
 
+    cdef inline int _observer(self, Slot* s, const RoundState* st) noexcept nogil:
+        """The seat whose view ``st`` is encoded from (see Perspective in the module doc)."""
+        return s.game.current if self.p.view_searcher else st.current
+
     cdef CacheEntry* _encode_lookup(self, Slot* s, const RoundState* st, uint64_t* key) noexcept nogil:
         """Encode ``st`` into the next free batch row and look it up in the slot's cache.
         On a miss the row stays filled: ``_add_pending`` claims it."""
         cdef float* obs = self.states_buf + <size_t>self.n_rows * OBS_SIZE_C
         cdef float* mask = self.masks_buf + <size_t>self.n_rows * ACTIONS_C
-        encode_state(st, obs, mask)
+        encode_view(st, self._observer(s, st), obs, mask)
         key[0] = _hash_obs(obs, mask)
         return _cache_find(s, key[0])
 
@@ -707,7 +726,7 @@ cdef class SearchPool:
             k += 1
         x.n_edges = k - s.n_edges
         s.n_edges = k
-        _to_absolute(value_rel, x.state.current, x.state.n_players, x.value)
+        _to_absolute(value_rel, self._observer(s, &x.state), x.state.n_players, x.value)
         x.expanded = 1
 
     cdef void _backup(self, Slot* s, int slot, const int* path_node, const int* path_edge,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import random
 
+from blobcore.expert import expert
 from blobcore.greedy import greedy
 from blobcore.rules import Round
 
@@ -22,4 +23,10 @@ def greedy_player(rnd: Round, rng: random.Random) -> int:
     return greedy(rnd)
 
 
-PLAYERS = {"random": random_player, "greedy": greedy_player}
+def expert_player(rnd: Round, rng: random.Random) -> int:
+    """The expert baseline (blobcore/expert.pyx, shared with the arena): counts cards, bids the
+    trick count that maximises its expected score and plays to make it exactly."""
+    return expert(rnd)
+
+
+PLAYERS = {"random": random_player, "greedy": greedy_player, "expert": expert_player}

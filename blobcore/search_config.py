@@ -4,6 +4,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 
 
+PERSPECTIVES = ("mover", "searcher")
+
+
 @dataclass(frozen=True)
 class SearchConfig:
     """Determinized PUCT search (see docs/search.md).
@@ -19,6 +22,9 @@ class SearchConfig:
         sequential MCTS, the default — virtual loss costs playing strength).
     skip_forced: inside the tree, play moves with a single legal action without a node, so
         the last trick costs no network evaluation.
+    perspective: whose view every position in the tree is encoded from: "mover" (the player
+        to move at that position) or "searcher" (the player whose decision is searched, so
+        every value in its tree is its own estimate; docs/search.md).
     """
 
     determinizations: int = 3
@@ -31,6 +37,7 @@ class SearchConfig:
     temperature_moves: int = 6
     leaves_per_game: int = 1
     skip_forced: bool = True
+    perspective: str = "searcher"
 
     def __post_init__(self):
         checks = [
@@ -42,6 +49,7 @@ class SearchConfig:
             (self.temperature >= 0, "temperature must be >= 0"),
             (self.temperature_moves >= 0, "temperature_moves must be >= 0"),
             (1 <= self.leaves_per_game <= 8, "leaves_per_game must be 1..8"),
+            (self.perspective in PERSPECTIVES, f"perspective must be one of {PERSPECTIVES}"),
         ]
         for ok, message in checks:
             if not ok:

@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("trainer.service", "trainer: learn from game shards, publish model versions"),
     "arena": ("blobzero.arena", "play two agents on duplicate deals and compare their scores"),
     "publish": ("services.publish", "publish an ONNX file as the next model version (e.g. a rollback)"),
+    "strength": ("blobzero.strength", "measure published versions against built-in players; learning curve"),
     "loop": ("blobzero.loop", "the whole training loop as local processes (what `make run` runs)"),
 }
 

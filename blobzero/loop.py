@@ -4,9 +4,11 @@
 2. the trainer writes the local model config and version 1 (fresh weights);
 3. start the real ``tritonserver`` (python backend running the ONNX file), then one self-play
    client and the trainer as subprocesses, all on loopback ports that are free;
+   and the strength tracker (``blobzero strength --watch``, niced: it measures each newest
+   published version against ``greedy`` and ``expert`` while training goes on);
 4. show live progress for the time budget, then stop everything cleanly (SIGTERM);
-5. play the arena: published versions against random play and against version 1, and print
-   the table (also saved as ``report.json`` in the run directory).
+5. measure the final version with more deals, print the strength table, and save
+   ``report.json``, ``strength.json`` and ``learning_curve.png`` in the run directory.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+from blobzero.strength import CURVE, DEFAULT_OPPONENTS, RESULTS, parse_opponents
 from plumbing import config as configuration
 from plumbing.fsio import atomic_write_text
 
@@ -32,10 +35,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="self-play + training time (default: %(default)s)")
     parser.add_argument("--run-dir", type=Path,
                         help="where everything is written (default: runs/<date-time>)")
-    parser.add_argument("--arena-deals", type=int, default=1000,
-                        help="duplicate deals per arena match (default: %(default)s)")
-    parser.add_argument("--arena-versions", type=int, default=3,
-                        help="versions besides v1 to evaluate, evenly spaced, newest included")
+    parser.add_argument("--arena-deals", type=int, default=600,
+                        help="duplicate deals for the final version's measurement (default: %(default)s)")
+    parser.add_argument("--watch-deals", type=int, default=200,
+                        help="duplicate deals per measurement while training (default: %(default)s)")
+    parser.add_argument("--opponents", default=",".join(DEFAULT_OPPONENTS),
+                        help="built-in players the strength is measured against (default: %(default)s)")
 
 
 class LoopError(RuntimeError):
@@ -72,7 +77,7 @@ def _free_ports(count: int) -> list[int]:
 
 def prepare(cfg: configuration.Config, run_dir: Path) -> configuration.Config:
     """The effective config of this run: storage in ``run_dir``, free loopback ports."""
-    grpc, http, metrics, selfplay, trainer = _free_ports(5)
+    grpc, http, metrics, selfplay, trainer, strength = _free_ports(6)
     cfg = dataclasses.replace(
         cfg,
         storage=dataclasses.replace(cfg.storage, games_dir=str(run_dir / "games"),
@@ -81,7 +86,7 @@ def prepare(cfg: configuration.Config, run_dir: Path) -> configuration.Config:
         triton=dataclasses.replace(cfg.triton, url=f"127.0.0.1:{grpc}", grpc_port=grpc,
                                    http_port=http, metrics_port=metrics, flavour="local"),
         metrics=dataclasses.replace(cfg.metrics, host="127.0.0.1", selfplay_port=selfplay,
-                                    trainer_port=trainer),
+                                    trainer_port=trainer, strength_port=strength),
     ).validate()
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "logs").mkdir(exist_ok=True)
@@ -112,8 +117,10 @@ class _Interrupted(Exception):
     pass
 
 
-def run_loop(cfg: configuration.Config, run_dir: Path, minutes: float, out=sys.stdout) -> dict:
-    """Steps 1-4; returns a summary. Raises LoopError (with log tails) when a part fails."""
+def run_loop(cfg: configuration.Config, run_dir: Path, minutes: float, out=sys.stdout,
+             opponents: tuple[str, ...] = DEFAULT_OPPONENTS, watch_deals: int = 200) -> dict:
+    """Steps 1-4; returns a summary. Raises LoopError (with log tails) when a part fails.
+    ``watch_deals`` 0 turns the strength tracker off."""
     from services.triton_local import LocalTriton, ServerConfig
 
     interactive = out.isatty()
@@ -129,7 +136,7 @@ def run_loop(cfg: configuration.Config, run_dir: Path, minutes: float, out=sys.s
     server = LocalTriton(ServerConfig(Path(cfg.storage.model_repository), run_dir / "triton",
                                       grpc_port=cfg.triton.grpc_port, http_port=cfg.triton.http_port,
                                       metrics_port=cfg.triton.metrics_port, instances=1))
-    selfplay = trainer = None
+    selfplay = trainer = watcher = None
     summary: dict = {}
     previous = {s: signal.signal(s, _raise_interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -137,17 +144,22 @@ def run_loop(cfg: configuration.Config, run_dir: Path, minutes: float, out=sys.s
         print(f"tritonserver ready on {server.url} (metrics {server.metrics_url})", file=out)
         selfplay = _spawn("selfplay", ["selfplay", "--progress", "off"], run_dir)
         trainer = _spawn("trainer", ["train"], run_dir)
+        if watch_deals:
+            # niced and single-threaded: on a 2-core box it takes what self-play leaves
+            watcher = _spawn("strength", ["strength", "--watch", "--nice", "10", "--deals", str(watch_deals),
+                                          "--opponents", ",".join(opponents),
+                                          "--out", str(run_dir / RESULTS)], run_dir)
         started = time.monotonic()
         deadline = started + minutes * 60
         last_line = 0.0
         while time.monotonic() < deadline:
-            for proc, name in ((selfplay, "selfplay"), (trainer, "trainer")):
-                if proc.poll() is not None:
+            for proc, name in ((selfplay, "selfplay"), (trainer, "trainer"), (watcher, "strength")):
+                if proc is not None and proc.poll() is not None:
                     raise LoopError(f"{name} exited with code {proc.returncode}:\n"
                                     + _tail(run_dir / "logs" / f"{name}.log"))
             if server.poll() is not None:
                 raise LoopError("tritonserver exited:\n" + server.log_tail())
-            summary = _status(cfg, started)
+            summary = _status(cfg, started, watcher is not None)
             now = time.monotonic()
             if interactive:
                 print("\r" + summary["line"].ljust(110), end="", file=out, flush=True)
@@ -157,7 +169,7 @@ def run_loop(cfg: configuration.Config, run_dir: Path, minutes: float, out=sys.s
             time.sleep(1.0)
         if interactive:
             print(file=out)
-        summary = _status(cfg, started)
+        summary = _status(cfg, started, watcher is not None)
         print(summary["line"], file=out)
     except _Interrupted:
         print("\ninterrupted: stopping the loop", file=out)
@@ -165,7 +177,8 @@ def run_loop(cfg: configuration.Config, run_dir: Path, minutes: float, out=sys.s
     finally:
         for sig in previous:
             signal.signal(sig, signal.SIG_IGN)
-        codes = {"selfplay": _stop(selfplay, "selfplay"), "trainer": _stop(trainer, "trainer")}
+        codes = {"selfplay": _stop(selfplay, "selfplay"), "trainer": _stop(trainer, "trainer"),
+                 "strength": _stop(watcher, "strength", timeout=120)}
         server.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -182,9 +195,10 @@ def _raise_interrupt(signum, _frame):
     raise _Interrupted()
 
 
-def _status(cfg: configuration.Config, started: float) -> dict:
+def _status(cfg: configuration.Config, started: float, strength: bool = False) -> dict:
     sp = _metrics(f"http://127.0.0.1:{cfg.metrics.selfplay_port}/metrics")
     tr = _metrics(f"http://127.0.0.1:{cfg.metrics.trainer_port}/metrics")
+    st = _metrics(f"http://127.0.0.1:{cfg.metrics.strength_port}/metrics") if strength else {}
     elapsed = time.monotonic() - started
     rounds = sp.get("blobzero_selfplay_rounds_total", 0)
     requests = sp.get("blobzero_selfplay_requests_total", 0)
@@ -196,65 +210,44 @@ def _status(cfg: configuration.Config, started: float) -> dict:
             f"loss p={tr.get('blobzero_trainer_loss{kind=policy}', 0):.3f} "
             f"v={tr.get('blobzero_trainer_loss{kind=value}', 0):.4f} "
             f"window {int(tr.get('blobzero_trainer_window_positions', 0))}")
+    measured = sorted(k for k in st if k.startswith("blobzero_strength_score_difference{"))
+    if measured:
+        line += f" | v{int(st.get('blobzero_strength_version', 0))} " + " ".join(
+            f"{k.split('opponent=')[1].rstrip('}')} {st[k]:+.2f}" for k in measured)
     return {"line": line, "rounds": rounds, "seconds": elapsed,
+            "rounds_per_minute": rounds / max(elapsed, 1) * 60,
+            "evaluations_per_round": leaves / max(rounds, 1),
             "steps": tr.get("blobzero_trainer_steps_total", 0),
             "version": tr.get("blobzero_trainer_published_version", 0),
             "positions_per_request": leaves / max(requests, 1)}
 
 
-def choose_versions(archive: Path, extra: int) -> list[int]:
-    versions = sorted(int(p.stem[1:]) for p in archive.glob("v*.onnx"))
-    if not versions:
-        return []
-    later = versions[1:]
-    if len(later) <= extra:
-        picked = later
-    else:
-        step = len(later) / extra
-        picked = sorted({later[min(len(later) - 1, int(round((i + 1) * step)) - 1)] for i in range(extra)})
-        picked[-1] = later[-1]
-    return [versions[0], *picked]
-
-
-def arena_table(cfg: configuration.Config, versions: list[int], deals: int, out=sys.stdout) -> list[dict]:
-    from blobcore.mcts import AGENT_GREEDY
-    from blobcore.search_config import PRESETS
-    from blobzero.arena import Agent, format_report, play
-
-    archive = Path(cfg.storage.checkpoint_dir) / "versions"
-    search = PRESETS[cfg.arena.search_preset]
-    first = Agent("v1", archive / f"v{versions[0]:06d}.onnx")
-    rows = []
-    for v in versions:
-        agent = Agent(f"v{v}", archive / f"v{v:06d}.onnx")
-        row = {"version": v}
-        for label, opponent in (("random", Agent("random")), ("greedy", Agent("greedy", None, AGENT_GREEDY)),
-                                ("v1", first)):
-            if label == "v1" and v == versions[0]:
+def strength_table(points: list[dict]) -> str:
+    """One row per measured version: minutes, rounds, and the difference per opponent."""
+    opponents = sorted({p["opponent"] for p in points})
+    by_version: dict[int, dict] = {}
+    for p in points:
+        by_version.setdefault(p["version"], {})[p["opponent"]] = p
+    lines = [f"{'version':<9}{'minutes':>8}{'rounds':>9}{'deals':>7}  "
+             + "  ".join(f"{'vs ' + o + ': diff [95% CI]':>27}" for o in opponents)]
+    for version in sorted(by_version):
+        row = by_version[version]
+        first = next(iter(row.values()))
+        cells = []
+        for o in opponents:
+            p = row.get(o)
+            if p is None:
+                cells.append("—".rjust(27))
                 continue
-            report = play(agent, opponent, deals=deals, n_players=cfg.table.players,
-                          cards=cfg.table.cards_max, search=search, seed=777,
-                          games_in_flight=cfg.arena.games_in_flight)
-            print("  " + format_report(report).replace("\n", "\n  "), file=out, flush=True)
-            row[label] = report
-        rows.append(row)
-    return rows
-
-
-def format_table(rows: list[dict]) -> str:
-    def cell(r: dict | None) -> str:
-        if r is None:
-            return "—".center(26)
-        mark = "*" if r["significant"] else " "
-        return f"{r['difference']:+6.2f} [{r['ci95'][0]:+5.2f},{r['ci95'][1]:+5.2f}]{mark}".rjust(26)
-    lines = [f"{'version':<9}{'score/round':>12}  {'vs random: diff [95% CI]':>26}  "
-             f"{'vs greedy: diff [95% CI]':>26}  {'vs v1: diff [95% CI]':>26}"]
-    for row in rows:
-        score = row["random"]["a_mean_score"]
-        lines.append(f"v{row['version']:<8}{score:>12.2f}  {cell(row.get('random'))}  "
-                     f"{cell(row.get('greedy'))}  {cell(row.get('v1'))}")
-    lines.append("score/round = the version's mean against random play; diff = its mean score per round "
-                 "minus its opponent's on the same deals; * = 95% CI excludes 0")
+            lo, hi = p["ci95"]
+            mark = "*" if lo > 0 or hi < 0 else " "
+            cells.append(f"{p['difference']:+6.2f} [{lo:+5.2f},{hi:+5.2f}]{mark}".rjust(27))
+        minutes = "" if first.get("minutes") is None else f"{first['minutes']:.1f}"
+        rounds = "" if first.get("rounds") is None else str(first["rounds"])
+        lines.append(f"v{version:<8}{minutes:>8}{rounds:>9}{first['deals']:>7}  " + "  ".join(cells))
+    lines.append("diff = score per round of one model seat minus the mean of the 3 opponent seats, same "
+                 "deals, every seat in turn; minutes/rounds = training time and self-play rounds behind "
+                 "the version; * = 95% CI excludes 0")
     return "\n".join(lines)
 
 
@@ -262,22 +255,43 @@ def main(args: argparse.Namespace) -> int:
     cfg = configuration.from_args_or_exit(args, "loop")
     run_dir = args.run_dir or Path("runs") / time.strftime("%Y%m%d-%H%M%S")
     try:
-        summary = run_loop(cfg, run_dir, args.minutes)
+        opponents = parse_opponents(args.opponents, cfg)
+    except ValueError as exc:
+        print(f"blobzero loop: {exc}", file=sys.stderr)
+        return 2
+    try:
+        summary = run_loop(cfg, run_dir, args.minutes, opponents=opponents, watch_deals=args.watch_deals)
     except LoopError as exc:
         print(f"\nblobzero loop: {exc}", file=sys.stderr)
         return 1
     if summary.get("interrupted"):
         return 130
     cfg = summary["config"]
-    versions = choose_versions(Path(cfg.storage.checkpoint_dir) / "versions", args.arena_versions)
-    print(f"arena: versions {versions}, {args.arena_deals} duplicate deals per match, "
-          f"search {cfg.arena.search_preset}")
-    rows = arena_table(cfg, versions, args.arena_deals)
-    table = format_table(rows)
+    from blobzero.strength import load_results, manifests, archive_dir, measure, plot, save_results
+    found = manifests(archive_dir(cfg))
+    points = load_results(run_dir / RESULTS)
+    if found and args.arena_deals:
+        newest = max(found)
+        print(f"strength of the final version v{newest}: {args.arena_deals} duplicate deals per opponent, "
+              f"one model seat vs {cfg.table.players - 1} of the opponent, search {cfg.arena.search_preset}")
+        points = [p for p in points if p["version"] != newest]
+        points += measure(cfg, newest, found[newest], opponents, args.arena_deals,
+                          found[min(found)]["published_unix"])
+        points.sort(key=lambda p: (p["version"], p["opponent"]))
+        save_results(run_dir / RESULTS, points)
+    table = strength_table(points) if points else "(no version was measured)"
     print("\n" + table)
+    curve = plot(points, run_dir / CURVE,
+                 title=f"{cfg.network.preset} net, {cfg.table.players}x{cfg.table.cards_max}, "
+                       f"{args.minutes:g} min on this machine")
     report = {"run_dir": str(run_dir), "minutes": args.minutes,
               "selfplay_rounds": summary.get("rounds"), "trainer_steps": summary.get("steps"),
-              "versions": versions, "arena": rows, "table": table}
+              "evaluations_per_round": summary.get("evaluations_per_round"),
+              "rounds_per_minute": summary.get("rounds_per_minute"),
+              "strength": points, "table": table,
+              "learning_curve": str(curve) if curve else None}
     atomic_write_text(run_dir / "report.json", json.dumps(report, indent=2, default=str))
+    if curve:
+        print(f"learning curve: {curve}")
     print(f"\nreport saved to {run_dir / 'report.json'}")
     return 0

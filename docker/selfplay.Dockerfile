@@ -1,5 +1,6 @@
 # syntax=docker/dockerfile:1
-# BlobZero self-play client; also runs `blobzero arena` (the k8s arena CronJob uses this image).
+# BlobZero self-play client; also runs `blobzero arena` (the k8s arena CronJob uses this image)
+# and the strength tracker `blobzero strength --watch` (compose and k8s `strength`).
 #
 #   docker build -f docker/selfplay.Dockerfile -t blobzero/selfplay:0.1.0 .     (from the repo root)
 #
@@ -52,6 +53,7 @@ ENV PATH=/opt/venv/bin:$PATH \
 RUN groupadd --gid 10001 blobzero \
  && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /tmp --shell /usr/sbin/nologin blobzero \
  && mkdir -p /etc/blobzero /var/lib/blobzero/games /var/lib/blobzero/models \
+      /var/lib/blobzero/checkpoints /var/lib/blobzero/strength \
  && chown -R 10001:10001 /var/lib/blobzero
 COPY --from=build /opt/venv /opt/venv
 COPY --from=build /app /app
@@ -59,8 +61,8 @@ COPY --from=build /app /app
 COPY config/blobzero.toml /etc/blobzero/blobzero.toml
 WORKDIR /app
 USER 10001:10001
-# metrics.selfplay_port
-EXPOSE 9100
+# metrics.selfplay_port; metrics.strength_port when it runs `blobzero strength --watch`
+EXPOSE 9100 9102
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
   CMD ["python", "/app/docker/healthcheck.py", "http://127.0.0.1:9100/metrics"]
 ENTRYPOINT ["blobzero"]

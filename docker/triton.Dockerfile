@@ -24,7 +24,7 @@ COPY --chmod=0755 docker/triton-entrypoint.sh /usr/local/bin/blobzero-triton
 # HTTP (health, KServe v2), gRPC (clients), metrics (Prometheus)
 EXPOSE 8000 8001 8002
 HEALTHCHECK --interval=10s --timeout=5s --start-period=120s --retries=6 \
-  CMD ["python3", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/v2/health/ready', timeout=4)"]
+  CMD ["python3", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/v2/models/blobnet/ready', timeout=4)"]
 ENTRYPOINT ["/usr/local/bin/blobzero-triton"]
 
 FROM base AS cpu

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
+import re
 import tomllib
 import typing
 from dataclasses import dataclass, field, fields
@@ -22,6 +24,11 @@ from blobcore.search_config import SearchConfig
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "config" / "blobzero.toml"
 ENV_PREFIX = "BLOBZERO__"
+#: The served model's config: its max_batch_size bounds the positions one request may carry.
+MODEL_CONFIG = Path(__file__).resolve().parents[1] / "model_repository" / "blobnet" / "config.pbtxt"
+#: Characters a client id (part of every shard name) may use.
+CLIENT_ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 
 
 class ConfigError(ValueError):
@@ -55,8 +62,11 @@ class SearchSection:
     temperature: float = 1.0
     temperature_moves: int = 6
     leaves_per_game: int = 1
+    perspective: str = "searcher"  # searcher | mover: whose view positions in the tree are encoded from
 
     def validate(self) -> None:
+        _require(self.perspective in ("mover", "searcher"), "search.perspective",
+                 "must be mover or searcher")
         _require(self.preset in SEARCH_PRESETS, "search.preset", f"must be one of {sorted(SEARCH_PRESETS)}")
         try:
             self.build()
@@ -71,16 +81,19 @@ class SearchSection:
             simulations=self.simulations or base.simulations,
             c_puct=self.c_puct, dirichlet_alpha=self.dirichlet_alpha,
             dirichlet_eps=self.dirichlet_eps, temperature=self.temperature,
-            temperature_moves=self.temperature_moves, leaves_per_game=self.leaves_per_game)
+            temperature_moves=self.temperature_moves, leaves_per_game=self.leaves_per_game,
+            perspective=self.perspective)
         return cfg.for_evaluation() if for_evaluation else cfg
 
 
 @dataclass(frozen=True)
 class NetworkSection:
     preset: str = "small"          # tiny | small | full (trainer/blobnet.py)
+    value_head: str = "tricks"     # tricks (value derived from predicted trick counts) | scalar
 
     def validate(self) -> None:
         _require(self.preset in ("tiny", "small", "full"), "network.preset", "must be tiny, small or full")
+        _require(self.value_head in ("tricks", "scalar"), "network.value_head", "must be tricks or scalar")
 
 
 @dataclass(frozen=True)
@@ -95,11 +108,17 @@ class TritonSection:
     reconnect_timeout_s: float = 5.0   # per attempt; self-play then logs and keeps retrying
 
     def validate(self) -> None:
-        _require(":" in self.url, "triton.url", "must be host:port")
+        host, _, port = self.url.rpartition(":")
+        _require(bool(host) and port.isdigit() and 0 < int(port) < 65536, "triton.url",
+                 f"must be host:port with a port 1..65535, got {self.url!r}")
+        _require(bool(_NAME_RE.match(self.model_name)), "triton.model_name",
+                 "must be a directory name (letters, digits, '_', '.', '-')")
         _require(self.flavour in ("local", "production"), "triton.flavour", "must be local or production")
         for key in ("http_port", "grpc_port", "metrics_port"):
             _require(0 < getattr(self, key) < 65536, f"triton.{key}", "must be a port 1..65535")
-        _require(self.max_in_flight >= 1, "triton.max_in_flight", "must be >= 1")
+        _require(1 <= self.max_in_flight <= 256, "triton.max_in_flight", "must be 1..256")
+        _require(0 < self.reconnect_timeout_s <= 3600, "triton.reconnect_timeout_s",
+                 "must be in (0, 3600] seconds")
 
 
 @dataclass(frozen=True)
@@ -118,9 +137,11 @@ class MetricsSection:
     host: str = "127.0.0.1"        # containers set 0.0.0.0
     selfplay_port: int = 9100
     trainer_port: int = 9101
+    strength_port: int = 9102      # blobzero strength --watch (the loop's strength tracker)
 
     def validate(self) -> None:
-        for key in ("selfplay_port", "trainer_port"):
+        _require(bool(self.host), "metrics.host", "must not be empty")
+        for key in ("selfplay_port", "trainer_port", "strength_port"):
             _require(0 <= getattr(self, key) < 65536, f"metrics.{key}", "must be a port (0 = off)")
 
 
@@ -129,13 +150,17 @@ class SelfplaySection:
     games_in_flight: int = 256
     rounds_per_shard: int = 64
     shard_max_seconds: float = 30.0    # flush a partial shard after this long
-    client_id: str = ""                # "" = hostname-pid
+    client_id: str = ""                # "" = the host name (a stable id; see plumbing/shards.py)
     seed: int = -1                     # -1 = from the clock
 
     def validate(self) -> None:
         _require(1 <= self.games_in_flight <= 16384, "selfplay.games_in_flight", "must be 1..16384")
-        _require(self.rounds_per_shard >= 1, "selfplay.rounds_per_shard", "must be >= 1")
-        _require(self.shard_max_seconds > 0, "selfplay.shard_max_seconds", "must be > 0")
+        _require(1 <= self.rounds_per_shard <= 100_000, "selfplay.rounds_per_shard", "must be 1..100000")
+        _require(0 < self.shard_max_seconds <= 86_400, "selfplay.shard_max_seconds",
+                 "must be in (0, 86400] seconds")
+        _require(not self.client_id or bool(CLIENT_ID_RE.match(self.client_id)), "selfplay.client_id",
+                 "must be empty (= the host name) or 1..64 letters, digits, '_', '.', '-'")
+        _require(self.seed >= -1, "selfplay.seed", "must be >= 0, or -1 for a seed from the clock")
 
 
 @dataclass(frozen=True)
@@ -144,6 +169,7 @@ class TrainerSection:
     learning_rate: float = 1e-3
     weight_decay: float = 1e-4
     value_loss_weight: float = 1.0
+    trick_loss_weight: float = 1.0     # cross-entropy of the trick-count head (value_head = tricks)
     steps_per_publish: int = 200
     keep_versions: int = 5
     window_min: int = 20_000           # positions; the window grows with data (KataGo style)
@@ -156,15 +182,21 @@ class TrainerSection:
     seed: int = 0
 
     def validate(self) -> None:
-        _require(self.batch_size >= 1, "trainer.batch_size", "must be >= 1")
-        _require(self.learning_rate > 0, "trainer.learning_rate", "must be > 0")
+        _require(1 <= self.batch_size <= 65_536, "trainer.batch_size", "must be 1..65536")
+        _require(0 < self.learning_rate <= 1, "trainer.learning_rate", "must be in (0, 1]")
+        for key in ("weight_decay", "value_loss_weight", "trick_loss_weight"):
+            _require(0 <= getattr(self, key) <= 1000, f"trainer.{key}", "must be in [0, 1000]")
         _require(self.steps_per_publish >= 1, "trainer.steps_per_publish", "must be >= 1")
         _require(self.keep_versions >= 1, "trainer.keep_versions", "must be >= 1")
+        _require(self.window_max <= 10_000_000, "trainer.window_max",
+                 "must be <= 10000000 (the window is allocated up front)")
         _require(1 <= self.window_min <= self.window_max, "trainer.window_min", "must be 1..window_max")
+        _require(self.min_positions >= 0, "trainer.min_positions", "must be >= 0")
+        _require(self.seed >= 0, "trainer.seed", "must be >= 0")
         _require(0 < self.window_growth <= 1, "trainer.window_growth", "must be in (0, 1]")
         _require(self.sample_reuse > 0, "trainer.sample_reuse", "must be > 0")
         _require(self.checkpoint_every >= 1, "trainer.checkpoint_every", "must be >= 1")
-        _require(self.threads >= 1, "trainer.threads", "must be >= 1")
+        _require(1 <= self.threads <= 256, "trainer.threads", "must be 1..256")
 
 
 @dataclass(frozen=True)
@@ -175,6 +207,7 @@ class ArenaSection:
 
     def validate(self) -> None:
         _require(self.rounds >= 1, "arena.rounds", "must be >= 1")
+        _require(1 <= self.games_in_flight <= 16384, "arena.games_in_flight", "must be 1..16384")
         _require(self.search_preset in SEARCH_PRESETS, "arena.search_preset",
                  f"must be one of {sorted(SEARCH_PRESETS)}")
 
@@ -194,6 +227,15 @@ class Config:
     def validate(self) -> "Config":
         for f in fields(self):
             getattr(self, f.name).validate()
+        # One request carries the leaves of half the rounds in flight (two halves double-buffer);
+        # Triton rejects a request over the model's max_batch_size (mid-run, not at start).
+        rows = -(-self.selfplay.games_in_flight // 2) * self.search.leaves_per_game
+        limit = max_batch_size()
+        _require(rows <= limit, "selfplay.games_in_flight",
+                 f"puts {rows} positions in one request (half the rounds in flight x "
+                 f"search.leaves_per_game), over the model's max_batch_size {limit} "
+                 f"({MODEL_CONFIG.relative_to(MODEL_CONFIG.parents[2])}); use at most "
+                 f"{2 * (limit // self.search.leaves_per_game)}")
         return self
 
     def to_dict(self) -> dict:
@@ -208,6 +250,14 @@ class Config:
                 lines.append(f"{key} = {_toml_value(value)}")
             lines.append("")
         return "\n".join(lines)
+
+
+def max_batch_size(path: Path = MODEL_CONFIG) -> int:
+    """The served model's ``max_batch_size`` (read from its committed config.pbtxt)."""
+    match = re.search(r"^max_batch_size:\s*(\d+)", path.read_text(), re.MULTILINE)
+    if not match:
+        raise ConfigError(f"{path} states no max_batch_size")
+    return int(match[1])
 
 
 def _toml_value(value) -> str:
@@ -246,11 +296,16 @@ def _coerce(key: str, raw, typ: type):
         if typ is float:
             if isinstance(raw, bool):
                 raise ValueError
-            return float(raw)
+            value = float(raw)
+            if not math.isfinite(value):
+                raise ConfigError(f"config key '{key}' must be a finite number, got {raw!r}")
+            return value
         if typ is str:
             if not isinstance(raw, (str, int, float)) or isinstance(raw, bool):
                 raise ValueError
             return str(raw)
+    except ConfigError:
+        raise
     except (TypeError, ValueError):
         pass
     raise ConfigError(f"config key '{key}' must be {typ.__name__}, got {raw!r}")
@@ -294,9 +349,14 @@ def load(path: str | os.PathLike | None = None, overrides: list[str] | None = No
         if not path.is_file():
             raise ConfigError(f"config file {path} does not exist")
         try:
-            data = tomllib.loads(path.read_text())
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"config file {path} is not UTF-8 text (byte {exc.start}): "
+                              f"is it the right file?") from None
+        except OSError as exc:
+            raise ConfigError(f"config file {path} cannot be read: {exc.strerror}") from None
         _apply(values, data, str(path))
     env_updates: dict[str, dict] = {}
     for name, value in env.items():

@@ -50,3 +50,19 @@ def copy_file_synced(src: str | os.PathLike, dst: str | os.PathLike, chunk: int 
             fout.write(block)
         fout.flush()
         os.fsync(fout.fileno())
+
+
+def check_writable(directory: str | os.PathLike) -> Path:
+    """Create ``directory`` if needed and prove that a file can be written, fsynced and removed
+    there (a read-only mount or a missing permission raises OSError now, not at the first real
+    write after minutes of work); returns the directory."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".write-check.", suffix=".tmp", dir=directory)
+    try:
+        os.write(fd, b"ok\n")
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+        os.unlink(tmp)
+    return directory

@@ -20,9 +20,11 @@ partial file. A model that does not load is never renamed in.
 from __future__ import annotations
 
 import fcntl
+import functools
 import os
 import shutil
 import tempfile
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -52,9 +54,49 @@ def list_versions(model_dir: str | os.PathLike) -> list[int]:
                   if p.is_dir() and p.name.isdigit() and not p.name.startswith("0"))
 
 
+#: Real positions a model must answer sensibly before it is published (see validation_positions).
+VALIDATION_POSITIONS = 96
+#: Slack for float32 rounding in the output checks (a softmax sums to 1 within ~1e-6).
+_TOLERANCE = 1e-3
+
+
+@functools.lru_cache(maxsize=1)
+def validation_positions(n: int = VALIDATION_POSITIONS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``n`` real positions, encoded by the game core exactly as self-play encodes them:
+    (states (n,256), masks (n,52), players at the table (n,)). Deterministic: rounds of 3..8
+    players and 1..max cards from fixed seeds, played by uniformly random legal moves to a
+    random depth, so bids and card play, every trump and seat appear. Some positions are
+    encoded from another seat's view (a searcher-perspective search asks for those)."""
+    from blobcore import Round, encode, max_cards  # lazy: only validation needs the core
+
+    rng = np.random.default_rng(20_241_130)
+    states = np.zeros((n, INPUTS[STATE]), np.float32)
+    masks = np.zeros((n, INPUTS[MASK]), np.float32)
+    players = np.zeros(n, np.int64)
+    row = 0
+    while row < n:
+        n_players = int(rng.integers(3, 9))
+        rnd = Round.from_seed(int(rng.integers(1 << 31)), n_players,
+                              int(rng.integers(1, max_cards(n_players) + 1)))
+        for _ in range(int(rng.integers(n_players * (rnd.cards + 1)))):
+            legal = rnd.legal_actions()
+            rnd.apply(legal[int(rng.integers(len(legal)))])
+        observer = (None if row % 3 else
+                    (rnd.current_player + int(rng.integers(1, n_players))) % n_players)
+        state, mask = encode(rnd, observer)
+        if mask.sum() < 1:
+            continue
+        states[row], masks[row], players[row] = state, mask, n_players
+        row += 1
+    return states, masks, players
+
+
 def validate_onnx(path: str | os.PathLike) -> None:
     """Raise InvalidModelError unless ``path`` loads in ONNX Runtime, has the contract's
-    inputs/outputs, and produces finite outputs of the right shapes for a 2-position batch."""
+    inputs/outputs, and answers real positions (``validation_positions``) sensibly: outputs of
+    the right shapes, all finite, each policy row a distribution over the legal actions, and
+    the values of the seats at the table in [0, 1]. A model that is fine on an all-zeros input
+    but NaN on real positions is caught here, before any client plays with it."""
     import onnxruntime as ort  # lazy: `blobzero serve --help` should not pay for it
 
     path = Path(path)
@@ -68,15 +110,35 @@ def validate_onnx(path: str | os.PathLike) -> None:
         raise InvalidModelError(f"{path}: ONNX Runtime cannot load it ({exc})") from exc
     _check_signature(path, {i.name: i for i in session.get_inputs()}, INPUTS, "input")
     _check_signature(path, {o.name: o for o in session.get_outputs()}, OUTPUTS, "output")
-    feeds = {STATE: np.zeros((2, INPUTS[STATE]), np.float32), MASK: np.ones((2, INPUTS[MASK]), np.float32)}
+    states, masks, players = validation_positions()
+    n = len(states)
     try:
-        results = session.run(list(OUTPUTS), feeds)
+        results = session.run(list(OUTPUTS), {STATE: states, MASK: masks})
     except Exception as exc:
         raise InvalidModelError(f"{path}: fails on a test batch ({exc})") from exc
     for (name, width), array in zip(OUTPUTS.items(), results):
-        if array.shape != (2, width) or not np.isfinite(array).all():
-            raise InvalidModelError(f"{path}: output '{name}' is {array.shape} (finite: "
-                                    f"{bool(np.isfinite(array).all())}), expected (2, {width}) finite")
+        if array.shape != (n, width):
+            raise InvalidModelError(f"{path}: output '{name}' is {array.shape}, expected ({n}, {width})")
+        bad = int(np.count_nonzero(~np.isfinite(array).all(axis=1)))
+        if bad:
+            raise InvalidModelError(f"{path}: output '{name}' is NaN or inf for {bad} of {n} real "
+                                    f"positions")
+    policy, value = results
+    problems = []
+    if (policy < -_TOLERANCE).any():
+        problems.append("policy has negative entries")
+    illegal = np.abs(policy * (masks < 0.5)).sum(axis=1)
+    if (illegal > _TOLERANCE).any():
+        problems.append(f"policy puts up to {illegal.max():.3g} on illegal actions")
+    sums = policy.sum(axis=1)
+    if (np.abs(sums - 1) > _TOLERANCE).any():
+        problems.append(f"policy rows sum to {sums.min():.4g}..{sums.max():.4g}, not 1")
+    seated = np.arange(value.shape[1])[None, :] < players[:, None]
+    if ((value < -_TOLERANCE) | (value > 1 + _TOLERANCE))[seated].any():
+        problems.append(f"values of seated players span {value[seated].min():.4g}.."
+                        f"{value[seated].max():.4g}, outside [0, 1]")
+    if problems:
+        raise InvalidModelError(f"{path}: on {n} real positions " + "; ".join(problems))
 
 
 def _check_signature(path: Path, found: dict, expected: dict[str, int], kind: str) -> None:
@@ -189,3 +251,31 @@ def prune(repo_root: str | os.PathLike, keep_last: int, model_name: str = MODEL_
     if removed:
         fsync_dir(model_dir)
     return removed
+
+
+def rejected_dir(repo_root: str | os.PathLike) -> Path:
+    """Where unusable versions are moved: ``<parent>/.<repo>.rejected`` (outside what Triton
+    scans, on the same filesystem so the move is a rename)."""
+    repo_root = Path(repo_root).resolve()
+    return repo_root.parent / f".{repo_root.name}.rejected"
+
+
+def set_aside_unusable(repo_root: str | os.PathLike, model_name: str = MODEL_NAME) -> list[tuple[int, str]]:
+    """Move the newest versions that fail ``validate_onnx`` (an empty or half-written directory
+    left by a writer that bypassed ``publish_version``, a truncated file) out of the repository,
+    newest first, until the newest one left is usable or none is left; returns
+    ``[(version, why), ...]``. With poll mode and ``latest: 1``, Triton would otherwise try only
+    the broken newest version and never serve the good one below it."""
+    model_dir = Path(repo_root) / model_name
+    moved = []
+    for version in reversed(list_versions(model_dir)):
+        try:
+            validate_onnx(model_dir / str(version) / ONNX_FILENAME)
+            break
+        except InvalidModelError as exc:
+            target = rejected_dir(repo_root)
+            target.mkdir(exist_ok=True)
+            os.rename(model_dir / str(version), target / f"{model_name}-{version}-{time.time_ns()}")
+            fsync_dir(model_dir)
+            moved.append((version, str(exc)))
+    return moved

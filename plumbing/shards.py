@@ -7,15 +7,21 @@ truncation and corruption.
 Name: ``games-v<model version, 6 digits>-<client id>-<sequence, 8 digits>.shard``. A shard is
 written under a hidden temporary name in the same directory, fsynced, then renamed, so a
 reader sees a complete shard or nothing. Readers skip hidden (``.``-prefixed) files and move a
-corrupt shard to ``<root>/quarantine/`` with a ``.reason`` file instead of crashing.
+corrupt shard to ``<root>/quarantine/`` with a ``.reason`` file instead of crashing (on a
+read-only volume the shard stays, on the reader's skip-list). A writer's client id is held by
+a lock in ``<root>/.clients/`` (``ClientClaim``): never two live writers with one id, and a
+restarted client gets its id back and continues its sequence numbers.
 """
 from __future__ import annotations
 
+import errno
+import fcntl
 import gzip
 import io
 import logging
 import os
 import re
+import socket
 import time
 import zlib
 from dataclasses import dataclass
@@ -29,6 +35,7 @@ log = logging.getLogger(__name__)
 MAGIC = b"BLOBZERO-SHARD-1\n"
 SUFFIX = ".shard"
 QUARANTINE = "quarantine"
+CLIENTS = ".clients"        # lock files of the client ids in use (hidden: readers skip it)
 NAME_RE = re.compile(r"^games-v(?P<version>\d{6})-(?P<client>[A-Za-z0-9_.-]+)-(?P<seq>\d{8})\.shard$")
 
 
@@ -41,6 +48,51 @@ def sanitize_client_id(client_id: str) -> str:
     if not cleaned:
         raise ValueError(f"client id {client_id!r} has no usable characters")
     return cleaned[:64]
+
+
+class ClientIdInUse(RuntimeError):
+    """An explicitly configured client id is held by another live writer."""
+
+
+class ClientClaim:
+    """A client id held, for as long as this process lives, through an exclusive ``flock`` on
+    ``<root>/.clients/<id>.lock``: two live writers never share an id (their shard names would
+    collide), and the kernel releases it when the holder dies, even by ``kill -9``.
+
+    ``requested`` "" means the default: the host name, so a restarted client (same pod, same
+    container, same laptop) gets the same id back and continues its sequence numbers; a second
+    client on the same host takes ``<host>-2``, and so on. An explicit id that another live
+    process holds raises ClientIdInUse."""
+
+    def __init__(self, root: str | os.PathLike, requested: str = "", max_suffix: int = 64):
+        directory = Path(root) / CLIENTS
+        directory.mkdir(parents=True, exist_ok=True)
+        base = sanitize_client_id(requested or socket.gethostname())
+        candidates = [base] if requested else [base] + [f"{base[:60]}-{i}" for i in range(2, max_suffix + 1)]
+        self._file = None
+        for candidate in candidates:
+            handle = open(directory / f"{candidate}.lock", "a")
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                handle.close()
+                if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                    continue                      # held by a live writer: try the next one
+                log.warning("cannot lock client ids in %s (%s); using %s unlocked", directory,
+                            exc.strerror or exc, candidate)
+                self.id = candidate
+                return
+            self._file, self.id = handle, candidate
+            return
+        if requested:
+            raise ClientIdInUse(f"client id {base!r} is in use by another live writer "
+                                f"(lock {directory / (base + '.lock')})")
+        raise ClientIdInUse(f"client ids {base!r} to {candidates[-1]!r} are all in use")
+
+    def release(self) -> None:
+        if self._file is not None:
+            self._file.close()          # closing drops the flock
+            self._file = None
 
 
 def shard_name(version: int, client_id: str, seq: int) -> str:
@@ -178,6 +230,7 @@ class ShardReader:
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
         self.quarantined: list[Path] = []
+        self.skipped: set[str] = set()     # bad shards that could not be moved (read-only volume)
 
     def list(self) -> list[ShardInfo]:
         """Complete shards, oldest first (by modification time, then name)."""
@@ -185,7 +238,7 @@ class ShardReader:
             return []
         out = []
         for entry in os.scandir(self.root):
-            if entry.name.startswith(".") or not entry.is_file():
+            if entry.name.startswith(".") or entry.name in self.skipped or not entry.is_file():
                 continue                          # in-progress temporary files are hidden
             match = NAME_RE.match(entry.name)
             if not match:
@@ -210,12 +263,24 @@ class ShardReader:
             return []
 
     def quarantine(self, path: Path, reason: str) -> Path:
+        """Move a bad shard to ``quarantine/`` with a ``.reason`` file. When the move fails (a
+        read-only or full volume) the shard stays where it is, on this reader's skip-list
+        (``skipped``: ``list()`` no longer returns it), with a log line; returns where it is."""
         target_dir = self.root / QUARANTINE
-        target_dir.mkdir(exist_ok=True)
         target = target_dir / path.name
-        os.replace(path, target)
-        fsync_dir(self.root)
-        atomic_write_text(target.with_name(target.name + ".reason"), reason + "\n")
-        log.warning("quarantined corrupt shard %s: %s", path.name, reason)
+        try:
+            target_dir.mkdir(exist_ok=True)
+            os.replace(path, target)
+            fsync_dir(self.root)
+        except OSError as exc:
+            self.skipped.add(path.name)
+            log.warning("bad shard %s: %s; cannot move it to %s (%s), so it is skipped in place",
+                        path.name, reason, target_dir, exc.strerror or exc)
+            return path
+        try:
+            atomic_write_text(target.with_name(target.name + ".reason"), reason + "\n")
+        except OSError as exc:
+            log.warning("cannot write the reason file of %s (%s)", target, exc.strerror or exc)
+        log.warning("quarantined bad shard %s: %s", path.name, reason)
         self.quarantined.append(target)
         return target

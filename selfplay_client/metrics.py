@@ -5,6 +5,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from plumbing.metrics_http import serve
 
+ERROR_KINDS = ("unavailable", "timeout", "nonfinite", "storage")
+
 
 class SelfplayMetrics:
     def __init__(self, registry: CollectorRegistry | None = None):
@@ -25,9 +27,12 @@ class SelfplayMetrics:
                                    "Model version that answered the latest request", registry=r)
         self.errors = Counter("blobzero_selfplay_errors", "Errors by kind", ["kind"], registry=r)
         self.shards = Counter("blobzero_selfplay_shards_written", "Game shards written", registry=r)
-        for kind in ("unavailable", "timeout"):
+        # unavailable: Triton down, restarting or its model unhealthy (retried); timeout: no answer
+        # in time (retried); nonfinite: an answer with NaN/inf (refused, retried); storage: a
+        # shard could not be written
+        for kind in ERROR_KINDS:
             self.errors.labels(kind)
 
     def serve(self, host: str, port: int):
         """Expose /metrics on host:port (port 0 = off)."""
-        return serve(self.registry, host, port)
+        return serve(self.registry, host, port, "metrics.selfplay_port")

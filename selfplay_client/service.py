@@ -4,23 +4,26 @@ K rounds in flight through the pooled search, one gRPC request per batch of leav
 Triton, finished rounds written to shared storage as shards. New model versions are picked
 up without restarting (requests ask for the latest version; every round is tagged with the
 version that answered). SIGTERM/Ctrl-C: rounds in flight are dropped, complete rounds are
-flushed, exit 0. Triton down: retry with backoff and a log line, then carry on.
+flushed, exit 0. Triton down, its model unhealthy, or answering NaN: retry with backoff and a
+log line, then carry on. The client id defaults to the host name and is held by a lock in the
+games directory (plumbing/shards.py ``ClientClaim``), so a restarted client continues its
+shard sequence numbers. Start-up problems (a bad config, a taken metrics port, a games
+directory that cannot be written) print one line naming the config key and exit 2.
 """
 from __future__ import annotations
 
 import argparse
 import concurrent.futures
 import logging
-import os
 import signal
-import socket
 import sys
 import threading
 import time
 
 from plumbing import config as configuration
+from plumbing.fsio import check_writable
 from plumbing.records import to_proto
-from plumbing.shards import ShardWriter
+from plumbing.shards import ClientClaim, ClientIdInUse, ShardWriter
 from selfplay_client.metrics import SelfplayMetrics
 from selfplay_client.runner import PooledSearch, round_specs
 
@@ -31,9 +34,15 @@ class Stopped(Exception):
     """Raised into the search when a stop was requested while waiting for the server."""
 
 
+class StorageFailed(Exception):
+    """A shard could not be written (already logged and counted)."""
+
+
 class ResilientEvaluator:
     """Wraps ``TritonEvaluator.submit``: records metrics, and when the server stays
-    unavailable (or a request times out) logs it and retries the same batch with backoff
+    unavailable (down, restarting, its model's backend process unhealthy), a request times
+    out, or an answer holds NaN/inf (refused: a search on it would record garbage), logs it,
+    counts ``blobzero_selfplay_errors_total{kind}`` and retries the same batch with backoff
     until it succeeds or a stop is requested. Contract and request errors are not retried:
     they are bugs, and retrying would hide them."""
 
@@ -46,19 +55,31 @@ class ResilientEvaluator:
 
     def submit(self, states, masks) -> concurrent.futures.Future:
         from selfplay_client.triton_evaluator import (TritonContractError, TritonEvaluatorError,
-                                                      TritonRequestError, TritonUnavailableError)
+                                                      TritonNonFiniteError, TritonRequestError,
+                                                      TritonUnavailableError)
         outer: concurrent.futures.Future = concurrent.futures.Future()
         n = len(states)
         states, masks = states.copy(), masks.copy()   # retries outlive the pool's buffers
 
         def attempt(delay: float) -> None:
+            if outer.done():                    # cancelled by the search on its way out
+                return
             if self.stop.is_set():
-                outer.set_exception(Stopped())
+                _settle(outer.set_exception, Stopped())
                 return
             started = time.perf_counter()
-            inner = self.evaluator.submit(states, masks)
+            try:
+                inner = self.evaluator.submit(states, masks)
+            except Exception as exc:            # e.g. closed meanwhile: never a stray traceback
+                _settle(outer.set_exception, Stopped() if self.stop.is_set() else exc)
+                return
 
             def done(future: concurrent.futures.Future) -> None:
+                if outer.done():
+                    return
+                if future.cancelled():          # the evaluator was closed under this request
+                    _settle(outer.set_exception, Stopped())
+                    return
                 exc = future.exception()
                 if exc is None:
                     result = future.result()
@@ -67,14 +88,15 @@ class ResilientEvaluator:
                     self.metrics.positions_per_request.observe(n)
                     self.metrics.latency.observe(time.perf_counter() - started)
                     self.metrics.model_version.set(result.model_version)
-                    outer.set_result(result)
+                    _settle(outer.set_result, result)
                     return
                 retryable = isinstance(exc, (TritonUnavailableError, TritonEvaluatorError)) and \
                     not isinstance(exc, (TritonContractError, TritonRequestError))
                 if not retryable or self.stop.is_set():
-                    outer.set_exception(Stopped() if self.stop.is_set() else exc)
+                    _settle(outer.set_exception, Stopped() if self.stop.is_set() else exc)
                     return
-                kind = "unavailable" if isinstance(exc, TritonUnavailableError) else "timeout"
+                kind = ("unavailable" if isinstance(exc, TritonUnavailableError) else
+                        "nonfinite" if isinstance(exc, TritonNonFiniteError) else "timeout")
                 self.metrics.errors.labels(kind).inc()
                 log.warning("Triton at %s: %s; retrying this batch of %d in %.0f s",
                             self.evaluator.url, exc, n, delay)
@@ -85,6 +107,14 @@ class ResilientEvaluator:
 
         attempt(self.backoff_initial_s)
         return outer
+
+
+def _settle(setter, value) -> None:
+    """Resolve a future unless the search cancelled it meanwhile (a race, not an error)."""
+    try:
+        setter(value)
+    except concurrent.futures.InvalidStateError:
+        pass
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -100,7 +130,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s selfplay %(levelname)s %(message)s")
     cfg = configuration.from_args_or_exit(args, "selfplay")
-    return run(cfg, rounds=args.rounds, duration=args.duration, progress=args.progress)
+    try:
+        return run(cfg, rounds=args.rounds, duration=args.duration, progress=args.progress)
+    except configuration.ConfigError as exc:
+        print(f"blobzero selfplay: {exc}", file=sys.stderr)
+        return 2
+
+
+def claim_storage(cfg: configuration.Config) -> ClientClaim:
+    """Check that the games directory takes files and claim this client's id there; raises
+    ConfigError naming the key (a read-only volume must not cost minutes of rounds first)."""
+    games = cfg.storage.games_dir
+    try:
+        check_writable(games)
+    except OSError as exc:
+        raise configuration.ConfigError(
+            f"config key 'storage.games_dir': cannot write game shards to {games} "
+            f"({exc.strerror or exc}); mount it read-write or choose another directory") from None
+    try:
+        return ClientClaim(games, cfg.selfplay.client_id)
+    except ClientIdInUse as exc:
+        raise configuration.ConfigError(f"config key 'selfplay.client_id': {exc}; give each "
+                                        f"client its own id (or leave it empty)") from None
 
 
 def run(cfg: configuration.Config, rounds: int = 0, duration: float = 0, progress: str = "auto") -> int:
@@ -109,16 +160,21 @@ def run(cfg: configuration.Config, rounds: int = 0, duration: float = 0, progres
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    client_id = cfg.selfplay.client_id or f"{socket.gethostname()}-{os.getpid()}"
+    claim = claim_storage(cfg)
+    client_id = claim.id
     metrics = SelfplayMetrics()
-    metrics.serve(cfg.metrics.host, cfg.metrics.selfplay_port)
+    try:
+        metrics.serve(cfg.metrics.host, cfg.metrics.selfplay_port)
+    except configuration.ConfigError:
+        claim.release()
+        raise
     writer = ShardWriter(cfg.storage.games_dir, client_id, cfg.selfplay.rounds_per_shard)
     seed = cfg.selfplay.seed if cfg.selfplay.seed >= 0 else time.time_ns() & 0xFFFFFFFF
     search_config = cfg.search.build()
-    log.info("client %s: %d rounds in flight, search %dx%d, Triton %s, games to %s, metrics on %s:%d",
-             client_id, cfg.selfplay.games_in_flight, search_config.determinizations,
-             search_config.simulations, cfg.triton.url, writer.root, cfg.metrics.host,
-             cfg.metrics.selfplay_port)
+    log.info("client %s (shards from seq %d): %d rounds in flight, search %dx%d, Triton %s, "
+             "games to %s, metrics on %s:%d", client_id, writer.seq, cfg.selfplay.games_in_flight,
+             search_config.determinizations, search_config.simulations, cfg.triton.url,
+             writer.root, cfg.metrics.host, cfg.metrics.selfplay_port)
     triton = TritonEvaluator(cfg.triton.url, model_name=cfg.triton.model_name,
                              max_in_flight=cfg.triton.max_in_flight,
                              reconnect_timeout_s=cfg.triton.reconnect_timeout_s)
@@ -130,14 +186,25 @@ def run(cfg: configuration.Config, rounds: int = 0, duration: float = 0, progres
     started = time.monotonic()
     done = 0
 
+    def store(write) -> None:
+        """Run a writer call; a full or read-only volume is logged once, counted, and ends the
+        run with exit 1 (no traceback; the rounds it could not write are lost)."""
+        try:
+            if write():
+                metrics.shards.inc()
+        except OSError as exc:
+            metrics.errors.labels("storage").inc()
+            log.error("cannot write a shard to %s (%s); dropping %d finished rounds", writer.root,
+                      exc.strerror or exc, len(writer.buffer))
+            writer.buffer = []
+            raise StorageFailed(str(exc)) from None
+
     def flush() -> None:
-        if writer.flush():
-            metrics.shards.inc()
+        store(writer.flush)
 
     def on_record(record: dict) -> None:
         nonlocal done
-        if writer.add(to_proto(record, client_id)):
-            metrics.shards.inc()
+        store(lambda: writer.add(to_proto(record, client_id)))
         done += 1
         metrics.rounds.inc()
         metrics.decisions.inc(len(record["decisions"]))
@@ -157,14 +224,20 @@ def run(cfg: configuration.Config, rounds: int = 0, duration: float = 0, progres
         search.run(on_record, should_stop)
     except Stopped:
         pass
+    except StorageFailed:
+        code = 1
     except Exception as exc:  # a real failure: keep the finished rounds, then report it
         log.error("self-play stopped: %s", exc)
         code = 1
     finally:
-        flush()
+        try:
+            flush()
+        except StorageFailed:
+            code = 1
         if bar is not None:
             bar.close()
         triton.close()
+        claim.release()
     elapsed = time.monotonic() - started
     log.info("done: %d rounds in %.0f s (%.0f rounds/min), %d shards, last model version %s",
              done, elapsed, done / max(elapsed, 1e-9) * 60, writer.shards_written, search.model_version)

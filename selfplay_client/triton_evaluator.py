@@ -12,11 +12,14 @@ here and was never faster).
         result = future.result()            # Evaluation(policy (n,52), value (n,8), model_version)
         policy, value = ev.evaluate(states, masks)   # blocking form (the Evaluator protocol)
 
-Failures: while the server is unreachable or (re)loading the model, a request is retried
-with exponential backoff for up to ``reconnect_timeout_s`` (a restarted server is picked up
-again transparently). A request the server rejects (shape, dtype, unknown input) raises
-``TritonRequestError`` with the server's explanation and is not retried; a model whose
-declared tensors differ from the contract raises ``TritonContractError`` before any request.
+Failures: while the server is unreachable, (re)loading the model, or its model's backend
+process is unhealthy (a python-backend stub that died: the server heals it by reloading the
+model, services/triton_local.py), a request is retried with exponential backoff for up to
+``reconnect_timeout_s`` (a restarted server is picked up again transparently). A request the
+server rejects (shape, dtype, unknown input) raises ``TritonRequestError`` with the server's
+explanation and is not retried; a model whose declared tensors differ from the contract
+raises ``TritonContractError`` before any request; an answer holding NaN or inf raises
+``TritonNonFiniteError`` (never handed to the search).
 """
 from __future__ import annotations
 
@@ -51,6 +54,11 @@ class TritonUnavailableError(TritonEvaluatorError):
     """The server stayed unreachable (or the model unready) for longer than the reconnect budget."""
 
 
+class TritonNonFiniteError(TritonEvaluatorError):
+    """The model answered NaN or inf: a broken version that got past validation. The answer is
+    refused; a newer version (or a rollback) fixes it, so callers may retry."""
+
+
 @dataclass(frozen=True)
 class Evaluation:
     """One answered batch: policy (n,52) float32, value (n,8) float32, and the model version used."""
@@ -63,7 +71,8 @@ class Evaluation:
 #: Errors that a server restart or a model (re)load produces; worth retrying after a pause.
 _TRANSIENT_STATUS = ("StatusCode.UNAVAILABLE",)
 _TRANSIENT_MESSAGES = ("unknown model", "is not ready", "is not found", "failed to connect",
-                       "connection refused", "socket closed")
+                       "connection refused", "socket closed",
+                       "not healthy")   # a python-backend stub died; the model is being reloaded
 
 
 def _is_transient(exc: InferenceServerException) -> bool:
@@ -228,8 +237,13 @@ class TritonEvaluator:
             if array is None or array.dtype != np.float32 or array.shape != (n, width):
                 got = None if array is None else (array.dtype, array.shape)
                 raise TritonContractError(f"response output '{name}' is {got}, expected float32 {(n, width)}")
+        version = int(result.get_response().model_version)
+        bad = n - int(np.count_nonzero(np.isfinite(policy).all(axis=1) & np.isfinite(value).all(axis=1)))
+        if bad:
+            raise TritonNonFiniteError(f"model {self.model_name!r} version {version} at {self.url} "
+                                       f"answered NaN/inf for {bad} of {n} positions; refused")
         # as_numpy views the response bytes read-only; the search may write (e.g. root noise)
-        return Evaluation(policy.copy(), value.copy(), int(result.get_response().model_version))
+        return Evaluation(policy.copy(), value.copy(), version)
 
 
 def _triton_dtype(array: np.ndarray) -> str:

@@ -14,6 +14,18 @@ then remove their shared memory), escalates to SIGKILL of the whole process grou
 
 Model control is *poll* mode: the server notices new version directories by itself, so a
 publisher only needs the shared filesystem (docs/serving.md explains the choice).
+
+Self-healing (docs/architecture.md, "Failures, one by one"):
+* start-up: newest versions that do not validate (an empty or half-written directory left by
+  a writer that bypassed the publisher) are moved out of the repository, so the newest good
+  version serves instead of nothing;
+* a watchdog thread checks every ``watchdog_s``: a python-backend stub process that died
+  (``kill -9``, OOM) leaves the server and model "ready" while every request fails with
+  "Stub process ... is not healthy" until the model reloads; the watchdog sees the dead stub
+  (a zombie child of the server) and makes poll mode reload the served version by touching
+  its model file. It also says once, in the log, when the server-wide readiness flag is false
+  while the model serves (a version failed to load; the flag stays false until a newer one
+  loads, so probes ask ``/v2/models/blobnet/ready``).
 """
 from __future__ import annotations
 
@@ -27,15 +39,17 @@ import secrets
 import signal
 import socket
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from plumbing.netspec import MODEL_NAME
+from plumbing.netspec import MODEL_NAME, ONNX_FILENAME
 from services import triton_dist
-from plumbing.model_repository import ModelRepositoryError, check_servable, list_versions, publish_version
+from plumbing.model_repository import (ModelRepositoryError, check_servable, list_versions, publish_version,
+                                       set_aside_unusable)
 from plumbing.triton_config import check_not_foreign, write_local_config
 
 log = logging.getLogger("blobzero.serve")
@@ -62,6 +76,7 @@ class ServerConfig:
     poll_secs:        how often Triton rescans the repository for new versions (s)
     startup_timeout_s / exit_timeout_s: bounds on start and graceful stop (s)
     shm_bytes:        initial shared-memory region per instance (python backend tensors pass here)
+    watchdog_s:       period of the self-healing checks (s; 0 = off)
     """
 
     model_repository: Path
@@ -76,6 +91,7 @@ class ServerConfig:
     exit_timeout_s: int = 10
     shm_bytes: int = 16 << 20
     log_verbose: int = 0
+    watchdog_s: float = 1.0
 
     def __post_init__(self):
         object.__setattr__(self, "model_repository", Path(self.model_repository))
@@ -138,6 +154,9 @@ class LocalTriton:
         self.process: subprocess.Popen | None = None
         self.shm_prefix = f"blobzero_{os.getpid()}_{secrets.token_hex(4)}_"
         self.log_path = Path(config.work_dir) / "tritonserver.log"
+        self.heals = 0                      #: model reloads the watchdog triggered
+        self._watchdog: threading.Thread | None = None
+        self._watchdog_stop = threading.Event()
 
     # -- addresses ---------------------------------------------------------------------------
     @property
@@ -179,6 +198,8 @@ class LocalTriton:
             raise ServeError("this LocalTriton is already started")
         c = self.config
         check_ports(c)
+        for version, why in set_aside_unusable(c.model_repository):
+            log.warning("moved unusable version %d out of the repository (%s)", version, why)
         versions = check_servable(c.model_repository)
         write_local_config(c.model_repository / MODEL_NAME, c.instances, c.intra_op_threads)
         backends = triton_dist.provision_backends(c.work_dir)
@@ -196,7 +217,67 @@ class LocalTriton:
             self.stop()
             raise
         log.debug("tritonserver pid %d ready with versions %s", self.process.pid, versions)
+        if c.watchdog_s > 0:
+            self._watchdog_stop.clear()
+            self._watchdog = threading.Thread(target=self._watch, name="triton-watchdog", daemon=True)
+            self._watchdog.start()
         return self
+
+    # -- self-healing ----------------------------------------------------------------------
+    def dead_stubs(self) -> list[int]:
+        """PIDs of python-backend stub processes of this server that died (zombie children:
+        the server does not reap a stub until the model instance unloads)."""
+        if self.process is None:
+            return []
+        return [pid for pid, comm, state in _children(self.process.pid)
+                if comm.startswith("triton_python") and state == "Z"]
+
+    def reload_served_version(self, why: str) -> int | None:
+        """Make poll mode reload the newest version (touch its model file); returns it."""
+        versions = list_versions(self.config.model_repository / MODEL_NAME)
+        if not versions:
+            return None
+        path = self.config.model_repository / MODEL_NAME / str(versions[-1]) / ONNX_FILENAME
+        try:
+            os.utime(path)
+        except OSError as exc:
+            log.error("%s, but cannot touch %s to reload it: %s", why, path, exc)
+            return None
+        self.heals += 1
+        log.warning("%s: reloading %s version %d (poll mode picks it up within %d s)",
+                    why, MODEL_NAME, versions[-1], self.config.poll_secs)
+        return versions[-1]
+
+    def _watch(self) -> None:
+        pending: set[int] = set()     # dead stubs seen once (a normal unload reaps within ms)
+        handled: set[int] = set()
+        explained = False
+        tick = 0
+        while not self._watchdog_stop.wait(self.config.watchdog_s):
+            if self.poll() is not None:
+                return
+            dead = set(self.dead_stubs()) - handled
+            confirmed = dead & pending
+            if confirmed:
+                self.reload_served_version(f"model backend process(es) {sorted(confirmed)} died")
+                handled |= confirmed
+            pending = dead - confirmed
+            tick += 1
+            if tick % 5 == 0:
+                split = (self._http_status("/v2/health/ready") != 200
+                         and self._http_status(f"/v2/models/{MODEL_NAME}/ready") == 200)
+                if split and not explained:
+                    log.warning("server readiness is false while %s serves (version states %s): "
+                                "a version failed to load; probe /v2/models/%s/ready for serving, "
+                                "the server's flag clears when a newer version loads",
+                                MODEL_NAME, self._safe_states(), MODEL_NAME)
+                explained = split
+
+    def _safe_states(self) -> dict[int, str] | str:
+        try:
+            return self.version_states()
+        except OSError as exc:
+            return f"unknown ({exc})"
 
     def _wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -227,6 +308,9 @@ class LocalTriton:
         if proc is None:
             return None
         atexit.unregister(self.stop)
+        self._watchdog_stop.set()
+        if self._watchdog is not None and self._watchdog is not threading.current_thread():
+            self._watchdog.join(5)
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
             try:
@@ -298,6 +382,23 @@ class LocalTriton:
         # drop Triton's wide ASCII tables; keep the messages
         text = [line for line in text if not line.startswith(("+", "|"))]
         return "\n".join(text[-lines:])
+
+
+def _children(pid: int) -> list[tuple[int, str, str]]:
+    """(pid, command name, state letter) of the direct children of ``pid`` (Linux /proc)."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        close = stat.rindex(")")
+        state, ppid = stat[close + 2:].split()[:2]
+        if int(ppid) == pid:
+            out.append((int(entry.name), stat[stat.index("(") + 1:close], state))
+    return out
 
 
 def _url_status(url: str) -> int:

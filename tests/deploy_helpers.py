@@ -73,11 +73,11 @@ def explain(result: subprocess.CompletedProcess) -> str:
 @dataclass(frozen=True)
 class MetricName:
     name: str
-    exporter: str          # selfplay | trainer | triton | prometheus
+    exporter: str          # selfplay | trainer | strength | triton | prometheus
     gpu_only: bool = False
 
 
-EXPORTERS = ("selfplay", "trainer", "triton", "prometheus")
+EXPORTERS = ("selfplay", "trainer", "strength", "triton", "prometheus")
 
 
 def load_metric_names(path: Path = METRIC_NAMES) -> dict[str, MetricName]:

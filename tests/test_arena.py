@@ -76,11 +76,24 @@ def test_the_greedy_baseline_beats_random_and_is_seated_by_the_pool():
         rnd.apply(greedy_action(rnd))
 
 
-def test_loop_table_formats_every_opponent():
-    from blobzero.loop import format_table
-    cell = {"difference": 1.0, "ci95": [0.5, 1.5], "significant": True, "a_mean_score": 4.0}
-    table = format_table([{"version": 1, "random": cell, "greedy": cell},
-                          {"version": 9, "random": cell, "greedy": cell, "v1": cell}])
+def test_loop_strength_table_formats_every_opponent():
+    from blobzero.loop import strength_table
+    point = {"difference": 1.0, "ci95": [0.5, 1.5], "deals": 200, "minutes": 2.5, "rounds": 4000}
+    table = strength_table([{**point, "version": 1, "opponent": "greedy"},
+                            {**point, "version": 9, "opponent": "greedy"},
+                            {**point, "version": 9, "opponent": "expert", "ci95": [-0.2, 2.2]}])
     lines = table.splitlines()
-    assert "vs greedy" in lines[0] and lines[1].startswith("v1 ") and lines[2].startswith("v9 ")
-    assert lines[2].count("*") == 3 and lines[1].count("*") == 2
+    assert "vs greedy" in lines[0] and "vs expert" in lines[0]
+    assert lines[1].startswith("v1 ") and "—" in lines[1] and lines[2].startswith("v9 ")
+    assert lines[2].count("*") == 1 and "4000" in lines[2]
+
+
+def test_solo_lineup_seats_one_a_against_the_field():
+    assert seat_patterns(4, "solo") == [(0, 1, 1, 1), (1, 0, 1, 1), (1, 1, 0, 1), (1, 1, 1, 0)]
+    with pytest.raises(ValueError, match="lineup"):
+        seat_patterns(4, "three")
+    greedy = resolve_agent("greedy", load(None, [], env={}))
+    report = play(greedy, Agent("random"), deals=100, lineup="solo")
+    assert report["plays_per_deal"] == 4 and report["lineup"] == "solo"
+    # one greedy seat among three random players still beats them clearly
+    assert report["significant"] and report["difference"] > 1.0

@@ -36,6 +36,31 @@ def test_round_trip_through_toml(tmp_path):
     (["search.preset=huge"], "'search.preset' must be one of"),
     (["triton.flavour=gpu"], "'triton.flavour'"),
     (["nodot=1"], "use section.key=value"),
+    # issue 10: every hole fault injection found is refused at start, naming the key
+    (["trainer.learning_rate=inf"], "'trainer.learning_rate' must be a finite number"),
+    (["trainer.learning_rate=nan"], "'trainer.learning_rate' must be a finite number"),
+    (["trainer.learning_rate=5"], "'trainer.learning_rate' must be in \\(0, 1\\]"),
+    (["trainer.batch_size=1000000000000"], "'trainer.batch_size' must be 1..65536"),
+    (["selfplay.shard_max_seconds=inf"], "'selfplay.shard_max_seconds' must be a finite number"),
+    (["triton.reconnect_timeout_s=-5"], "'triton.reconnect_timeout_s' must be in \\(0, 3600\\]"),
+    (["triton.reconnect_timeout_s=nan"], "'triton.reconnect_timeout_s' must be a finite number"),
+    (["triton.url=localhost:notaport"], "'triton.url' must be host:port with a port 1..65535"),
+    (["triton.url=localhost"], "'triton.url' must be host:port"),
+    (["triton.url=:8001"], "'triton.url' must be host:port"),
+    (["triton.model_name=../evil"], "'triton.model_name'"),
+    (["trainer.weight_decay=-0.1"], "'trainer.weight_decay' must be in \\[0, 1000\\]"),
+    (["trainer.value_loss_weight=-1"], "'trainer.value_loss_weight' must be in \\[0, 1000\\]"),
+    (["trainer.trick_loss_weight=-1"], "'trainer.trick_loss_weight' must be in \\[0, 1000\\]"),
+    (["trainer.window_max=1000000000000"], "'trainer.window_max' must be <= 10000000"),
+    (["arena.games_in_flight=0"], "'arena.games_in_flight' must be 1..16384"),
+    (["selfplay.client_id=///"], "'selfplay.client_id' must be empty"),
+    (["selfplay.client_id=a b"], "'selfplay.client_id' must be empty"),
+    (["selfplay.seed=-7"], "'selfplay.seed'"),
+    # half of 10000 rounds in flight is 5000 positions per request > max_batch_size 4096
+    (["selfplay.games_in_flight=10000"], "'selfplay.games_in_flight' puts 5000 positions in one "
+                                         "request .* over the model's max_batch_size 4096"),
+    (["selfplay.games_in_flight=2048", "search.leaves_per_game=8"],
+     "'selfplay.games_in_flight' puts 8192 positions"),
 ])
 def test_bad_keys_are_named(overrides, message):
     with pytest.raises(ConfigError, match=message):
@@ -62,4 +87,52 @@ def test_cli_reports_config_errors_without_a_traceback():
                          capture_output=True, text=True, timeout=60)
     assert res.returncode == 2
     assert "config key 'table.players' must be 3..8" in res.stderr
+    assert "Traceback" not in res.stderr
+
+
+# -- issue 10: more holes fault injection found --------------------------------------------
+
+def test_the_batch_limit_is_the_served_models():
+    from plumbing.config import max_batch_size
+    from plumbing.triton_config import production_config
+    assert max_batch_size() == production_config().max_batch_size == 4096
+    assert load(None, ["selfplay.games_in_flight=8192"], env={}).selfplay.games_in_flight == 8192
+
+
+def test_non_finite_floats_are_refused_from_toml_files_too(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text("[trainer]\nlearning_rate = inf\n")
+    with pytest.raises(ConfigError, match="'trainer.learning_rate' must be a finite number"):
+        load(path, env={})
+
+
+@pytest.mark.parametrize("content,message", [
+    (bytes(range(256)) * 4, "is not UTF-8 text"),
+    (b"\x89PNG\r\n\x1a\n\x00\x00", "is not UTF-8 text"),
+])
+def test_a_binary_config_file_is_a_config_error(tmp_path, content, message):
+    path = tmp_path / "blobzero.toml"
+    path.write_bytes(content)
+    with pytest.raises(ConfigError, match=message):
+        load(path, env={})
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--config", "BINARY"], "is not UTF-8 text"),
+    (["--set", "trainer.learning_rate=inf"], "config key 'trainer.learning_rate' must be a finite number"),
+    (["--set", "selfplay.client_id=///"], "config key 'selfplay.client_id'"),
+    (["--set", "selfplay.games_in_flight=10000"], "config key 'selfplay.games_in_flight'"),
+    (["--set", "triton.url=localhost:notaport"], "config key 'triton.url'"),
+])
+@pytest.mark.parametrize("command", ["selfplay", "train"])
+def test_services_refuse_bad_configs_with_exit_2_and_no_traceback(tmp_path, command, args, message):
+    import subprocess
+    import sys
+    binary = tmp_path / "binary.toml"
+    binary.write_bytes(bytes(range(256)))
+    args = [str(binary) if a == "BINARY" else a for a in args]
+    res = subprocess.run([sys.executable, "-m", "blobzero.cli", command, *args],
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2, res.stderr
+    assert message in res.stderr and f"blobzero {command}:" in res.stderr
     assert "Traceback" not in res.stderr

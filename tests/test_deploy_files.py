@@ -26,15 +26,15 @@ import yaml
 from plumbing import config as blobzero_config
 from deploy_helpers import (CONFIG_FILE, DASHBOARDS_DIR, GRAFANA_PROVISIONING, MONITORING,
                             PROMETHEUS_CONFIG, ROOT, RULE_TESTS, RULES_FILE, dashboard_panels,
-                            dashboard_queries, explain, load_dashboards, load_metric_names,
-                            promql_metric_names, rule_expressions, run, tool)
+                            dashboard_queries, explain, exported_metric_names, load_dashboards,
+                            load_metric_names, promql_metric_names, rule_expressions, run, tool)
 
 COMPOSE = ROOT / "docker-compose.yml"
 COMPOSE_CPU = ROOT / "docker-compose.cpu.yml"
 DOCKER = ROOT / "docker"
 DOCKERFILES = {name: DOCKER / f"{name}.Dockerfile" for name in ("triton", "selfplay", "trainer")}
 OVERLAYS = ("gpu", "cpu-dev")
-BLOBZERO_SERVICES = ("triton", "selfplay", "trainer")
+BLOBZERO_SERVICES = ("triton", "selfplay", "trainer", "strength")
 K8S_VERSIONS = ("1.29.0", "1.37.0")          # oldest and newest schemas we validate against
 CRD_KINDS = {"PodMonitor", "ServiceMonitor", "PrometheusRule"}
 UID = 10001
@@ -103,14 +103,14 @@ def _volume(service: dict, target: str) -> dict:
 def test_compose_gpu_box_layout(compose_gpu):
     services = compose_gpu["services"]
     assert set(BLOBZERO_SERVICES) | {"prometheus", "grafana"} <= set(services)
-    triton, selfplay, trainer = (services[s] for s in BLOBZERO_SERVICES)
+    triton, selfplay, trainer = (services[s] for s in ("triton", "selfplay", "trainer"))
 
-    # Triton: GPU, shared memory, the models volume read-only, health on /v2/health/ready
+    # Triton: GPU, shared memory, the models volume read-only, health = blobnet ready
     assert _gpu_devices(triton) and _gpu_devices(triton)[0]["driver"] == "nvidia"
     assert int(triton["shm_size"]) >= 256 << 20
     models = _volume(triton, "/var/lib/blobzero/models")
     assert models["type"] == "volume" and models["source"] == "models" and models["read_only"]
-    assert "/v2/health/ready" in " ".join(triton["healthcheck"]["test"])
+    assert "/v2/models/blobnet/ready" in " ".join(triton["healthcheck"]["test"])
     assert triton["build"]["target"] == "gpu"
     assert triton["environment"]["BLOBZERO__STORAGE__MODEL_REPOSITORY"] == \
         trainer["environment"]["BLOBZERO__STORAGE__MODEL_REPOSITORY"]
@@ -151,6 +151,50 @@ def test_compose_services_load_the_one_config(compose_gpu):
         assert svc["healthcheck"]["test"][-1] == f"http://127.0.0.1:{port}/metrics"
     trainer_cfg = blobzero_env_config(services["trainer"]["environment"])
     assert _volume(services["trainer"], trainer_cfg.storage.checkpoint_dir)["source"] == "checkpoints"
+
+
+def _flag(command: list[str], flag: str) -> str:
+    """The value following ``flag`` in a command line (exactly once)."""
+    assert command.count(flag) == 1, command
+    return command[command.index(flag) + 1]
+
+
+def _writable_mount(mounts: dict[str, bool], path: str) -> str:
+    """Of ``mounts`` (target -> read-only?), the innermost one holding ``path``: asserts it is
+    writable (the root filesystem is read-only in every BlobZero container)."""
+    holding = [m for m in mounts if PurePosixPath(path).parent.is_relative_to(m)]
+    assert holding, f"{path} is on no volume: {sorted(mounts)}"
+    target = max(holding, key=len)
+    assert not mounts[target], f"{path} is on the read-only mount {target}"
+    return target
+
+
+def test_compose_strength_tracker(compose_gpu, compose_cpu):
+    """`blobzero strength --watch` reads the trainer's archive from the checkpoints volume
+    read-only, writes its results to a writable volume, serves metrics.strength_port, no GPU."""
+    for model in (compose_gpu, compose_cpu):
+        strength = model["services"]["strength"]
+        assert not _gpu_devices(strength)
+        assert strength["image"] == model["services"]["selfplay"]["image"]
+    strength = compose_gpu["services"]["strength"]
+    command = strength["command"]
+    assert command[:2] == ["strength", "--watch"] and _flag(command, "--config") == CONFIG_MOUNT
+    [mount] = strength["configs"]
+    assert mount["target"] == CONFIG_MOUNT
+    cfg = blobzero_env_config(strength["environment"])
+    trainer_cfg = blobzero_env_config(compose_gpu["services"]["trainer"]["environment"])
+    assert cfg.storage.checkpoint_dir == trainer_cfg.storage.checkpoint_dir
+    checkpoints = _volume(strength, cfg.storage.checkpoint_dir)
+    assert checkpoints["source"] == "checkpoints" and checkpoints["read_only"]
+    mounts = {v["target"]: bool(v.get("read_only")) for v in strength["volumes"]}
+    out = _writable_mount(mounts, _flag(command, "--out"))
+    assert _volume(strength, out)["type"] == "volume" and _volume(strength, out)["source"] in compose_gpu["volumes"]
+    assert strength["depends_on"]["trainer"]["condition"] == "service_started"
+    assert strength["healthcheck"]["test"][-1] == f"http://127.0.0.1:{cfg.metrics.strength_port}/metrics"
+    assert cfg.metrics.host == "0.0.0.0"
+    writers = [name for name, svc in compose_gpu["services"].items() for v in svc.get("volumes", [])
+               if v.get("source") == "checkpoints" and not v.get("read_only")]
+    assert writers == ["trainer"]
 
 
 def test_compose_blobzero_containers_are_hardened(compose_gpu):
@@ -198,7 +242,8 @@ def test_prometheus_scrape_targets_match_compose_and_config(compose_gpu):
     assert jobs["trainer"]["static_configs"] == [{"targets": [f"trainer:{CONFIG.metrics.trainer_port}"]}]
     [dns] = jobs["selfplay"]["dns_sd_configs"]          # one A record per replica
     assert dns == {**dns, "names": ["selfplay"], "type": "A", "port": CONFIG.metrics.selfplay_port}
-    for job in ("triton", "trainer", "selfplay"):
+    assert jobs["strength"]["static_configs"] == [{"targets": [f"strength:{CONFIG.metrics.strength_port}"]}]
+    for job in ("triton", "trainer", "selfplay", "strength"):
         assert job in compose_gpu["services"]
 
 
@@ -272,8 +317,8 @@ def _healthcheck_url(name: str, stage_name: str | None = None) -> str:
 def test_dockerfile_healthchecks_use_the_configured_ports():
     assert _healthcheck_url("selfplay") == f"http://127.0.0.1:{CONFIG.metrics.selfplay_port}/metrics"
     assert _healthcheck_url("trainer") == f"http://127.0.0.1:{CONFIG.metrics.trainer_port}/metrics"
-    assert _healthcheck_url("triton") == "http://127.0.0.1:8000/v2/health/ready"
-    assert _healthcheck_url("triton", "cpu") == "http://127.0.0.1:8000/v2/health/ready"
+    assert _healthcheck_url("triton") == "http://127.0.0.1:8000/v2/models/blobnet/ready"
+    assert _healthcheck_url("triton", "cpu") == "http://127.0.0.1:8000/v2/models/blobnet/ready"
 
 
 def _requirements_pins(path: Path) -> dict[str, str]:
@@ -630,7 +675,7 @@ def test_prometheus_operator_objects(overlay, rendered):
         assert container_port(container, port["targetPort"]) == port["port"]
         scraped.setdefault(service["metadata"]["labels"][monitor["spec"]["jobLabel"]], []).append(port["port"])
     assert scraped == {"selfplay": [CONFIG.metrics.selfplay_port], "trainer": [CONFIG.metrics.trainer_port],
-                       "triton": [8002]}
+                       "strength": [CONFIG.metrics.strength_port], "triton": [8002]}
     [rule] = objects(docs, "PrometheusRule").values()
     assert rule["spec"]["groups"] == yaml.safe_load(RULES_FILE.read_text())["groups"]
 
@@ -701,12 +746,14 @@ def test_k8s_probes_and_ports(overlay, rendered):
             get = container[probe]["httpGet"]
             container_port(container, get["port"])          # the named port exists
         if component(deployment) == "triton":
-            assert container["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+            # the model, not the server: /v2/health/ready stays false after any failed load
+            assert container["readinessProbe"]["httpGet"]["path"] == "/v2/models/blobnet/ready"
             assert container["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
             assert {p["name"]: p["containerPort"] for p in container["ports"]} == \
                 {"http": 8000, "grpc": 8001, "metrics": 8002}
         else:
-            port = CONFIG.metrics.selfplay_port if component(deployment) == "selfplay" else CONFIG.metrics.trainer_port
+            port = {"selfplay": CONFIG.metrics.selfplay_port, "trainer": CONFIG.metrics.trainer_port,
+                    "strength": CONFIG.metrics.strength_port}[component(deployment)]
             assert container_port(container, "metrics") == port
             assert container["readinessProbe"]["httpGet"]["path"] == "/metrics"
 
@@ -718,7 +765,7 @@ def test_k8s_storage_and_single_writer(overlay, rendered):
     expected_mode = ["ReadWriteMany"] if overlay == "gpu" else ["ReadWriteOnce"]
     assert pvcs["blobzero-games"]["spec"]["accessModes"] == expected_mode
     assert pvcs["blobzero-models"]["spec"]["accessModes"] == expected_mode
-    writers = []
+    writers, checkpoint_writers = [], []
     for name, workload in workloads(docs).items():
         spec = pod_spec(workload)
         volumes = {v["name"]: v for v in spec["volumes"]}
@@ -730,7 +777,10 @@ def test_k8s_storage_and_single_writer(overlay, rendered):
                     writers.append(component(workload))
                 if claim == "blobzero-models":
                     assert mount["mountPath"] == "/var/lib/blobzero/models"
+                if claim == "blobzero-checkpoints" and not mount.get("readOnly"):
+                    checkpoint_writers.append(component(workload))
     assert writers == ["trainer"], f"only the trainer may write the models volume, got {writers}"
+    assert checkpoint_writers == ["trainer"], checkpoint_writers
     trainer = objects(docs, "Deployment")["blobzero-trainer"]
     assert trainer["spec"]["replicas"] == 1 and trainer["spec"]["strategy"]["type"] == "Recreate"
 
@@ -750,7 +800,57 @@ def test_k8s_gpu_requests(overlay, rendered):
         assert images["triton"].endswith("-cpu") and images["trainer"].endswith("-cpu")
         args = pod_spec(objects(docs, "Deployment")["blobzero-triton"])["containers"][0]["args"]
         assert "--allow-gpu-metrics=false" in args
-    assert images["arena"] == images["selfplay"]
+    assert images["arena"] == images["selfplay"] == images["strength"]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_k8s_strength_tracker(overlay, rendered):
+    """One strength pod: the checkpoints claim read-only where the config puts checkpoint_dir,
+    its results on its own writable claim, and, since the checkpoints claim is ReadWriteOnce,
+    required to share the trainer's node (and tolerating whatever taint the trainer tolerates)."""
+    _, docs = rendered[overlay]
+    deployments = objects(docs, "Deployment")
+    strength, trainer = deployments["blobzero-strength"], deployments["blobzero-trainer"]
+    assert strength["spec"]["replicas"] == 1 and strength["spec"]["strategy"]["type"] == "Recreate"
+    spec = pod_spec(strength)
+    [container] = spec["containers"]
+    args = container["args"]
+    assert args[:2] == ["strength", "--watch"] and _flag(args, "--config") == CONFIG_MOUNT
+    env_map = next(c for n, c in objects(docs, "ConfigMap").items() if n.startswith("blobzero-env-"))["data"]
+    cfg = blobzero_env_config(env_map)
+    assert container_port(container, "metrics") == cfg.metrics.strength_port
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    claims = {m["mountPath"]: volumes[m["name"]].get("persistentVolumeClaim", {}).get("claimName")
+              for m in container["volumeMounts"]}
+    read_only = {m["mountPath"]: bool(m.get("readOnly")) for m in container["volumeMounts"]}
+    assert claims[cfg.storage.checkpoint_dir] == "blobzero-checkpoints" and read_only[cfg.storage.checkpoint_dir]
+    out = _writable_mount(read_only, _flag(args, "--out"))
+    pvcs = objects(docs, "PersistentVolumeClaim")
+    assert claims[out] in pvcs and claims[out] != "blobzero-checkpoints"
+
+    if pvcs["blobzero-checkpoints"]["spec"]["accessModes"] != ["ReadWriteMany"]:
+        [term] = spec["affinity"]["podAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+        assert term["topologyKey"] == "kubernetes.io/hostname"
+        assert selector_matches(term["labelSelector"], pod_labels(trainer))
+        [preferred] = pod_spec(trainer)["affinity"]["podAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+        assert preferred["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+        assert selector_matches(preferred["podAffinityTerm"]["labelSelector"], pod_labels(strength))
+    for toleration in pod_spec(trainer).get("tolerations", []):
+        assert toleration in spec.get("tolerations", []), "it must fit on the trainer's node"
+
+
+def test_strength_metrics_are_the_listed_ones():
+    """The names listed for the `strength` exporter are exactly what StrengthMetrics exports once
+    a version is measured (tests/test_prometheus_live.py runs no strength tracker)."""
+    from prometheus_client import generate_latest
+
+    from blobzero.strength import StrengthMetrics
+
+    metrics = StrengthMetrics()
+    metrics.update({"version": 3, "opponent": "greedy", "difference": 1.5, "ci95": [0.5, 2.5]})
+    exported = exported_metric_names(generate_latest(metrics.registry).decode())
+    listed = {n.name for n in load_metric_names().values() if n.exporter == "strength"}
+    assert listed == exported
 
 
 def test_k8s_arena_cronjob_script_runs_the_real_arena(rendered, tmp_path):
@@ -834,6 +934,9 @@ def test_network_policies_only_clients_reach_triton_and_nothing_reaches_the_trai
     assert not allows(prometheus, "trainer", 8080)
     assert allows(prometheus, "selfplay", CONFIG.metrics.selfplay_port)
     assert not allows((pods["triton"], ns), "selfplay", CONFIG.metrics.selfplay_port)
+    assert allows(prometheus, "strength", CONFIG.metrics.strength_port) and not allows(prometheus, "strength", 8080)
+    for source in (stranger, outsider, (pods["selfplay"], ns), (pods["trainer"], ns), (pods["arena"], ns)):
+        assert not allows(source, "strength", CONFIG.metrics.strength_port), source
 
 
 # =================================================================================================
@@ -940,6 +1043,8 @@ def test_dashboards_show_what_issue_6_asks_for():
         "GPU utilisation": r"nv_gpu_utilization",
         "losses": r"blobzero_trainer_loss\b",
         "model version over time": r"blobzero_trainer_published_version|blobzero_selfplay_model_version",
+        "strength vs built-in players": r'blobzero_strength_score_difference\{job="strength"\}',
+        "measured version": r'blobzero_strength_version\{job="strength"\}',
     }
     missing = [what for what, pattern in required.items() if not shown(pattern)]
     assert not missing, f"dashboards lack: {missing}"

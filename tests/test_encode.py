@@ -1,4 +1,5 @@
 """Observation encoder: slot layout, relative seats, normalisation, no hidden information."""
+import itertools
 import random
 import re
 from pathlib import Path
@@ -8,7 +9,7 @@ import pytest
 
 from helpers import advance
 
-from blobcore import OBS_SIZE, Round, determinize, encode, encode_into
+from blobcore import OBS_SIZE, Round, card_index, determinize, encode, encode_into
 from blobcore.encode import SLOTS
 
 DOC = Path(__file__).parents[1] / "docs" / "observation.md"
@@ -115,6 +116,12 @@ def test_current_trick_encodes_who_played_what():
     assert obs[voids + 4 * 1 + 1] == 1 and obs[voids:voids + 32].sum() == 1
     assert obs[SLOTS["to_lead"][0]] == 1
     assert obs[SLOTS["trick"][0]:SLOTS["trick"][0] + 40].sum() == 0   # trick cleared
+    assert obs[SLOTS["leader"][0]:SLOTS["leader"][0] + 8].tolist() == [1, 0, 0, 0, 0, 0, 0, 0]
+    # seat 0's view of the same moment: seat 1 (relative 1) is to lead the empty trick
+    obs0, mask0 = encode(rnd, observer=0)
+    assert obs0[SLOTS["leader"][0]:SLOTS["leader"][0] + 8].tolist() == [0, 1, 0, 0, 0, 0, 0, 0]
+    assert np.flatnonzero(obs0[:52]).tolist() == [card_index("AS")]   # seat 0's own hand
+    np.testing.assert_array_equal(mask0, encode(rnd)[1])             # the mover's legal cards
 
 
 @pytest.mark.parametrize("n,cards,steps", [(4, 5, 9), (3, 17, 25), (8, 6, 20), (5, 3, 5), (4, 5, 2)])
@@ -134,6 +141,41 @@ def test_no_hidden_information(n, cards, steps):
             np.testing.assert_array_equal(obs, ref[0])
             np.testing.assert_array_equal(mask, ref[1])
         assert changed > 0, "the determinizations should differ in hidden cards"
+
+
+@pytest.mark.parametrize("n,cards,steps", [(4, 5, 9), (3, 17, 25), (8, 6, 20), (4, 5, 2)])
+def test_observer_views_hide_every_other_hand(n, cards, steps):
+    """Any seat's view (not only the mover's) depends on its own cards and the public record
+    only; the mover's own view is exactly ``encode(rnd)``."""
+    for seed in range(10):
+        rnd = advance(Round.from_seed(seed, n, cards), steps, seed)
+        if rnd.is_terminal:
+            continue
+        np.testing.assert_array_equal(encode(rnd, observer=rnd.current_player)[0], encode(rnd)[0])
+        checked = 0
+        for observer in range(n):
+            ref, _ = encode(rnd, observer=observer)
+            assert set(np.flatnonzero(ref[:52])) == set(rnd.hand(observer))
+            # swap two unplayed same-suit cards between two other seats and replay: the
+            # public record is unchanged, so the observer's view must be too
+            others = [s for s in range(n) if s != observer]
+            for a, b in itertools.combinations(others, 2):
+                pair = next(((x, y) for x in rnd.hand(a) for y in rnd.hand(b) if x // 13 == y // 13), None)
+                if pair is None:
+                    continue
+                dealt = [list(h) for h in rnd.dealt_hands]
+                dealt[a][dealt[a].index(pair[0])] = pair[1]
+                dealt[b][dealt[b].index(pair[1])] = pair[0]
+                other = Round.from_deal(dealt, rnd.trump, rnd.dealer)
+                for _, action in rnd.history:
+                    other.apply(action)
+                assert other.hands != rnd.hands
+                np.testing.assert_array_equal(encode(other, observer=observer)[0], ref)
+                checked += 1
+                break
+        assert checked > 0 or n * cards < 4
+    with pytest.raises(ValueError, match="observer"):
+        encode(Round.from_seed(0, 4, 5), observer=4)
 
 
 def test_no_hidden_information_with_explicit_deals():

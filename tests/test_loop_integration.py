@@ -6,34 +6,20 @@ client (no partial shard is visible), SIGTERM (exit 0, everything flushed)."""
 import re
 import signal
 import socket
-import time
 from pathlib import Path
 
 import torch
 
 from plumbing.config import load
 from blobzero.loop import _metrics, _spawn, prepare
-from plumbing.shards import ShardReader, decode_shard, sanitize_client_id
+from helpers import wait_until
+from plumbing.shards import CLIENTS, ShardReader, decode_shard, sanitize_client_id
 from services.triton_local import LocalTriton, ServerConfig
 
 TINY = ["network.preset=tiny", "search.preset=light", "selfplay.games_in_flight=64",
         "selfplay.rounds_per_shard=16", "selfplay.shard_max_seconds=5",
         "trainer.batch_size=64", "trainer.min_positions=300", "trainer.window_min=1000",
         "trainer.steps_per_publish=25", "trainer.checkpoint_every=10", "trainer.sample_reuse=8"]
-
-
-def wait_until(predicate, timeout, what, procs=()):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for proc, log in procs:
-            if proc.poll() is not None:
-                raise AssertionError(f"process exited ({proc.returncode}) while waiting for {what}:\n"
-                                     + Path(log).read_text()[-3000:])
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def checkpoint_step(run_dir: Path) -> int:
@@ -120,13 +106,17 @@ def test_the_whole_loop_and_its_failure_drills(tmp_path):
                    60, "the second client to finish rounds", watched)
         procs["selfplay"].send_signal(signal.SIGTERM)
         assert procs["selfplay"].wait(60) == 0
-        # every round it finished is in one of its shards (in-flight rounds are dropped)
-        done = re.search(r"done: (\d+) rounds", (logs / "selfplay-2.log").read_text())
-        client = sanitize_client_id(f"{socket.gethostname()}-{procs['selfplay'].pid}")
-        mine = [s for s in reader.list() if s.client == client]
+        # every round it finished is in one of its shards (in-flight rounds are dropped); it took
+        # the killed client's id back (the host name) and continued its sequence numbers
+        log2 = (logs / "selfplay-2.log").read_text()
+        done = re.search(r"done: (\d+) rounds", log2)
+        client, first_seq = re.search(r"client (\S+) \(shards from seq (\d+)\)", log2).groups()
+        assert client == sanitize_client_id(socket.gethostname()) and int(first_seq) > 0
+        mine = [s for s in reader.list() if s.client == client and s.seq >= int(first_seq)]
         assert done and int(done[1]) >= 5
         assert sum(len(reader.read(s.path)) for s in mine) == int(done[1])
-        assert not [p for p in Path(cfg.storage.games_dir).iterdir() if p.name.startswith(".")]
+        assert not [p for p in Path(cfg.storage.games_dir).iterdir()
+                    if p.name.startswith(".") and p.name != CLIENTS]      # no temporary file left
         procs["trainer"].send_signal(signal.SIGTERM)
         assert procs["trainer"].wait(60) == 0
     finally:

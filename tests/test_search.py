@@ -74,9 +74,11 @@ def endgame(my_bid: int) -> Round:
     return rnd
 
 
+@pytest.mark.parametrize("perspective", ["mover", "searcher"])
 @pytest.mark.parametrize("my_bid,best", [(0, "2H"), (2, "KH")])
-def test_puct_picks_the_only_bid_making_card(my_bid, best):
-    decision = search_position(endgame(my_bid), EXACT, UniformEvaluator(), seed=1)
+def test_puct_picks_the_only_bid_making_card(my_bid, best, perspective):
+    config = SearchConfig(**{**EXACT.to_dict(), "perspective": perspective})
+    decision = search_position(endgame(my_bid), config, UniformEvaluator(), seed=1)
     assert decision["action"] == card_index(best)
     assert max(decision["visits"], key=decision["visits"].get) == card_index(best)
 
@@ -226,3 +228,42 @@ def test_bad_inputs_are_rejected_clearly():
         SearchPool(1, MEDIUM, [(1, 2, 5)]).collect()
     with pytest.raises(ValueError, match="simulations"):
         SearchConfig(simulations=0)
+
+
+class RecordingEvaluator(RowHashEvaluator):
+    """RowHashEvaluator that keeps every (state, mask) row it was asked about."""
+
+    def __init__(self):
+        super().__init__()
+        self.rows = []
+
+    def evaluate(self, states, masks):
+        self.rows += [(s.copy(), m.copy()) for s, m in zip(states, masks)]
+        return super().evaluate(states, masks)
+
+
+@pytest.mark.parametrize("perspective", ["mover", "searcher"])
+def test_searcher_perspective_evaluates_every_position_as_the_searcher_sees_it(perspective):
+    """With perspective=searcher every row sent to the network holds only the searching
+    player's cards (its hand shrinks as it plays inside the tree); with perspective=mover the
+    network sees the (sampled) hands of the other seats too. Masks are the legal actions of
+    the player to move either way."""
+    from blobcore import encode
+    rnd = Round.from_seed(5, n_players=4, cards=5)
+    for _ in range(5):                                   # bids done, one card played
+        rnd.apply(rnd.legal_actions()[0])
+    searcher = rnd.current_player
+    mine = set(rnd.hands[searcher])
+    evaluator = RecordingEvaluator()
+    config = SearchConfig(**{**EXACT.to_dict(), "perspective": perspective})
+    search_position(rnd, config, evaluator, seed=3)
+    assert len(evaluator.rows) > 10
+    root_state, root_mask = encode(rnd)
+    assert np.array_equal(evaluator.rows[0][0], root_state) and np.array_equal(evaluator.rows[0][1], root_mask)
+    foreign = [row for row, _ in evaluator.rows if not set(np.flatnonzero(row[:52])) <= mine]
+    if perspective == "searcher":
+        assert foreign == []
+    else:
+        assert len(foreign) > len(evaluator.rows) // 2
+    for row, mask in evaluator.rows:                     # a mask is never the observer's by accident
+        assert mask.sum() >= 1

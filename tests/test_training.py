@@ -27,8 +27,7 @@ def test_examples_re_encode_each_searched_decision(protos):
     rec = protos[0]
     ex = from_record(rec)
     assert len(ex) == len(rec.decisions)
-    rnd = Round.from_deal([list(h.cards) for h in rec.hands], None if rec.trump == 4 else rec.trump,
-                          rec.dealer)
+    rnd = dealt(rec)
     decisions = {d.ply: d for d in rec.decisions}
     row = 0
     for ply, action in enumerate(rec.actions):
@@ -45,6 +44,48 @@ def test_examples_re_encode_each_searched_decision(protos):
             assert ex.seats[row].sum() == rec.n_players
             row += 1
         rnd.apply(action)
+
+
+def test_all_views_give_every_seat_an_example_of_each_decision(protos):
+    """all_views (searcher-perspective search): per decision, the mover's view first, then each
+    other seat's view of the same position, with the mover's policy target and the value and
+    trick targets rotated to the observer."""
+    rec = protos[1]
+    n = rec.n_players
+    ex = from_record(rec, all_views=True)
+    mover_only = from_record(rec)
+    assert len(ex) == n * len(rec.decisions)
+    np.testing.assert_array_equal(ex.states[::n], mover_only.states)
+    rnd = dealt(rec)
+    decisions = {d.ply: d for d in rec.decisions}
+    row = 0
+    for ply, action in enumerate(rec.actions):
+        if ply in decisions:
+            d = decisions[ply]
+            for k in range(n):
+                observer = (d.player + k) % n
+                obs, mask = encode(rnd, observer=observer)
+                np.testing.assert_array_equal(ex.states[row], obs)
+                np.testing.assert_array_equal(ex.masks[row], mask)
+                np.testing.assert_array_equal(ex.policy[row], mover_only.policy[row // n])
+                expected = np.roll(np.array(rec.scores) / (10 + rec.cards), -observer)
+                np.testing.assert_allclose(ex.value[row, :n], expected, rtol=1e-6)
+                np.testing.assert_array_equal(ex.tricks[row, :n], np.roll(rnd_final_tricks(rec), -observer))
+                row += 1
+        rnd.apply(action)
+
+
+def dealt(rec) -> Round:
+    """The record's round before its first action."""
+    return Round.from_deal([list(h.cards) for h in rec.hands], None if rec.trump == 4 else rec.trump,
+                           rec.dealer)
+
+
+def rnd_final_tricks(rec) -> list[int]:
+    rnd = dealt(rec)
+    for action in rec.actions:
+        rnd.apply(action)
+    return rnd.tricks_won
 
 
 def test_inconsistent_records_are_rejected(protos):
@@ -84,18 +125,19 @@ def test_losses_use_one_log_softmax_and_learn(protos):
     net.train()
     first = None
     for _ in range(150):
-        p, v = losses(net, ex)
+        p, v, k = losses(net, ex)
         if first is None:
-            first = (p.item(), v.item())
+            first = (p.item(), v.item(), k.item())
         opt.zero_grad()
-        (p + v).backward()
+        (p + v + k).backward()
         opt.step()
-    p, v = losses(net, ex)
+    p, v, k = losses(net, ex)
     # cross-entropy is bounded below by the targets' entropy: compare the KL parts
     t = ex.policy
     entropy = float(-(t * np.log(np.where(t > 0, t, 1))).sum(1).mean())
     assert p.item() - entropy < 0.7 * (first[0] - entropy)
     assert v.item() < 0.7 * first[1]
+    assert k.item() < 0.7 * first[2]
 
 
 def test_trainer_ingests_trains_publishes_and_resumes(tmp_path, protos):

@@ -3,7 +3,8 @@
 For every searched decision of a round: the observation and legal mask the searching player
 saw (``blobcore.encode``), the policy target (root visit counts normalised over the legal
 actions) and the value target (the round's final normalised scores, per seat, rotated so
-seat 0 is the player to move — the network's value convention).
+seat 0 is the player to move — the network's value convention), and the tricks each seat
+finally took, in the same order (the ``tricks`` value head's target).
 """
 from __future__ import annotations
 
@@ -11,11 +12,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from blobcore import Round, encode_into
+from blobcore import Round, encode_view_into
 from blobcore.rules import NO_TRUMP
 from plumbing import records_pb2
 
 VALUE_SEATS = 8
+NUM_ACTIONS = 52
 
 
 class BadRecord(ValueError):
@@ -28,13 +30,15 @@ class Examples:
 
     states (n, 256) float32, masks (n, 52) float32, policy (n, 52) float32 (rows sum to 1),
     value (n, 8) float32 (normalised scores from the mover's seat), seats (n, 8) float32
-    (1 for seats at the table: the value loss ignores the rest)."""
+    (1 for seats at the table: the value loss ignores the rest), tricks (n, 8) int8 (final
+    tricks taken from the mover's seat; -1 for seats not at the table)."""
 
     states: np.ndarray
     masks: np.ndarray
     policy: np.ndarray
     value: np.ndarray
     seats: np.ndarray
+    tricks: np.ndarray
 
     def __len__(self) -> int:
         return len(self.states)
@@ -43,19 +47,27 @@ class Examples:
     def empty(n: int = 0) -> "Examples":
         return Examples(np.zeros((n, 256), np.float32), np.zeros((n, 52), np.float32),
                         np.zeros((n, 52), np.float32), np.zeros((n, VALUE_SEATS), np.float32),
-                        np.zeros((n, VALUE_SEATS), np.float32))
+                        np.zeros((n, VALUE_SEATS), np.float32),
+                        np.full((n, VALUE_SEATS), -1, np.int8))
 
 
-def from_record(rec: records_pb2.RoundRecord) -> Examples:
-    """Replay ``rec`` and encode each searched decision; raises BadRecord if it is inconsistent."""
+def from_record(rec: records_pb2.RoundRecord, all_views: bool = False) -> Examples:
+    """Replay ``rec`` and encode each searched decision; raises BadRecord if it is inconsistent.
+
+    all_views: one example per seat for each decision (the position as that seat sees it;
+    the policy target is still the mover's search result) instead of the mover's view only.
+    A search with ``perspective = "searcher"`` evaluates positions where someone else is to
+    move from the searching player's view, so the network must learn those views too."""
+    check_structure(rec)
     n_players = rec.n_players
+    views = n_players if all_views else 1
     try:
         rnd = Round.from_deal([list(h.cards) for h in rec.hands],
                               None if rec.trump == NO_TRUMP else rec.trump, rec.dealer)
-    except ValueError as exc:
+    except (ValueError, OverflowError) as exc:
         raise BadRecord(f"bad deal: {exc}") from None
     decisions = {d.ply: d for d in rec.decisions}
-    out = Examples.empty(len(decisions))
+    out = Examples.empty(len(decisions) * views)
     row = 0
     for ply, action in enumerate(rec.actions):
         decision = decisions.get(ply)
@@ -63,33 +75,59 @@ def from_record(rec: records_pb2.RoundRecord) -> Examples:
             if decision.player != rnd.current_player:
                 raise BadRecord(f"decision at ply {ply} names player {decision.player}, "
                                 f"but player {rnd.current_player} is to move")
-            encode_into(rnd, out.states[row], out.masks[row])
             visits = np.asarray(decision.visits, np.float32)
             actions = np.asarray(decision.actions, np.int64)
-            if visits.sum() <= 0 or np.any(out.masks[row, actions] < 0.5):
-                raise BadRecord(f"decision at ply {ply} has visits on illegal actions or none")
-            out.policy[row, actions] = visits / visits.sum()
-            row += 1
+            for k in range(views):            # the mover's own view first
+                encode_view_into(rnd, (decision.player + k) % n_players, out.states[row],
+                                 out.masks[row])
+                if visits.sum() <= 0 or np.any(out.masks[row, actions] < 0.5):
+                    raise BadRecord(f"decision at ply {ply} has visits on illegal actions or none")
+                out.policy[row, actions] = visits / visits.sum()
+                row += 1
         try:
             rnd.apply(int(action))
-        except ValueError as exc:
+        except (ValueError, OverflowError) as exc:
             raise BadRecord(f"ply {ply}: {exc}") from None
-    if not rnd.is_terminal or row != len(decisions):
+    if not rnd.is_terminal or row != len(decisions) * views:
         raise BadRecord("record does not describe a complete round")
     if list(rec.scores) != rnd.scores():
         raise BadRecord(f"recorded scores {list(rec.scores)} differ from the replay {rnd.scores()}")
     scores = np.asarray(rnd.normalised_scores(), np.float32)
+    tricks = np.asarray(rnd.tricks_won, np.int8)
     row = 0
     for ply in sorted(decisions):
-        mover = decisions[ply].player
-        out.value[row, :n_players] = np.roll(scores, -mover)
-        out.seats[row, :n_players] = 1.0
-        row += 1
+        for k in range(views):
+            observer = (decisions[ply].player + k) % n_players
+            out.value[row, :n_players] = np.roll(scores, -observer)
+            out.seats[row, :n_players] = 1.0
+            out.tricks[row, :n_players] = np.roll(tricks, -observer)
+            row += 1
     return out
+
+
+def check_structure(rec: records_pb2.RoundRecord) -> None:
+    """Raise BadRecord unless the record's fields fit together (before anything is replayed):
+    a writer's bug or a hostile client must cost one record, never the trainer."""
+    n = rec.n_players
+    if not 3 <= n <= VALUE_SEATS or len(rec.hands) != n or len(rec.scores) != n:
+        raise BadRecord(f"n_players {n} with {len(rec.hands)} hands and {len(rec.scores)} scores")
+    for d in rec.decisions:
+        where = f"decision at ply {d.ply}"
+        if d.ply >= len(rec.actions) or d.player >= n:
+            raise BadRecord(f"{where} names player {d.player} of a {len(rec.actions)}-move round "
+                            f"of {n} players")
+        if not d.actions or len(d.visits) != len(d.actions):
+            raise BadRecord(f"{where} has {len(d.visits)} visit counts for {len(d.actions)} actions")
+        if max(d.actions) >= NUM_ACTIONS or len(set(d.actions)) != len(d.actions):
+            raise BadRecord(f"{where} has actions outside 0..{NUM_ACTIONS - 1} or repeated")
 
 
 def concat(parts: list[Examples]) -> Examples:
     if not parts:
         return Examples.empty()
     return Examples(*(np.concatenate([getattr(p, f) for p in parts])
-                      for f in ("states", "masks", "policy", "value", "seats")))
+                      for f in FIELDS))
+
+
+#: The array fields of ``Examples``, in constructor order.
+FIELDS = ("states", "masks", "policy", "value", "seats", "tricks")

@@ -2,6 +2,8 @@
 
 policy: cross-entropy between the search's visit distribution and the masked policy.
 value:  mean squared error over the seats at the table, per-seat normalised scores.
+tricks: cross-entropy of each seat's predicted final trick count against the tricks it took
+        (``tricks`` value head only; zero otherwise), averaged over the seats at the table.
 """
 from __future__ import annotations
 
@@ -11,16 +13,22 @@ from trainer.blobnet import BlobNet, masked_log_softmax
 from trainer.examples import Examples
 
 
-def losses(net: BlobNet, batch: Examples) -> tuple[torch.Tensor, torch.Tensor]:
-    """(policy loss, value loss) as scalar tensors for a batch of examples."""
+def losses(net: BlobNet, batch: Examples) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(policy loss, value loss, trick loss) as scalar tensors for a batch of examples."""
     states = torch.from_numpy(batch.states)
     masks = torch.from_numpy(batch.masks)
     target_policy = torch.from_numpy(batch.policy)
     target_value = torch.from_numpy(batch.value)
     seats = torch.from_numpy(batch.seats)
-    logits, value = net(states)
+    logits, value, trick_logp = net.heads(states)
     log_p = masked_log_softmax(logits, masks)
     # target is 0 on illegal actions; where log_p is -1e9-ish the product is exactly 0
     policy_loss = -(target_policy * torch.where(masks > 0.5, log_p, torch.zeros_like(log_p))).sum(1).mean()
-    value_loss = (((value - target_value) ** 2) * seats).sum(1).div(seats.sum(1).clamp(min=1)).mean()
-    return policy_loss, value_loss
+    per_seat = seats.sum(1).clamp(min=1)
+    value_loss = (((value - target_value) ** 2) * seats).sum(1).div(per_seat).mean()
+    if trick_logp is None:
+        return policy_loss, value_loss, torch.zeros(())
+    target_tricks = torch.from_numpy(batch.tricks.astype("int64")).clamp(min=0)       # (B, 8)
+    taken = torch.gather(trick_logp, 2, target_tricks.unsqueeze(-1)).squeeze(-1)      # (B, 8)
+    trick_loss = -(taken * seats).sum(1).div(per_seat).mean()
+    return policy_loss, value_loss, trick_loss

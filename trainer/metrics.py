@@ -17,15 +17,27 @@ class TrainerMetrics:
         self.window = Gauge("blobzero_trainer_window_positions", "Positions in the sampling window",
                             registry=r)
         self.data_lag = Gauge("blobzero_trainer_data_lag_seconds",
-                              "Age of the newest game shard ingested when it was ingested (s)",
+                              "Age of the newest game shard ingested (s; since start while none "
+                              "was); updated every scan, so it grows when self-play stops",
                               registry=r)
         self.published_version = Gauge("blobzero_trainer_published_version",
                                        "Newest model version published", registry=r)
         self.last_publish = Gauge("blobzero_trainer_last_publish_timestamp_seconds",
                                   "Unix time of the latest publish", registry=r)
-        for kind in ("policy", "value", "total"):
+        self.nonfinite = Counter("blobzero_trainer_nonfinite",
+                                 "Non-finite results caught before they spread, by kind: loss (the "
+                                 "step was skipped) or weights (rolled back to the last checkpoint)",
+                                 ["kind"], registry=r)
+        self.games_free = Gauge("blobzero_trainer_games_volume_free_bytes",
+                                "Bytes available to unprivileged writers on the games volume",
+                                registry=r)
+        self.games_size = Gauge("blobzero_trainer_games_volume_size_bytes",
+                                "Size of the games volume (bytes)", registry=r)
+        for kind in ("policy", "value", "tricks", "total"):
             self.loss.labels(kind)
+        for kind in ("loss", "weights"):
+            self.nonfinite.labels(kind)
 
     def serve(self, host: str, port: int):
         """Expose /metrics on host:port (port 0 = off)."""
-        return serve(self.registry, host, port)
+        return serve(self.registry, host, port, "metrics.trainer_port")

@@ -4,14 +4,23 @@ Watches the game shards, keeps a sliding window of recent positions, trains Blob
 (policy cross-entropy against the search's visit distribution over legal actions, plus a
 per-seat value loss), publishes a new model version every ``steps_per_publish`` steps and
 checkpoints so a kill at any moment resumes with nothing lost. It is the only writer of
-the model repository. docs/architecture.md describes the failure cases.
+the model repository. docs/architecture.md describes the failure cases: a malformed record
+costs that record (a shard with no usable record is quarantined), a step with a non-finite
+loss is skipped, non-finite weights are never checkpointed or published (they are rolled
+back to the last checkpoint), exports are staged under ``<checkpoint_dir>/.staging`` (cleared
+at start, so a kill mid-publish leaks nothing), and start-up problems print one line naming
+the config key and exit 2.
 """
 from __future__ import annotations
 
 import argparse
 import io
+import json
 import logging
+import os
+import shutil
 import signal
+import sys
 import tempfile
 import threading
 import time
@@ -21,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from plumbing import config as configuration
-from plumbing.fsio import atomic_write_bytes, copy_file_synced
+from plumbing.fsio import atomic_write_bytes, atomic_write_text, check_writable, copy_file_synced
 from plumbing.netspec import MODEL_NAME
 from plumbing.shards import ShardReader
 from trainer.examples import BadRecord, concat, from_record
@@ -30,6 +39,8 @@ from trainer.window import Window, window_capacity
 
 log = logging.getLogger("blobzero.train")
 CHECKPOINT = "trainer.pt"
+STAGING = ".staging"            # under checkpoint_dir: ONNX exports on their way to publishing
+RECORD_WARNINGS = 3             # bad records named per shard; the rest are counted
 
 
 @dataclass
@@ -38,6 +49,7 @@ class Progress:
     step: int = 0
     version: int = 0                   # newest version this trainer published
     positions_seen: int = 0            # positions ingested in total
+    rounds_seen: int = 0               # self-play rounds (records) ingested in total
     samples_trained: int = 0           # batch rows consumed by optimiser steps
     ingested: list[str] = field(default_factory=list)   # shard file names, in ingest order
 
@@ -53,7 +65,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s train %(levelname)s %(message)s")
     cfg = configuration.from_args_or_exit(args, "train")
-    return Trainer(cfg).run(steps=args.steps, duration=args.duration, init_only=args.init_only)
+    try:
+        return Trainer(cfg).run(steps=args.steps, duration=args.duration, init_only=args.init_only)
+    except configuration.ConfigError as exc:
+        print(f"blobzero train: {exc}", file=sys.stderr)
+        return 2
 
 
 class Trainer:
@@ -71,7 +87,8 @@ class Trainer:
         self.model_dir = self.repo / MODEL_NAME
         self.checkpoint_dir = Path(cfg.storage.checkpoint_dir)
         self.archive = self.checkpoint_dir / "versions"     # every published ONNX, for rollbacks
-        self.net = build(cfg.network.preset, seed=self.t.seed)
+        self.staging = self.checkpoint_dir / STAGING
+        self.net = build(cfg.network.preset, seed=self.t.seed, value_head=cfg.network.value_head)
         self.optimizer = torch.optim.AdamW(self.net.parameters(), lr=self.t.learning_rate,
                                            weight_decay=self.t.weight_decay)
         self.progress = Progress()
@@ -81,12 +98,20 @@ class Trainer:
         self.rng = np.random.default_rng(self.t.seed)
         self.stop = threading.Event()
         self._ingested = set()
+        self._newest_data: float | None = None     # mtime of the newest shard ingested
+        self._skipped_steps = 0
+        self._started = time.time()
+        # a searcher-perspective search asks for every seat's view of a position (examples.py)
+        self.all_views = cfg.search.perspective == "searcher"
 
     # -- lifecycle -------------------------------------------------------------------------
     def run(self, steps: int = 0, duration: float = 0, init_only: bool = False) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: self.stop.set())
-        self._prepare_repository()
+        self._check_storage()
+        self._clear_staging()
+        if not init_only:          # a taken port fails now, before any work
+            self.metrics.serve(self.cfg.metrics.host, self.cfg.metrics.trainer_port)
         resumed = self._load_checkpoint()
         if not self._versions():
             self._publish("initial weights")
@@ -94,7 +119,6 @@ class Trainer:
         if init_only:
             log.info("model repository %s ready (versions %s)", self.repo, self._versions())
             return 0
-        self.metrics.serve(self.cfg.metrics.host, self.cfg.metrics.trainer_port)
         self._report_published()
         if resumed:
             self._refill_window()
@@ -114,13 +138,18 @@ class Trainer:
             if not self._may_train():
                 self.stop.wait(0.25)
                 continue
-            self._train_step()
+            if not self._train_step():
+                self._weights_finite()          # the weights may be the cause: roll them back
+                continue
             if self.progress.step % self.t.steps_per_publish == 0:
-                self._publish(f"step {self.progress.step}")
-                self._save_checkpoint()
+                if self._weights_finite():
+                    self._publish_safely(f"step {self.progress.step}")
+                    self._save_checkpoint()
             elif self.progress.step % self.t.checkpoint_every == 0:
-                self._save_checkpoint()
-        self._save_checkpoint()
+                if self._weights_finite():
+                    self._save_checkpoint()
+        if self._weights_finite():
+            self._save_checkpoint()
         log.info("stopped at step %d, version %d, %d positions ingested",
                  self.progress.step, self.progress.version, self.progress.positions_seen)
         return 0
@@ -137,6 +166,28 @@ class Trainer:
     def _versions(self) -> list[int]:
         from plumbing.model_repository import list_versions
         return list_versions(self.model_dir) if self.model_dir.is_dir() else []
+
+    def _check_storage(self) -> None:
+        """Fail at start, naming the key, when a directory the trainer writes cannot be written."""
+        from plumbing.model_repository import staging_dir
+        for key, path in (("storage.checkpoint_dir", self.checkpoint_dir),
+                          ("storage.model_repository", staging_dir(self.repo))):
+            try:
+                check_writable(path)
+            except OSError as exc:
+                raise configuration.ConfigError(f"config key '{key}': cannot write to {path} "
+                                                f"({exc.strerror or exc})") from None
+        try:
+            self._prepare_repository()
+        except OSError as exc:
+            raise configuration.ConfigError(f"config key 'storage.model_repository': cannot "
+                                            f"prepare {self.model_dir} ({exc.strerror or exc})") from None
+
+    def _clear_staging(self) -> None:
+        """Remove exports a killed trainer left half-way through a publish."""
+        if self.staging.is_dir() and any(self.staging.iterdir()):
+            log.info("removing leftovers of an interrupted publish in %s", self.staging)
+        shutil.rmtree(self.staging, ignore_errors=True)
 
     def _prepare_repository(self) -> None:
         """Write blobnet/config.pbtxt of the configured flavour (the trainer owns the repo)."""
@@ -161,9 +212,10 @@ class Trainer:
             name = shard.path.name
             if name in self._ingested:
                 continue
-            examples = self._read_shard(shard.path)
+            examples, rounds = self._read_shard(shard.path)
             self._ingested.add(name)
             self.progress.ingested.append(name)
+            self.progress.rounds_seen += rounds
             if examples is None:
                 continue
             self.window.add(examples)
@@ -174,19 +226,41 @@ class Trainer:
                                                self.t.window_max, self.t.window_growth)
         self.metrics.window.set(len(self.window))
         if newest is not None:
-            self.metrics.data_lag.set(max(0.0, time.time() - newest))
+            self._newest_data = max(self._newest_data or 0.0, newest)
+        # every scan, not only on ingest: the lag must grow while self-play is silent
+        self.metrics.data_lag.set(max(0.0, time.time() - (self._newest_data or self._started)))
+        self._report_volume()
 
-    def _read_shard(self, path: Path):
+    def _report_volume(self) -> None:
+        try:
+            fs = os.statvfs(self.reader.root)
+        except OSError:
+            return
+        self.metrics.games_free.set(fs.f_bavail * fs.f_frsize)
+        self.metrics.games_size.set(fs.f_blocks * fs.f_frsize)
+
+    def _read_shard(self, path: Path, quarantine: bool = True):
+        """(examples or None, number of usable records) of one shard. A record that does not
+        replay costs that record only, whatever it raises; a shard with no usable record is
+        quarantined (``quarantine``). One log line per shard, naming a few bad records."""
         records = self.reader.read(path)
         if not records:
-            return None
-        parts = []
+            return None, 0
+        parts, bad = [], []
         for i, rec in enumerate(records):
             try:
-                parts.append(from_record(rec))
-            except BadRecord as exc:
-                log.warning("skipping record %d of %s: %s", i, path.name, exc)
-        return concat(parts) if parts else None
+                parts.append(from_record(rec, all_views=self.all_views))
+            except Exception as exc:  # BadRecord, or whatever else a malformed record provokes
+                why = exc if isinstance(exc, BadRecord) else f"{type(exc).__name__}: {exc}"
+                bad.append(f"record {i}: {why}")
+        if bad:
+            more = f"; {len(bad) - RECORD_WARNINGS} more" if len(bad) > RECORD_WARNINGS else ""
+            log.warning("skipped %d of %d records of %s (%s%s)", len(bad), len(records), path.name,
+                        "; ".join(bad[:RECORD_WARNINGS]), more)
+            if not parts and quarantine:
+                self.reader.quarantine(path, f"none of its {len(records)} records is usable; "
+                                             + "; ".join(bad[:RECORD_WARNINGS]) + more)
+        return (concat(parts), len(parts)) if parts else (None, 0)
 
     def _refill_window(self) -> None:
         """After a restart, reload the newest already-ingested shards into the window."""
@@ -200,7 +274,7 @@ class Trainer:
             path = self.reader.root / name
             if not path.exists():
                 continue
-            examples = self._read_shard(path)
+            examples, _ = self._read_shard(path, quarantine=False)
             if examples is not None:
                 parts.append(examples)
                 total += len(examples)
@@ -217,32 +291,85 @@ class Trainer:
         return self.progress.samples_trained < self.t.sample_reuse * self.progress.positions_seen
 
     # -- learning --------------------------------------------------------------------------
-    def _train_step(self) -> None:
+    def _train_step(self) -> bool:
+        """One optimiser step; False (and no update) when the loss or gradient is not finite."""
         from trainer.losses import losses
         torch = self.torch
         batch = self.window.sample(self.t.batch_size, self.rng)
         self.net.train()
-        policy_loss, value_loss = losses(self.net, batch)
-        total = policy_loss + self.t.value_loss_weight * value_loss
+        policy_loss, value_loss, trick_loss = losses(self.net, batch)
+        total = (policy_loss + self.t.value_loss_weight * value_loss
+                 + self.t.trick_loss_weight * trick_loss)
+        self.metrics.loss.labels("policy").set(policy_loss.item())
+        self.metrics.loss.labels("value").set(value_loss.item())
+        self.metrics.loss.labels("tricks").set(trick_loss.item())
+        self.metrics.loss.labels("total").set(total.item())
         self.optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        torch.nn.utils.clip_grad_norm_(self.net.parameters(), 5.0)
+        self.progress.samples_trained += len(batch)   # consumed either way (no retry loop)
+        finite = bool(torch.isfinite(total))
+        if finite:
+            total.backward()
+            finite = bool(torch.isfinite(torch.nn.utils.clip_grad_norm_(self.net.parameters(), 5.0)))
+        if not finite:
+            self.optimizer.zero_grad(set_to_none=True)
+            self.net.eval()
+            self.metrics.nonfinite.labels("loss").inc()
+            self._skipped_steps += 1
+            if self._skipped_steps % 100 == 1:      # the first, then every 100th
+                log.warning("step %d skipped: the loss or its gradient is not finite (total %s); "
+                            "%d steps skipped so far", self.progress.step + 1, total.item(),
+                            self._skipped_steps)
+            return False
         self.optimizer.step()
         self.net.eval()
         self.progress.step += 1
-        self.progress.samples_trained += len(batch)
         self.metrics.steps.inc()
-        self.metrics.loss.labels("policy").set(policy_loss.item())
-        self.metrics.loss.labels("value").set(value_loss.item())
-        self.metrics.loss.labels("total").set(total.item())
         if self.progress.step % 50 == 0:
-            log.info("step %d: policy %.4f value %.5f window %d", self.progress.step,
-                     policy_loss.item(), value_loss.item(), len(self.window))
+            log.info("step %d: policy %.4f value %.5f tricks %.4f window %d", self.progress.step,
+                     policy_loss.item(), value_loss.item(), trick_loss.item(), len(self.window))
+        return True
+
+    def _weights_finite(self) -> bool:
+        """True when every weight is finite; otherwise roll the weights and optimiser back to
+        the last checkpoint (which is finite: nothing else is ever saved), count it, say so."""
+        torch = self.torch
+        if self._finite(self.net.state_dict()):
+            return True
+        self.metrics.nonfinite.labels("weights").inc()
+        log.error("weights turned non-finite by step %d: not checkpointed or published; rolled "
+                  "back to the last checkpoint (trainer.learning_rate %g too high?)",
+                  self.progress.step, self.t.learning_rate)
+        path = self.checkpoint_dir / CHECKPOINT
+        if path.exists():
+            state = torch.load(path, map_location="cpu", weights_only=False)
+            self.net.load_state_dict(state["net"])
+            self.optimizer.load_state_dict(state["optimizer"])
+        else:                                     # nothing saved yet: fresh weights
+            from trainer.blobnet import build
+            self.net.load_state_dict(build(self.cfg.network.preset, seed=self.t.seed,
+                                           value_head=self.cfg.network.value_head).state_dict())
+            self.optimizer.state.clear()
+        return False
+
+    def _finite(self, state_dict: dict) -> bool:
+        return all(bool(self.torch.isfinite(t).all()) for t in state_dict.values()
+                   if t.is_floating_point())
+
+    def _publish_safely(self, why: str) -> int | None:
+        """``_publish``, but a model that fails validation is logged and skipped (the served
+        version stays; training goes on) instead of stopping the trainer."""
+        from plumbing.model_repository import InvalidModelError
+        try:
+            return self._publish(why)
+        except InvalidModelError as exc:
+            log.error("not publishing at %s: %s", why, exc)
+            return None
 
     def _publish(self, why: str) -> int:
         from plumbing.model_repository import publish_version
         from trainer.export import export_onnx
-        with tempfile.TemporaryDirectory(prefix="blobnet-export-") as tmp:
+        self.staging.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="blobnet-export-", dir=self.staging) as tmp:
             onnx_path = export_onnx(self.net, Path(tmp) / "model.onnx")
             version = publish_version(self.repo, onnx_path, keep_last=self.t.keep_versions)
             self.archive.mkdir(parents=True, exist_ok=True)
@@ -251,6 +378,10 @@ class Trainer:
             staged.unlink(missing_ok=True)
             copy_file_synced(onnx_path, staged)
             staged.replace(archived)
+            # what this version was trained on: the x axes of the learning curve
+            atomic_write_text(self.archive / f"v{version:06d}.json", json.dumps({
+                "version": version, "step": self.progress.step, "rounds_seen": self.progress.rounds_seen,
+                "positions_seen": self.progress.positions_seen, "published_unix": time.time()}))
         self.progress.version = version
         self.metrics.published_version.set(version)
         self.metrics.last_publish.set(time.time())
@@ -262,6 +393,7 @@ class Trainer:
         buffer = io.BytesIO()
         self.torch.save({"net": self.net.state_dict(), "optimizer": self.optimizer.state_dict(),
                          "progress": self.progress.__dict__, "network": self.cfg.network.preset,
+                         "value_head": self.cfg.network.value_head,
                          "rng": self.rng.bit_generator.state}, buffer)
         atomic_write_bytes(self.checkpoint_dir / CHECKPOINT, buffer.getvalue())
 
@@ -277,9 +409,22 @@ class Trainer:
         if state.get("network") != self.cfg.network.preset:
             raise SystemExit(f"blobzero train: checkpoint {path} holds a '{state.get('network')}' "
                              f"network but network.preset is '{self.cfg.network.preset}'")
+        if state.get("value_head", "scalar") != self.cfg.network.value_head:
+            raise SystemExit(f"blobzero train: checkpoint {path} holds a network with the "
+                             f"'{state.get('value_head', 'scalar')}' value head but "
+                             f"network.value_head is '{self.cfg.network.value_head}'")
+        if not self._finite(state["net"]):
+            raise SystemExit(f"blobzero train: checkpoint {path} holds non-finite weights (a "
+                             f"trainer older than this check saved them); move it away to start "
+                             f"fresh (published versions are archived in {self.archive})")
         self.net.load_state_dict(state["net"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.progress = Progress(**state["progress"])
         self.rng.bit_generator.state = state["rng"]
         self._ingested = set(self.progress.ingested)
+        if self.progress.ingested:
+            try:
+                self._newest_data = (self.reader.root / self.progress.ingested[-1]).stat().st_mtime
+            except OSError:
+                pass
         return True

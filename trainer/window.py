@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from trainer.examples import FIELDS as _FIELDS
 from trainer.examples import Examples
 
 
@@ -54,5 +55,3 @@ class Window:
         rows = (self.next - back) % self.max
         return Examples(*(getattr(self.store, f)[rows] for f in _FIELDS))
 
-
-_FIELDS = ("states", "masks", "policy", "value", "seats")

@@ -1,0 +1,263 @@
+"""``blobzero strength``: how strong each published version is, measured as training goes.
+
+Every published version is archived by the trainer as ``<checkpoint_dir>/versions/vNNNNNN.onnx``
+with a manifest ``vNNNNNN.json`` saying what it was trained on (trainer step, self-play rounds
+ingested, publish time). The watcher (``--watch``, what ``blobzero loop`` runs beside
+self-play) measures the newest unmeasured version against built-in players on duplicate
+deals — one tested seat against the field (arena lineup ``solo``), seats rotated, 95% CI —
+skipping versions that were superseded while it was busy, so it never falls behind, and runs
+niced with one thread so it does not starve self-play on a small machine.
+
+Results are one JSON object per (version, opponent) in ``strength.json`` (rewritten
+crash-safely after each measurement), exported as Prometheus gauges and drawn as
+``learning_curve.png``: score difference against minutes of training and against self-play
+rounds, with CI bars.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+from plumbing import config as configuration
+from plumbing.fsio import atomic_write_bytes, atomic_write_text
+
+DEFAULT_OPPONENTS = ("greedy", "expert")
+RESULTS = "strength.json"
+CURVE = "learning_curve.png"
+
+
+def parse_opponents(spec: str, cfg: configuration.Config) -> tuple[str, ...]:
+    """``"greedy,expert"`` -> agent names, each checked; ValueError names an unknown one."""
+    from blobzero.arena import resolve_agent
+    names = tuple(o.strip() for o in spec.split(",") if o.strip())
+    if not names:
+        raise ValueError("name at least one opponent")
+    for name in names:
+        resolve_agent(name, cfg)
+    return names
+
+
+def archive_dir(cfg: configuration.Config) -> Path:
+    return Path(cfg.storage.checkpoint_dir) / "versions"
+
+
+def manifests(archive: Path) -> dict[int, dict]:
+    """version -> manifest for every archived version that has its ONNX file."""
+    out = {}
+    for path in archive.glob("v*.json"):
+        try:
+            data = json.loads(path.read_text())
+            version = int(data["version"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue                              # being written, or not ours: skip
+        if (archive / f"v{version:06d}.onnx").is_file():
+            out[version] = data
+    return out
+
+
+def measure(cfg: configuration.Config, version: int, manifest: dict, opponents: list[str],
+            deals: int, start_unix: float | None, seed: int = 4242) -> list[dict]:
+    """Play ``version`` (alone) against each opponent (the rest of the table); one point each."""
+    from blobzero.arena import Agent, arena_search, play, resolve_agent
+
+    agent = Agent(f"v{version}", archive_dir(cfg) / f"v{version:06d}.onnx")
+    points = []
+    for name in opponents:
+        report = play(agent, resolve_agent(name, cfg), deals=deals, n_players=cfg.table.players,
+                      cards=cfg.table.cards_max, search=arena_search(cfg), seed=seed,
+                      games_in_flight=cfg.arena.games_in_flight, lineup="solo")
+        published = manifest.get("published_unix")
+        points.append({
+            "version": version, "opponent": name,
+            "minutes": None if start_unix is None or published is None
+            else round((published - start_unix) / 60, 3),
+            "rounds": manifest.get("rounds_seen"), "step": manifest.get("step"),
+            "difference": report["difference"], "ci95": report["ci95"],
+            "a_mean_score": report["a_mean_score"], "b_mean_score": report["b_mean_score"],
+            "deals": report["deals"], "search": report["search"], "seconds": report["seconds"],
+        })
+    return points
+
+
+def load_results(path: Path) -> list[dict]:
+    try:
+        return json.loads(path.read_text())["points"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+
+
+def save_results(path: Path, points: list[dict]) -> None:
+    atomic_write_text(path, json.dumps({"points": points}, indent=1))
+
+
+class StrengthMetrics:
+    """Prometheus gauges of the newest measurement per opponent."""
+
+    def __init__(self):
+        from prometheus_client import CollectorRegistry, Gauge
+        self.registry = CollectorRegistry()
+        self.difference = Gauge("blobzero_strength_score_difference",
+                                "Score per round of the newest measured version minus the field's "
+                                "(duplicate deals, one seat vs the rest)", ["opponent"], registry=self.registry)
+        self.ci_low = Gauge("blobzero_strength_ci95_low", "Lower end of the 95% CI of the difference",
+                            ["opponent"], registry=self.registry)
+        self.ci_high = Gauge("blobzero_strength_ci95_high", "Upper end of the 95% CI of the difference",
+                             ["opponent"], registry=self.registry)
+        self.version = Gauge("blobzero_strength_version", "Model version of the newest measurement",
+                             registry=self.registry)
+
+    def update(self, point: dict) -> None:
+        self.difference.labels(point["opponent"]).set(point["difference"])
+        self.ci_low.labels(point["opponent"]).set(point["ci95"][0])
+        self.ci_high.labels(point["opponent"]).set(point["ci95"][1])
+        self.version.set(point["version"])
+
+    def serve(self, host: str, port: int):
+        from plumbing.metrics_http import serve
+        return serve(self.registry, host, port)
+
+
+def watch(cfg: configuration.Config, out: Path, opponents: list[str], deals: int,
+          stop: threading.Event, poll_s: float = 2.0, metrics: StrengthMetrics | None = None,
+          final_deals: int = 0, log=print) -> list[dict]:
+    """Measure the newest unmeasured version until ``stop`` is set; then, if ``final_deals``,
+    measure the newest version once more with that many deals. Returns all points."""
+    points = load_results(out)
+    measured = {p["version"] for p in points}
+    archive = archive_dir(cfg)
+    if metrics is not None and points:          # a restarted watcher shows what it knew
+        newest = max(measured)
+        for point in points:
+            if point["version"] == newest:
+                metrics.update(point)
+
+    def record(new: list[dict]) -> None:
+        points.extend(new)
+        points.sort(key=lambda p: (p["version"], p["opponent"]))
+        save_results(out, points)
+        for point in new:
+            if metrics is not None:
+                metrics.update(point)
+            lo, hi = point["ci95"]
+            log(f"strength v{point['version']} vs {point['opponent']}: {point['difference']:+.2f} "
+                f"[{lo:+.2f}, {hi:+.2f}] ({point['deals']} deals, {point['seconds']} s)")
+
+    while not stop.is_set():
+        found = manifests(archive)
+        start = found[min(found)]["published_unix"] if found else None
+        newest = max(found) if found else None
+        if newest is None or newest in measured:
+            stop.wait(poll_s)
+            continue
+        record(measure(cfg, newest, found[newest], opponents, deals, start))
+        measured.add(newest)
+    if final_deals:
+        found = manifests(archive)
+        if found:
+            newest = max(found)
+            start = found[min(found)]["published_unix"]
+            points[:] = [p for p in points if p["version"] != newest]
+            record(measure(cfg, newest, found[newest], opponents, final_deals, start))
+    return points
+
+
+def plot(points: list[dict], path: Path, title: str = "") -> Path | None:
+    """Draw the learning curve (score difference vs minutes and vs self-play rounds, 95% CI
+    bars, one line per opponent) as a PNG; returns the path, or None without points."""
+    if not points:
+        return None
+    import io
+
+    import matplotlib
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    for axis, key, label in ((axes[0], "minutes", "minutes of training"),
+                             (axes[1], "rounds", "self-play rounds trained on")):
+        for opponent in sorted({p["opponent"] for p in points}):
+            series = sorted((p for p in points if p["opponent"] == opponent and p.get(key) is not None),
+                            key=lambda p: p[key])
+            if not series:
+                continue
+            x = [p[key] for p in series]
+            y = [p["difference"] for p in series]
+            err = [[p["difference"] - p["ci95"][0] for p in series],
+                   [p["ci95"][1] - p["difference"] for p in series]]
+            axis.errorbar(x, y, yerr=err, marker="o", capsize=3, label=f"vs {opponent}")
+        axis.axhline(0, color="grey", linewidth=0.8)
+        axis.set_xlabel(label)
+        axis.grid(alpha=0.3)
+    axes[0].set_ylabel("score/round: model seat − field (95% CI)")
+    axes[0].legend(loc="lower right")
+    fig.suptitle(title or "BlobZero learning curve (1 model seat vs 3 of the opponent, duplicate deals)")
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    return atomic_write_bytes(path, buffer.getvalue())
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    configuration.add_config_arguments(parser)
+    parser.add_argument("--watch", action="store_true",
+                        help="keep measuring the newest published version until SIGTERM")
+    parser.add_argument("--versions", default="",
+                        help="comma-separated versions to measure once (default: the newest)")
+    parser.add_argument("--opponents", default=",".join(DEFAULT_OPPONENTS),
+                        help="built-in opponents (default: %(default)s)")
+    parser.add_argument("--deals", type=int, default=200, help="duplicate deals per measurement")
+    parser.add_argument("--final-deals", type=int, default=0,
+                        help="with --watch: on SIGTERM, measure the newest version with this many deals")
+    parser.add_argument("--out", type=Path, help=f"results file (default: <checkpoint_dir>/../{RESULTS})")
+    parser.add_argument("--plot", type=Path, help=f"also draw the curve here (e.g. {CURVE})")
+    parser.add_argument("--nice", type=int, default=0, help="lower this process's CPU priority by N")
+
+
+def main(args: argparse.Namespace) -> int:
+    cfg = configuration.from_args_or_exit(args, "strength")
+    try:
+        opponents = list(parse_opponents(args.opponents, cfg))
+    except ValueError as exc:
+        print(f"blobzero strength: {exc}", file=sys.stderr)
+        return 2
+    if args.nice:
+        os.nice(args.nice)
+    out = args.out or Path(cfg.storage.checkpoint_dir).parent / RESULTS
+    if args.watch:
+        stop = threading.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+        metrics = StrengthMetrics()
+        metrics.serve(cfg.metrics.host, cfg.metrics.strength_port)
+        points = watch(cfg, out, opponents, args.deals, stop, metrics=metrics,
+                       final_deals=args.final_deals, log=lambda line: print(line, flush=True))
+    else:
+        found = manifests(archive_dir(cfg))
+        if not found:
+            print(f"blobzero strength: no published versions in {archive_dir(cfg)}", file=sys.stderr)
+            return 2
+        wanted = [int(v) for v in args.versions.split(",") if v.strip()] or [max(found)]
+        missing = [v for v in wanted if v not in found]
+        if missing:
+            print(f"blobzero strength: versions {missing} are not archived in {archive_dir(cfg)}",
+                  file=sys.stderr)
+            return 2
+        points = [p for p in load_results(out) if p["version"] not in wanted]
+        start = found[min(found)]["published_unix"]
+        for v in wanted:
+            for point in measure(cfg, v, found[v], opponents, args.deals, start):
+                points.append(point)
+                lo, hi = point["ci95"]
+                print(f"v{v} vs {point['opponent']}: {point['difference']:+.2f} [{lo:+.2f}, {hi:+.2f}]")
+        points.sort(key=lambda p: (p["version"], p["opponent"]))
+        save_results(out, points)
+    if args.plot:
+        plot(points, args.plot)
+    return 0
