@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -275,8 +276,9 @@ def main(args: argparse.Namespace) -> int:
         print(f"strength of the final version v{newest}: {args.arena_deals} duplicate deals per opponent, "
               f"one model seat vs {cfg.table.players - 1} of the opponent, search {cfg.arena.search_preset}")
         points = [p for p in points if p["version"] != newest]
+        # everything else has stopped: the model may use both cores of a small machine
         points += measure(cfg, newest, found[newest], opponents, args.arena_deals,
-                          found[min(found)]["published_unix"])
+                          found[min(found)]["published_unix"], threads=min(2, os.cpu_count() or 1))
         points.sort(key=lambda p: (p["version"], p["opponent"]))
         save_results(run_dir / RESULTS, points)
     table = strength_table(points) if points else "(no version was measured)"

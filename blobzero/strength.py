@@ -62,8 +62,9 @@ def manifests(archive: Path) -> dict[int, dict]:
 
 
 def measure(cfg: configuration.Config, version: int, manifest: dict, opponents: list[str],
-            deals: int, start_unix: float | None, seed: int = 4242) -> list[dict]:
-    """Play ``version`` (alone) against each opponent (the rest of the table); one point each."""
+            deals: int, start_unix: float | None, seed: int = 4242, threads: int = 1) -> list[dict]:
+    """Play ``version`` (alone) against each opponent (the rest of the table); one point each.
+    ``threads``: ONNX Runtime intra-op threads of the model's evaluator."""
     from blobzero.arena import Agent, arena_search, play, resolve_agent
 
     agent = Agent(f"v{version}", archive_dir(cfg) / f"v{version:06d}.onnx")
@@ -71,7 +72,8 @@ def measure(cfg: configuration.Config, version: int, manifest: dict, opponents: 
     for name in opponents:
         report = play(agent, resolve_agent(name, cfg), deals=deals, n_players=cfg.table.players,
                       cards=cfg.table.cards_max, search=arena_search(cfg), seed=seed,
-                      games_in_flight=cfg.arena.games_in_flight, lineup="solo")
+                      games_in_flight=cfg.arena.games_in_flight, lineup="solo",
+                      intra_op_threads=threads)
         published = manifest.get("published_unix")
         points.append({
             "version": version, "opponent": name,

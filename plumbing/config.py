@@ -203,7 +203,7 @@ class TrainerSection:
 class ArenaSection:
     rounds: int = 400                  # duplicate deals; each is played once per seat rotation
     games_in_flight: int = 256
-    search_preset: str = "light"
+    search_preset: str = "medium"     # the search self-play trains with
 
     def validate(self) -> None:
         _require(self.rounds >= 1, "arena.rounds", "must be >= 1")
