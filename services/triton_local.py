@@ -251,7 +251,7 @@ class LocalTriton:
     def _watch(self) -> None:
         pending: set[int] = set()     # dead stubs seen once (a normal unload reaps within ms)
         handled: set[int] = set()
-        explained = False
+        explained = split_before = False
         tick = 0
         while not self._watchdog_stop.wait(self.config.watchdog_s):
             if self.poll() is not None:
@@ -266,12 +266,17 @@ class LocalTriton:
             if tick % 5 == 0:
                 split = (self._http_status("/v2/health/ready") != 200
                          and self._http_status(f"/v2/models/{MODEL_NAME}/ready") == 200)
-                if split and not explained:
+                # Readiness also dips for a moment while an old version unloads: only a split
+                # seen on two checks in a row is a failed load worth a warning.
+                if split and split_before and not explained:
                     log.warning("server readiness is false while %s serves (version states %s): "
                                 "a version failed to load; probe /v2/models/%s/ready for serving, "
                                 "the server's flag clears when a newer version loads",
                                 MODEL_NAME, self._safe_states(), MODEL_NAME)
-                explained = split
+                    explained = True
+                if not split:
+                    explained = False
+                split_before = split
 
     def _safe_states(self) -> dict[int, str] | str:
         try:

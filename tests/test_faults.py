@@ -461,7 +461,7 @@ def test_a_broken_version_directory_costs_no_readiness_that_matters(drill, caplo
     assert _url_status(f"{drill.server.http_url}/v2/health/ready") == 400
     drill.wait_requests(8, 30, "self-play to keep playing")
     assert drill.metric("blobzero_selfplay_errors_total") == errors     # not one request failed
-    wait_until(lambda: "server readiness is false while blobnet serves" in caplog.text, 20,
+    wait_until(lambda: "server readiness is false while blobnet serves" in caplog.text, 30,
                "the watchdog to explain the readiness flag")
     # `blobzero serve` restarts on a repository whose newest version directory is broken: the
     # broken one is moved aside and the newest good one serves (it used to refuse to start)
