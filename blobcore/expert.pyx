@@ -332,19 +332,25 @@ cdef inline double _dist(int b, double x) noexcept nogil:
     return b - x if b > x else x - b
 
 
+cdef inline double _p_make_bid(const double* p, int n, int b, int cards) noexcept nogil:
+    """Chance of taking exactly ``b`` of the tricks when bidding ``b``: the b likeliest cards
+    play to win, the rest duck (a zero bid ducks everything, with its own duck exponent)."""
+    return _p_exact(p, n, b, -1, _duck_pow(DUCK_POW, cards) if b == 0
+                    else DUCK_POW1 - LONG_D * _long(cards))
+
+
 cdef int _bid(const RoundState* s, const View* v) noexcept nogil:
     cdef double p[MAX_CARDS_C]
     cdef double value, best_value = -1.0
     cdef int b, best = -1, n_cards = _card_chances(s, v, p)
     cdef uint64_t legal = rs_legal(s)
-    cdef double g0 = _duck_pow(DUCK_POW, s.cards), g1 = DUCK_POW1 - LONG_D * _long(s.cards)
     cdef double expect = 0.0
     for b in range(n_cards):
         expect += p[b]
     for b in range(n_cards + 1):
         if not (legal >> b) & 1:
             continue
-        value = _p_exact(p, n_cards, b, -1, g0 if b == 0 else g1) * (10 + b)
+        value = _p_make_bid(p, n_cards, b, s.cards) * (10 + b)
         if value > best_value + 1e-12 or (value > best_value - 1e-12 and
                                           _dist(b, expect) < _dist(best, expect)):
             best_value = value       # ties (all hopeless, say): the bid nearest the expectation
@@ -533,17 +539,22 @@ def expert(Round rnd):
     return expert_action(&rnd.st)
 
 
+cdef int _mover_card_chances(Round rnd, double* p) except -1:
+    """Fill ``p`` with the player to move's per-card chances of taking a trick (as bidding
+    sees them); returns how many cards it holds. Raises when nobody is to move."""
+    cdef View v
+    if rnd.st.current < 0:
+        raise ValueError("the round is over: nobody is to move")
+    _view(&rnd.st, &v)
+    return _card_chances(&rnd.st, &v, p)
+
+
 def expert_trick_distribution(Round rnd):
     """The expert's estimate, for the player to move, of the distribution of the tricks its
     hand takes (list indexed by trick count), as used for bidding."""
     cdef double p[MAX_CARDS_C]
     cdef double dist[MAX_CARDS_C + 1]
-    cdef View v
-    cdef int n
-    if rnd.st.current < 0:
-        raise ValueError("the round is over: nobody is to move")
-    _view(&rnd.st, &v)
-    n = _card_chances(&rnd.st, &v, p)
+    cdef int n = _mover_card_chances(rnd, p)
     _poisson_binomial(p, n, dist)
     return [dist[b] for b in range(n + 1)]
 
@@ -552,11 +563,5 @@ def expert_bid_chances(Round rnd):
     """The expert's estimate, for the player to move, of the chance of making each bid
     0..C when playing to it (list indexed by bid), as used for bidding."""
     cdef double p[MAX_CARDS_C]
-    cdef View v
-    cdef int n
-    if rnd.st.current < 0:
-        raise ValueError("the round is over: nobody is to move")
-    _view(&rnd.st, &v)
-    n = _card_chances(&rnd.st, &v, p)
-    return [_p_exact(p, n, b, -1, _duck_pow(DUCK_POW, rnd.st.cards) if b == 0
-                     else DUCK_POW1 - LONG_D * _long(rnd.st.cards)) for b in range(n + 1)]
+    cdef int n = _mover_card_chances(rnd, p)
+    return [_p_make_bid(p, n, b, rnd.st.cards) for b in range(n + 1)]

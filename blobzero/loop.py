@@ -268,19 +268,16 @@ def main(args: argparse.Namespace) -> int:
     if summary.get("interrupted"):
         return 130
     cfg = summary["config"]
-    from blobzero.strength import load_results, manifests, archive_dir, measure, plot, save_results
+    from blobzero.strength import archive_dir, load_results, manifests, plot, remeasure
     found = manifests(archive_dir(cfg))
     points = load_results(run_dir / RESULTS)
     if found and args.arena_deals:
         newest = max(found)
         print(f"strength of the final version v{newest}: {args.arena_deals} duplicate deals per opponent, "
               f"one model seat vs {cfg.table.players - 1} of the opponent, search {cfg.arena.search_preset}")
-        points = [p for p in points if p["version"] != newest]
         # everything else has stopped: the model may use both cores of a small machine
-        points += measure(cfg, newest, found[newest], opponents, args.arena_deals,
-                          found[min(found)]["published_unix"], threads=min(2, os.cpu_count() or 1))
-        points.sort(key=lambda p: (p["version"], p["opponent"]))
-        save_results(run_dir / RESULTS, points)
+        points = remeasure(cfg, run_dir / RESULTS, [newest], found, list(opponents), args.arena_deals,
+                           threads=min(2, os.cpu_count() or 1))
     table = strength_table(points) if points else "(no version was measured)"
     print("\n" + table)
     curve = plot(points, run_dir / CURVE,

@@ -46,10 +46,14 @@ def archive_dir(cfg: configuration.Config) -> Path:
     return Path(cfg.storage.checkpoint_dir) / "versions"
 
 
-def manifests(archive: Path) -> dict[int, dict]:
-    """version -> manifest for every archived version that has its ONNX file."""
-    out = {}
+def manifests(archive: Path, known: dict[int, dict] | None = None) -> dict[int, dict]:
+    """version -> manifest for every archived version that has its ONNX file. Versions in
+    ``known`` are taken from it instead of being read again (a watcher polls every few
+    seconds while the archive grows to thousands of versions)."""
+    out = dict(known or {})
     for path in archive.glob("v*.json"):
+        if path.stem[1:].isdigit() and int(path.stem[1:]) in out:
+            continue
         try:
             data = json.loads(path.read_text())
             version = int(data["version"])
@@ -83,6 +87,23 @@ def measure(cfg: configuration.Config, version: int, manifest: dict, opponents: 
             "a_mean_score": report["a_mean_score"], "b_mean_score": report["b_mean_score"],
             "deals": report["deals"], "search": report["search"], "seconds": report["seconds"],
         })
+    return points
+
+
+def remeasure(cfg: configuration.Config, out: Path, versions: list[int], found: dict[int, dict],
+              opponents: list[str], deals: int, threads: int = 1, log=None) -> list[dict]:
+    """Measure ``versions`` (archived, manifests in ``found``) afresh, replace their points in
+    the results file ``out`` (saved crash-safely) and return every point in it."""
+    points = [p for p in load_results(out) if p["version"] not in versions]
+    start = found[min(found)]["published_unix"]
+    for v in versions:
+        for point in measure(cfg, v, found[v], opponents, deals, start, threads=threads):
+            points.append(point)
+            if log is not None:
+                lo, hi = point["ci95"]
+                log(f"v{v} vs {point['opponent']}: {point['difference']:+.2f} [{lo:+.2f}, {hi:+.2f}]")
+    points.sort(key=lambda p: (p["version"], p["opponent"]))
+    save_results(out, points)
     return points
 
 
@@ -121,7 +142,7 @@ class StrengthMetrics:
 
     def serve(self, host: str, port: int):
         from plumbing.metrics_http import serve
-        return serve(self.registry, host, port)
+        return serve(self.registry, host, port, "metrics.strength_port")
 
 
 def watch(cfg: configuration.Config, out: Path, opponents: list[str], deals: int,
@@ -149,8 +170,9 @@ def watch(cfg: configuration.Config, out: Path, opponents: list[str], deals: int
             log(f"strength v{point['version']} vs {point['opponent']}: {point['difference']:+.2f} "
                 f"[{lo:+.2f}, {hi:+.2f}] ({point['deals']} deals, {point['seconds']} s)")
 
+    found: dict[int, dict] = {}
     while not stop.is_set():
-        found = manifests(archive)
+        found = manifests(archive, found)
         start = found[min(found)]["published_unix"] if found else None
         newest = max(found) if found else None
         if newest is None or newest in measured:
@@ -159,7 +181,7 @@ def watch(cfg: configuration.Config, out: Path, opponents: list[str], deals: int
         record(measure(cfg, newest, found[newest], opponents, deals, start))
         measured.add(newest)
     if final_deals:
-        found = manifests(archive)
+        found = manifests(archive, found)
         if found:
             newest = max(found)
             start = found[min(found)]["published_unix"]
@@ -236,7 +258,11 @@ def main(args: argparse.Namespace) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
         metrics = StrengthMetrics()
-        metrics.serve(cfg.metrics.host, cfg.metrics.strength_port)
+        try:
+            metrics.serve(cfg.metrics.host, cfg.metrics.strength_port)
+        except configuration.ConfigError as exc:      # a taken port: say which key chose it
+            print(f"blobzero strength: {exc}", file=sys.stderr)
+            return 2
         points = watch(cfg, out, opponents, args.deals, stop, metrics=metrics,
                        final_deals=args.final_deals, log=lambda line: print(line, flush=True))
     else:
@@ -250,15 +276,7 @@ def main(args: argparse.Namespace) -> int:
             print(f"blobzero strength: versions {missing} are not archived in {archive_dir(cfg)}",
                   file=sys.stderr)
             return 2
-        points = [p for p in load_results(out) if p["version"] not in wanted]
-        start = found[min(found)]["published_unix"]
-        for v in wanted:
-            for point in measure(cfg, v, found[v], opponents, args.deals, start):
-                points.append(point)
-                lo, hi = point["ci95"]
-                print(f"v{v} vs {point['opponent']}: {point['difference']:+.2f} [{lo:+.2f}, {hi:+.2f}]")
-        points.sort(key=lambda p: (p["version"], p["opponent"]))
-        save_results(out, points)
+        points = remeasure(cfg, out, wanted, found, opponents, args.deals, log=print)
     if args.plot:
         plot(points, args.plot)
     return 0

@@ -21,11 +21,12 @@ from pathlib import Path
 
 from blobcore.search_config import PRESETS as SEARCH_PRESETS
 from blobcore.search_config import SearchConfig
+from plumbing.netspec import MODEL_NAME
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "config" / "blobzero.toml"
 ENV_PREFIX = "BLOBZERO__"
 #: The served model's config: its max_batch_size bounds the positions one request may carry.
-MODEL_CONFIG = Path(__file__).resolve().parents[1] / "model_repository" / "blobnet" / "config.pbtxt"
+MODEL_CONFIG = Path(__file__).resolve().parents[1] / "model_repository" / MODEL_NAME / "config.pbtxt"
 #: Characters a client id (part of every shard name) may use.
 CLIENT_ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")

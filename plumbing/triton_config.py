@@ -18,12 +18,12 @@ from pathlib import Path
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
+from plumbing.config import MODEL_CONFIG
 from plumbing.fsio import atomic_write_text
-from plumbing.netspec import MODEL_NAME
 from plumbing.model_repository import ModelRepositoryError
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-PRODUCTION_CONFIG = PROJECT_ROOT / "model_repository" / MODEL_NAME / "config.pbtxt"
+#: The committed production config (the same file the config schema reads max_batch_size from).
+PRODUCTION_CONFIG = MODEL_CONFIG
 LOCAL_BACKEND = "blobnet_ort"
 #: Positions per execution the local batcher aims for; ORT's per-thread GEMM speed is flat above it.
 LOCAL_PREFERRED_BATCH = 256

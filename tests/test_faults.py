@@ -275,14 +275,16 @@ def test_client_ids_are_claimed_by_one_live_writer_at_a_time(tmp_path):
 
 # -- 6. a taken metrics port ----------------------------------------------------------------------
 
-@pytest.mark.parametrize("command,key", [("selfplay", "metrics.selfplay_port"),
-                                         ("train", "metrics.trainer_port")])
+@pytest.mark.parametrize("command,key", [(["selfplay"], "metrics.selfplay_port"),
+                                         (["train"], "metrics.trainer_port"),
+                                         (["strength", "--watch"], "metrics.strength_port")])
 def test_a_taken_metrics_port_names_the_port_and_the_key(tmp_path, command, key):
     with socket.socket() as blocker:
         blocker.bind(("127.0.0.1", 0))
         blocker.listen()
         port = blocker.getsockname()[1]
-        result = run_cli(command, settings(tmp_path, triton__url="127.0.0.1:9", **{key.replace(".", "__"): port}))
+        result = run_cli(command[0], command[1:] + settings(tmp_path, triton__url="127.0.0.1:9",
+                                                            **{key.replace(".", "__"): port}))
     assert result.returncode == 2, result.stderr
     assert f"config key '{key}': metrics port {port} on 127.0.0.1 is already in use" in result.stderr
     assert "Traceback" not in result.stderr and "Errno" not in result.stderr
