@@ -29,6 +29,8 @@ class Game:
         self._deals = deals
         self.scores = [0] * n_players          # cumulative, after completed rounds
         self.round_scores: list[list[int]] = []
+        self.round_bids: list[list[int]] = []      # by completed round, by seat
+        self.round_tricks: list[list[int]] = []
         self.round_index = 0
         self.round = self._deal(0)
 
@@ -56,6 +58,8 @@ class Game:
         if self.round.is_terminal:
             scores = self.round.scores()
             self.round_scores.append(scores)
+            self.round_bids.append(list(self.round.bids))
+            self.round_tricks.append(list(self.round.tricks_won))
             self.scores = [a + b for a, b in zip(self.scores, scores)]
             self.round_index += 1
             if not self.is_over:

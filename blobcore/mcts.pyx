@@ -244,10 +244,15 @@ cdef class SearchPool:
     config: a ``SearchConfig``.
     rounds: iterable of round specs ``(seed, n_players, cards)`` or
         ``(seed, n_players, cards, dealer, trump)`` (dealer/trump -1 = drawn from the seed;
-        trump 4 = no trump), or ``(Round, seed)`` to search on from a given state. Each
+        trump 4 = no trump; then optionally ``agents`` per seat and a ``tag`` echoed in the
+        record), or ``(Round, seed[, agents[, tag]])`` to search on from a given state (a round
+        of a full game carries its game context into the record). Each
         round's deal and all of its search randomness come from its own seed, so a round
         plays identically whatever else is in the pool.
     stop_after: end each round after this many searched decisions (0 = play it out).
+    on_finished: called with each finished round's record as soon as the round ends, before
+        the pool asks ``rounds`` for the next spec (so a feeder of full games can deal the
+        next round of that game into the freed slot).
     """
     cdef Slot* slots
     cdef Node* nodes
@@ -268,13 +273,14 @@ cdef class SearchPool:
     cdef int n_rows
     cdef long next_round_id
     cdef int stop_after
+    cdef object _on_finished
 
     def __cinit__(self):
         self.slots = NULL
         self.nodes = NULL
         self.edges = NULL
 
-    def __init__(self, int n_slots, config, rounds, int stop_after=0):
+    def __init__(self, int n_slots, config, rounds, int stop_after=0, on_finished=None):
         if n_slots < 1:
             raise ValueError(f"n_slots must be >= 1, got {n_slots}")
         if not isinstance(config, SearchConfig):
@@ -315,6 +321,7 @@ cdef class SearchPool:
         self.n_rows = 0
         self.next_round_id = 0
         self.stop_after = stop_after
+        self._on_finished = on_finished
 
     def __dealloc__(self):
         free(self.slots)
@@ -336,8 +343,11 @@ cdef class SearchPool:
             started = 0
             for i in range(self.n_slots):
                 if self.slots[i].status == S_FINISHED:
-                    self._finished.append(self._record(i))
+                    record = self._record(i)
                     self.slots[i].status = S_EMPTY
+                    if self._on_finished is not None:
+                        self._on_finished(record)
+                    self._finished.append(record)
                 if self.slots[i].status == S_EMPTY and self._start_next(i):
                     started += 1
             if started == 0:
@@ -412,9 +422,15 @@ cdef class SearchPool:
         spec = next(self._rounds, None)
         if spec is None:
             return 0
-        if isinstance(spec[0], Round):            # (Round, seed): search from a given state
+        if isinstance(spec[0], Round):            # (Round, seed[, agents[, tag]]): from a given state
             start = spec[0]
+            agents = tuple(spec[2]) if len(spec) > 2 and spec[2] is not None else None
+            if agents is not None and (len(agents) != start.st.n_players
+                                       or not all(-3 <= int(a) < 127 for a in agents)):
+                raise ValueError(f"bad round spec {spec!r}: agents needs one entry -3..126 per seat")
             memset(s, 0, sizeof(Slot))
+            for k, a in enumerate(agents or ()):
+                s.agent[k] = int(a)
             s.seed = <uint64_t>(int(spec[1]) & 0xFFFFFFFFFFFFFFFF)
             rng_seed(&s.rng, s.seed)
             s.game = start.st
@@ -457,9 +473,16 @@ cdef class SearchPool:
             })
         self.c.rounds += 1
         spec = self._specs[i]
+        tag_index = 3 if isinstance(spec[0], Round) else 6
+        game = None
+        if g.n_rounds > 0:
+            game = {"round_index": g.round_index, "n_rounds": g.n_rounds,
+                    "next_cards": g.next_cards,
+                    "scores_before": [g.game_scores[p] for p in range(n)]}
         return {
             "seed": int(s.seed), "round_id": s.round_id,
-            "tag": spec[6] if len(spec) > 6 else None,
+            "tag": spec[tag_index] if len(spec) > tag_index else None,
+            "game": game,
             "n_players": n, "cards": g.cards, "dealer": g.dealer,
             "agents": [s.agent[p] for p in range(n)],
             "trump": None if g.trump == 4 else g.trump,

@@ -619,6 +619,9 @@ cdef class Round:
             raise ValueError(f"round_index {round_index} outside 0..{n_rounds - 1}")
         if len(game_scores) != self.st.n_players:
             raise ValueError(f"need {self.st.n_players} game scores, got {len(game_scores)}")
+        if n_rounds > 64 or not 0 <= next_cards <= MAX_CARDS_C:
+            raise ValueError(f"a game has at most 64 rounds and 0..{MAX_CARDS_C} cards next round, "
+                             f"got {n_rounds} rounds, next {next_cards}")
         self.st.round_index = round_index
         self.st.n_rounds = n_rounds
         self.st.next_cards = next_cards

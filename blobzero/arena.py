@@ -1,10 +1,12 @@
-"""``blobzero arena``: agent A against agent B on duplicate deals, seats rotated.
+"""``blobzero arena``: agent A against agent B on duplicate deals (or full games), seats rotated.
 
 Every deal is played several times with the same cards, dealer and trump, and the seats
 rotated, so the luck of the deal cancels. Two lineups: ``alternate`` (A and B alternate
 around the table, the pattern rotated one seat each time) and ``solo`` (A in one seat against
 N-1 copies of B, once from every seat: "one tested seat against the field"). Per deal, the difference is A's mean score per round minus B's; the report
-gives its mean with a 95% confidence interval over deals.
+gives its mean with a 95% confidence interval over deals. ``--games`` plays duplicate full
+games instead (the whole schedule of deal sizes, dealer and trump rotating, cumulative scores):
+the report gives the difference in total score per game and each side's win rate.
 
 Agents: ``random`` (uniformly random legal play), ``greedy`` (the built-in heuristic), ``expert``
 (the card-counting rule-based player, docs/players.md), ``v<N>`` (version N from the model
@@ -97,12 +99,7 @@ def play(a: Agent, b: Agent, deals: int, n_players: int = 4, cards: int = 5,
     from selfplay_client.runner import PooledSearch
 
     search = (search or PRESETS["light"]).for_evaluation()
-    evaluators, index = [], {}
-    for agent in (a, b):
-        if agent.onnx is not None and agent.onnx not in index:
-            index[agent.onnx] = len(evaluators)
-            evaluators.append(OrtEvaluator(agent.onnx, intra_op_threads=intra_op_threads))
-    agent_id = [index[agent.onnx] if agent.onnx is not None else agent.builtin for agent in (a, b)]
+    evaluators, agent_id = pool_agents((a, b), intra_op_threads)
     patterns = seat_patterns(n_players, lineup)
     specs = []
     for deal in range(deals):
@@ -110,8 +107,7 @@ def play(a: Agent, b: Agent, deals: int, n_players: int = 4, cards: int = 5,
             agents = tuple(agent_id[side] for side in pattern)
             specs.append((seed + deal, n_players, cards, -1, -1, agents, (deal, p)))
     started = time.perf_counter()
-    runner = PooledSearch(evaluators or [_NoEvaluator()], search, specs,
-                          n_games=min(games_in_flight, len(specs)))
+    runner = PooledSearch(evaluators, search, specs, n_games=min(games_in_flight, len(specs)))
     runner.run()
     per_deal: dict[int, list[float]] = {}
     totals = {0: [0.0, 0], 1: [0.0, 0]}
@@ -126,32 +122,117 @@ def play(a: Agent, b: Agent, deals: int, n_players: int = 4, cards: int = 5,
             totals[side][1] += len(side_scores[side])
         diff = sum(side_scores[0]) / len(side_scores[0]) - sum(side_scores[1]) / len(side_scores[1])
         per_deal.setdefault(deal, []).append(diff)
-    diffs = [sum(v) / len(v) for v in per_deal.values()]
-    n = len(diffs)
-    mean = sum(diffs) / n
-    sd = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (n - 1)) if n > 1 else float("inf")
-    half = 1.96 * sd / math.sqrt(n)
+    mean, (low, high) = mean_ci([sum(v) / len(v) for v in per_deal.values()])
     return {
-        "a": a.name, "b": b.name, "deals": n, "plays_per_deal": len(patterns), "lineup": lineup,
-        "players": n_players, "cards": cards,
+        "a": a.name, "b": b.name, "deals": len(per_deal), "plays_per_deal": len(patterns),
+        "lineup": lineup, "players": n_players, "cards": cards,
         "search": f"{search.determinizations}x{search.simulations}",
         "a_mean_score": totals[0][0] / totals[0][1], "b_mean_score": totals[1][0] / totals[1][1],
-        "difference": mean, "ci95": [mean - half, mean + half],
-        "significant": (mean - half) > 0 or (mean + half) < 0,
+        "difference": mean, "ci95": [low, high], "significant": low > 0 or high < 0,
         "seconds": round(time.perf_counter() - started, 1),
     }
 
 
+def mean_ci(values: list[float]) -> tuple[float, tuple[float, float]]:
+    """Mean and normal-approximation 95% confidence interval (infinite with one value)."""
+    n = len(values)
+    if n == 0:
+        raise ValueError("no results to summarise")
+    mean = sum(values) / n
+    sd = math.sqrt(sum((d - mean) ** 2 for d in values) / (n - 1)) if n > 1 else float("inf")
+    half = 1.96 * sd / math.sqrt(n)
+    return mean, (mean - half, mean + half)
+
+
+def pool_agents(agents, intra_op_threads: int = 1) -> tuple[list, list[int]]:
+    """Evaluators for the model agents among ``agents`` (one per distinct ONNX file) and each
+    agent's SearchPool id: its evaluator index, or its built-in player code."""
+    from selfplay_client.evaluator import OrtEvaluator
+
+    evaluators, index = [], {}
+    for agent in agents:
+        if agent.onnx is not None and agent.onnx not in index:
+            index[agent.onnx] = len(evaluators)
+            evaluators.append(OrtEvaluator(agent.onnx, intra_op_threads=intra_op_threads))
+    ids = [index[agent.onnx] if agent.onnx is not None else agent.builtin for agent in agents]
+    return evaluators or [_NoEvaluator()], ids
+
+
 class _NoEvaluator:
-    """Both agents built-in: the pool never asks for an evaluation."""
+    """Only built-in players: the pool never asks for an evaluation."""
 
     def evaluate(self, states, masks):
         raise RuntimeError("no model agent in this match")
 
 
+def play_games(a: Agent, b: Agent, games: int, n_players: int = 4, start_cards: int = 5,
+               search: SearchConfig | None = None, seed: int = 0, games_in_flight: int = 256,
+               intra_op_threads: int = 1, lineup: str = "solo") -> dict:
+    """Duplicate full games: every deal set (game seed) is played once per seating of
+    ``lineup``. Per game, A's seats' mean total score minus B's, averaged over the seatings of
+    a deal set, gives ``difference`` with a 95% CI over deal sets; ``a_win_rate`` /
+    ``b_win_rate`` are the chance that one A (B) seat wins a game (ties share the win), with
+    CIs over deal sets; with ``solo`` on N seats an equal player wins 1/N of the games."""
+    from selfplay_client.runner import PooledSearch
+    from selfplay_client.tables import FullGames, GamePlan
+
+    search = (search or PRESETS["light"]).for_evaluation()
+    evaluators, agent_id = pool_agents((a, b), intra_op_threads)
+    patterns = seat_patterns(n_players, lineup)
+    plans = [GamePlan(n_players, start_cards, seed=seed + g, first_dealer=g % n_players,
+                      agents=tuple(agent_id[side] for side in pattern), key=(g, p))
+             for g in range(games) for p, pattern in enumerate(patterns)]
+    feeder = FullGames(plans)
+    started = time.perf_counter()
+    PooledSearch(evaluators, search, feeder, n_games=min(games_in_flight, len(plans))).run()
+    diff: dict[int, list[float]] = {}
+    wins: dict[int, list[tuple[float, float]]] = {}
+    totals = {0: [], 1: []}
+    for result in feeder.results:
+        g, p = result.plan.key
+        pattern = patterns[p]
+        share = {0: 0.0, 1: 0.0}
+        for seat in result.winners:
+            share[pattern[seat]] += 1.0 / len(result.winners)
+        side_scores = {side: [sc for seat, sc in enumerate(result.scores) if pattern[seat] == side]
+                       for side in (0, 1)}
+        for side in (0, 1):
+            totals[side] += side_scores[side]
+        diff.setdefault(g, []).append(sum(side_scores[0]) / len(side_scores[0])
+                                      - sum(side_scores[1]) / len(side_scores[1]))
+        wins.setdefault(g, []).append((share[0] / len(side_scores[0]), share[1] / len(side_scores[1])))
+    mean, (low, high) = mean_ci([sum(v) / len(v) for v in diff.values()])
+    rate = {side: mean_ci([sum(w[side] for w in v) / len(v) for v in wins.values()])
+            for side in (0, 1)}
+    return {
+        "a": a.name, "b": b.name, "mode": "games", "games": len(diff),
+        "plays_per_game": len(patterns), "lineup": lineup, "players": n_players,
+        "start_cards": start_cards, "rounds_per_game": len(feeder.results[0].round_scores),
+        "search": f"{search.determinizations}x{search.simulations}",
+        "a_mean_total": sum(totals[0]) / len(totals[0]),
+        "b_mean_total": sum(totals[1]) / len(totals[1]),
+        "difference": mean, "ci95": [low, high], "significant": low > 0 or high < 0,
+        "a_win_rate": rate[0][0], "a_win_ci95": list(rate[0][1]),
+        "b_win_rate": rate[1][0], "b_win_ci95": list(rate[1][1]),
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+
+
 def format_report(r: dict) -> str:
     verdict = "significant" if r["significant"] else "not significant"
     lineup = f"1 {r['a']} vs {r['players'] - 1} {r['b']}" if r.get("lineup") == "solo" else "alternating"
+    if r.get("mode") == "games":
+        return (f"{r['a']} vs {r['b']}: {r['games']} duplicate full games x {r['plays_per_game']} "
+                f"seatings ({lineup}), {r['players']} players from {r['start_cards']} cards "
+                f"({r['rounds_per_game']} rounds), search {r['search']}\n"
+                f"  mean total score/game  {r['a']}: {r['a_mean_total']:.1f}   "
+                f"{r['b']}: {r['b_mean_total']:.1f}\n"
+                f"  difference {r['difference']:+.1f}  95% CI [{r['ci95'][0]:+.1f}, {r['ci95'][1]:+.1f}]"
+                f"  ({verdict})\n"
+                f"  win rate per seat  {r['a']}: {r['a_win_rate']:.1%} "
+                f"[{r['a_win_ci95'][0]:.1%}, {r['a_win_ci95'][1]:.1%}]   {r['b']}: "
+                f"{r['b_win_rate']:.1%} [{r['b_win_ci95'][0]:.1%}, {r['b_win_ci95'][1]:.1%}]"
+                f"  ({r['seconds']} s)")
     return (f"{r['a']} vs {r['b']}: {r['deals']} deals x {r['plays_per_deal']} seatings ({lineup}), "
             f"{r['players']} players, {r['cards']} cards, search {r['search']}\n"
             f"  mean score/round  {r['a']}: {r['a_mean_score']:.2f}   {r['b']}: {r['b_mean_score']:.2f}\n"
@@ -163,7 +244,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     configuration.add_config_arguments(parser)
     parser.add_argument("--a", required=True, help="agent A: random, greedy, expert, latest, v<N> or path.onnx")
     parser.add_argument("--b", default="random", help="agent B (default: random)")
-    parser.add_argument("--rounds", type=int, default=0, help="duplicate deals (default: arena.rounds)")
+    parser.add_argument("--rounds", type=int, default=0,
+                        help="duplicate deals, or full games with --games (default: arena.rounds)")
+    parser.add_argument("--players", type=int, help="players at the table (default: arena.players)")
+    parser.add_argument("--cards", type=int,
+                        help="cards per seat; with --games the first deal (default: arena.cards)")
+    parser.add_argument("--games", action="store_true",
+                        help="play duplicate full games (the whole schedule) instead of single rounds")
     parser.add_argument("--search", choices=sorted(PRESETS), help="search preset (default: arena.search_preset)")
     parser.add_argument("--lineup", choices=LINEUPS, default="alternate",
                         help="alternate A and B around the table, or solo: one A against N-1 B's "
@@ -174,13 +261,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     try:
-        cfg = configuration.from_args(args)
+        overrides = [f"arena.{key}={value}" for key, value in
+                     (("players", args.players), ("cards", args.cards)) if value is not None]
+        if args.players is not None and args.cards is None:
+            overrides.append("arena.cards=0")
+        cfg = configuration.load(args.config, args.overrides + overrides)
         a, b = resolve_agent(args.a, cfg), resolve_agent(args.b, cfg)
     except (configuration.ConfigError, ValueError) as exc:
         print(f"blobzero arena: {exc}", file=sys.stderr)
         return 2
-    report = play(a, b, deals=args.rounds or cfg.arena.rounds, n_players=cfg.table.players,
-                  cards=cfg.table.cards_max, search=arena_search(cfg, args.search),
-                  seed=args.seed, games_in_flight=cfg.arena.games_in_flight, lineup=args.lineup)
+    n_players, cards = cfg.arena_table()
+    common = dict(search=arena_search(cfg, args.search), seed=args.seed,
+                  games_in_flight=cfg.arena.games_in_flight, lineup=args.lineup)
+    if args.games:
+        report = play_games(a, b, games=args.rounds or cfg.arena.rounds, n_players=n_players,
+                            start_cards=cards, **common)
+    else:
+        report = play(a, b, deals=args.rounds or cfg.arena.rounds, n_players=n_players,
+                      cards=cards, **common)
     print(json.dumps(report) if args.json else format_report(report))
     return 0

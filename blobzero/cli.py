@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("services.triton_local", "start the local tritonserver on the model repository"),
     "selfplay": ("selfplay_client.service", "self-play client: search against Triton, write game shards"),
     "train": ("trainer.service", "trainer: learn from game shards, publish model versions"),
+    "game": ("blobzero.game", "play complete games between any agents, one per seat; the score table"),
     "arena": ("blobzero.arena", "play two agents on duplicate deals and compare their scores"),
     "publish": ("services.publish", "publish an ONNX file as the next model version (e.g. a rollback)"),
     "strength": ("blobzero.strength", "measure published versions against built-in players; learning curve"),

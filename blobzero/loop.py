@@ -128,8 +128,8 @@ def run_loop(cfg: configuration.Config, run_dir: Path, minutes: float, out=sys.s
     cfg = prepare(cfg, run_dir)
     print(f"run directory {run_dir}  (config {run_dir / 'blobzero.toml'}, logs {run_dir / 'logs'})", file=out)
     print(f"network '{cfg.network.preset}', search {cfg.search.build().determinizations}x"
-          f"{cfg.search.build().simulations}, {cfg.table.players} players, "
-          f"{cfg.table.cards_min}-{cfg.table.cards_max} cards, {minutes:g} minutes of training", file=out)
+          f"{cfg.search.build().simulations}, {cfg.table.describe()}, "
+          f"{minutes:g} minutes of training", file=out)
     init = _spawn("trainer-init", ["train", "--init-only"], run_dir)
     if init.wait() != 0:
         raise LoopError("the trainer could not prepare the model repository:\n"
@@ -274,14 +274,15 @@ def main(args: argparse.Namespace) -> int:
     if found and args.arena_deals:
         newest = max(found)
         print(f"strength of the final version v{newest}: {args.arena_deals} duplicate deals per opponent, "
-              f"one model seat vs {cfg.table.players - 1} of the opponent, search {cfg.arena.search_preset}")
+              f"one model seat vs {cfg.arena_table()[0] - 1} of the opponent at "
+              f"{'x'.join(map(str, cfg.arena_table()))}, search {cfg.arena.search_preset}")
         # everything else has stopped: the model may use both cores of a small machine
         points = remeasure(cfg, run_dir / RESULTS, [newest], found, list(opponents), args.arena_deals,
                            threads=min(2, os.cpu_count() or 1))
     table = strength_table(points) if points else "(no version was measured)"
     print("\n" + table)
     curve = plot(points, run_dir / CURVE,
-                 title=f"{cfg.network.preset} net, {cfg.table.players}x{cfg.table.cards_max}, "
+                 title=f"{cfg.network.preset} net, {'x'.join(map(str, cfg.arena_table()))}, "
                        f"{args.minutes:g} min on this machine")
     report = {"run_dir": str(run_dir), "minutes": args.minutes,
               "selfplay_rounds": summary.get("rounds"), "trainer_steps": summary.get("steps"),

@@ -73,8 +73,9 @@ def measure(cfg: configuration.Config, version: int, manifest: dict, opponents: 
     agent = Agent(f"v{version}", archive_dir(cfg) / f"v{version:06d}.onnx")
     points = []
     for name in opponents:
-        report = play(agent, resolve_agent(name, cfg), deals=deals, n_players=cfg.table.players,
-                      cards=cfg.table.cards_max, search=arena_search(cfg), seed=seed,
+        n_players, cards = cfg.arena_table()
+        report = play(agent, resolve_agent(name, cfg), deals=deals, n_players=n_players,
+                      cards=cards, search=arena_search(cfg), seed=seed,
                       games_in_flight=cfg.arena.games_in_flight, lineup="solo",
                       intra_op_threads=threads)
         published = manifest.get("published_unix")

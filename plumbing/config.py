@@ -36,19 +36,114 @@ class ConfigError(ValueError):
     """A configuration problem; the message names the offending key."""
 
 
+DEAL_MODES = ("range", "schedule")
+
+
 @dataclass(frozen=True)
 class TableSection:
-    """The rounds self-play deals. cards_min..cards_max per seat, drawn per round."""
-    players: int = 4
+    """The tables and deal sizes self-play deals; one network learns all of them (docs/tables.md).
+
+    players: one count ("4"), a range ("3-8") or a list ("3,4,6"; TOML lists work too).
+    player_weights: relative frequency of each player count, in the order of ``players``
+        ("" = equal).
+    deal: "range" draws the cards per seat uniformly from cards_min..cards_max (which must fit
+        every player count); "schedule" draws deal sizes in proportion to how often they occur
+        in a full game starting at ``start_cards`` (capped at 52 // N; 0 = the largest deal).
+    full_games: deal complete games (every round of the schedule in order, with the game's
+        scores in each observation) instead of independent rounds; needs deal = "schedule".
+    """
+    players: str = "4"
+    player_weights: str = ""
     cards_min: int = 5
     cards_max: int = 5
+    deal: str = "range"
+    start_cards: int = 0
+    full_games: bool = False
 
     def validate(self) -> None:
-        _require(3 <= self.players <= 8, "table.players", "must be 3..8")
-        top = 52 // self.players
-        _require(1 <= self.cards_min <= top, "table.cards_min", f"must be 1..{top}")
-        _require(self.cards_min <= self.cards_max <= top, "table.cards_max",
-                 f"must be cards_min..{top}")
+        counts = self.player_counts()
+        self.weights()
+        _require(self.deal in DEAL_MODES, "table.deal", f"must be one of {DEAL_MODES}")
+        if self.deal == "range":
+            top = min(52 // n for n in counts)
+            crowded = max(counts)
+            _require(1 <= self.cards_min <= top, "table.cards_min",
+                     f"must be 1..{top} (the most cards each of {crowded} players can hold)")
+            _require(self.cards_max <= top, "table.cards_max",
+                     f"must be at most {top}: {crowded} players x {self.cards_max} cards needs "
+                     f"{crowded * self.cards_max} cards of a 52-card deck")
+            _require(self.cards_min <= self.cards_max, "table.cards_max", "must be >= cards_min")
+        _require(0 <= self.start_cards <= 17, "table.start_cards",
+                 "must be 0 (the largest deal) or 1..17 (capped at 52 // players)")
+        _require(not self.full_games or self.deal == "schedule", "table.full_games",
+                 'needs table.deal = "schedule" (a full game deals the whole schedule)')
+
+    def player_counts(self) -> tuple[int, ...]:
+        """The player counts of ``players``, in order, each once."""
+        text = self.players.replace(" ", "")
+        try:
+            if re.fullmatch(r"\d+-\d+", text):
+                low, high = (int(x) for x in text.split("-"))
+                counts = tuple(range(low, high + 1))
+            else:
+                counts = tuple(int(x) for x in text.split(","))
+        except ValueError:
+            counts = ()
+        _require(bool(counts) and len(set(counts)) == len(counts), "table.players",
+                 f'must be a count ("4"), a range ("3-8") or a list ("3,4,6") without repeats, '
+                 f"got {self.players!r}")
+        _require(all(3 <= n <= 8 for n in counts), "table.players", "must be 3..8")
+        return counts
+
+    def weights(self) -> tuple[float, ...]:
+        """Normalised weight of each player count (equal when ``player_weights`` is empty)."""
+        counts = self.player_counts()
+        if not self.player_weights.strip():
+            return tuple(1.0 / len(counts) for _ in counts)
+        try:
+            raw = tuple(float(x) for x in self.player_weights.replace(" ", "").split(","))
+        except ValueError:
+            raw = ()
+        _require(len(raw) == len(counts), "table.player_weights",
+                 f"must be {len(counts)} comma-separated numbers, one per player count "
+                 f"{list(counts)}, got {self.player_weights!r}")
+        _require(all(math.isfinite(w) and w >= 0 for w in raw) and sum(raw) > 0,
+                 "table.player_weights", "must be non-negative numbers with a positive sum")
+        return tuple(w / sum(raw) for w in raw)
+
+    def start_for(self, n_players: int) -> int:
+        """The schedule's first (largest) deal for ``n_players``."""
+        top = 52 // n_players
+        return min(self.start_cards, top) if self.start_cards else top
+
+    def distribution(self) -> tuple[tuple[int, int, float], ...]:
+        """Every (players, cards per seat, probability) a dealt round can have; sums to 1."""
+        from blobcore.rules import game_schedule
+
+        out = []
+        for n, w in zip(self.player_counts(), self.weights()):
+            if self.deal == "schedule":
+                schedule = game_schedule(n, self.start_for(n))
+                sizes = sorted(set(schedule))
+                out += [(n, c, w * schedule.count(c) / len(schedule)) for c in sizes]
+            else:
+                span = self.cards_max - self.cards_min + 1
+                out += [(n, c, w / span) for c in range(self.cards_min, self.cards_max + 1)]
+        return tuple(row for row in out if row[2] > 0)
+
+    def describe(self) -> str:
+        """One line for logs and reports, e.g. "4 players x 5 cards"."""
+        counts = self.player_counts()
+        who = f"{counts[0]} players" if len(counts) == 1 else f"{self.players} players"
+        if self.full_games:
+            cap = f" from {self.start_cards}" if self.start_cards else ""
+            return f"{who}, full games{cap}"
+        if self.deal == "schedule":
+            return f"{who}, deal sizes as in full games" + (f" up to {self.start_cards}"
+                                                            if self.start_cards else "")
+        cards = (f"{self.cards_min}" if self.cards_min == self.cards_max
+                 else f"{self.cards_min}-{self.cards_max}")
+        return f"{who} x {cards} cards"
 
 
 @dataclass(frozen=True)
@@ -205,9 +300,15 @@ class ArenaSection:
     rounds: int = 400                  # duplicate deals; each is played once per seat rotation
     games_in_flight: int = 256
     search_preset: str = "medium"     # the search self-play trains with
+    players: int = 0                   # the arena's table; 0 = the first of table.players
+    cards: int = 0                     # 0 = table.cards_max, or a middle deal of the schedule
 
     def validate(self) -> None:
         _require(self.rounds >= 1, "arena.rounds", "must be >= 1")
+        _require(self.players == 0 or 3 <= self.players <= 8, "arena.players",
+                 "must be 0 (the first of table.players) or 3..8")
+        _require(0 <= self.cards <= 52 // max(self.players, 3), "arena.cards",
+                 f"must be 0 (from [table]) or 1..{52 // max(self.players, 3)}")
         _require(1 <= self.games_in_flight <= 16384, "arena.games_in_flight", "must be 1..16384")
         _require(self.search_preset in SEARCH_PRESETS, "arena.search_preset",
                  f"must be one of {sorted(SEARCH_PRESETS)}")
@@ -228,6 +329,8 @@ class Config:
     def validate(self) -> "Config":
         for f in fields(self):
             getattr(self, f.name).validate()
+        n, cards = self.arena_table()
+        _require(n * cards <= 52, "arena.cards", f"{cards} cards for {n} players is more than 52")
         # One request carries the leaves of half the rounds in flight (two halves double-buffer);
         # Triton rejects a request over the model's max_batch_size (mid-run, not at start).
         rows = -(-self.selfplay.games_in_flight // 2) * self.search.leaves_per_game
@@ -238,6 +341,17 @@ class Config:
                  f"({MODEL_CONFIG.relative_to(MODEL_CONFIG.parents[2])}); use at most "
                  f"{2 * (limit // self.search.leaves_per_game)}")
         return self
+
+    def arena_table(self) -> tuple[int, int]:
+        """(players, cards per seat) the arena and the strength tracker measure on:
+        ``arena.players``/``arena.cards``, else the first player count of [table] with its
+        largest range deal, or (deal = "schedule") the middle deal size of its schedule."""
+        n = self.arena.players or self.table.player_counts()[0]
+        if self.arena.cards:
+            return n, self.arena.cards
+        if self.table.deal == "range":
+            return n, min(self.table.cards_max, 52 // n)
+        return n, (self.table.start_for(n) + 1) // 2
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -302,6 +416,9 @@ def _coerce(key: str, raw, typ: type):
                 raise ConfigError(f"config key '{key}' must be a finite number, got {raw!r}")
             return value
         if typ is str:
+            if isinstance(raw, list) and raw and all(isinstance(x, (int, float))
+                                                    and not isinstance(x, bool) for x in raw):
+                return ",".join(str(x) for x in raw)      # e.g. table.players = [3, 4, 6]
             if not isinstance(raw, (str, int, float)) or isinstance(raw, bool):
                 raise ValueError
             return str(raw)

@@ -31,6 +31,13 @@ def to_proto(record: dict, client_id: str, model_version: int | None = None,
             root_value=decision["root_value"])
     for key, value in record["search"].items():
         setattr(msg.search, key, value)
+    game = record.get("game")
+    if game is not None:
+        msg.game.round_index = game["round_index"]
+        msg.game.n_rounds = game["n_rounds"]
+        msg.game.next_cards = game["next_cards"]
+        msg.game.scores_before.extend(game["scores_before"])
+        msg.game.game_id = int(game.get("game_id", 0)) & 0xFFFFFFFFFFFFFFFF
     return msg
 
 

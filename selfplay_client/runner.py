@@ -8,7 +8,6 @@ buffering. docs/search.md explains the flow.
 from __future__ import annotations
 
 import concurrent.futures
-import itertools
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
@@ -18,6 +17,7 @@ import numpy as np
 from blobcore.mcts import SearchPool
 from blobcore.rules import Round
 from blobcore.search_config import SearchConfig
+from selfplay_client.tables import table_rounds
 
 
 @dataclass
@@ -44,17 +44,11 @@ class RunStats:
 
 
 def round_specs(seed: int, n_players: int = 4, cards: int | tuple[int, int] = 5) -> Iterator[tuple]:
-    """Endless round specs with seeds ``seed, seed+1, ...``; dealer and trump come from each
-    round's seed (so every situation is seen). ``cards`` may be a (low, high) range, drawn
-    per round from the seed too."""
-    for i in itertools.count():
-        round_seed = seed + i
-        if isinstance(cards, tuple):
-            low, high = cards
-            c = low + (round_seed * 0x9E3779B1 >> 7) % (high - low + 1)
-        else:
-            c = cards
-        yield (round_seed, n_players, c)
+    """Endless round specs for one player count with seeds ``seed, seed+1, ...``; dealer and
+    trump come from each round's seed (so every situation is seen). ``cards`` may be a
+    (low, high) range, drawn per round from the seed too (``tables.table_rounds``)."""
+    low, high = cards if isinstance(cards, tuple) else (cards, cards)
+    return table_rounds(seed, [(n_players, c, 1.0) for c in range(low, high + 1)])
 
 
 class _ThreadSubmit:
@@ -133,8 +127,11 @@ class PooledSearch:
         self.config = config
         self._rounds = iter(rounds)
         sizes = [n_games // halves + (1 if i < n_games % halves else 0) for i in range(halves)]
-        self.pools = [SearchPool(size, config, self._rounds, stop_after=stop_after)
-                      for size in sizes]
+        # A feeder of full games (selfplay_client.tables.FullGames) learns of each finished
+        # round before the pool asks it for the next one.
+        on_finished = getattr(rounds, "round_finished", None)
+        self.pools = [SearchPool(size, config, self._rounds, stop_after=stop_after,
+                                 on_finished=on_finished) for size in sizes]
         if isinstance(evaluator, (list, tuple)):
             self._split = _SplitSubmit(list(evaluator))
             self._thread_submit = None

@@ -25,7 +25,8 @@ from plumbing.fsio import check_writable
 from plumbing.records import to_proto
 from plumbing.shards import ClientClaim, ClientIdInUse, ShardWriter
 from selfplay_client.metrics import SelfplayMetrics
-from selfplay_client.runner import PooledSearch, round_specs
+from selfplay_client import tables
+from selfplay_client.runner import PooledSearch
 
 log = logging.getLogger("blobzero.selfplay")
 
@@ -171,16 +172,16 @@ def run(cfg: configuration.Config, rounds: int = 0, duration: float = 0, progres
     writer = ShardWriter(cfg.storage.games_dir, client_id, cfg.selfplay.rounds_per_shard)
     seed = cfg.selfplay.seed if cfg.selfplay.seed >= 0 else time.time_ns() & 0xFFFFFFFF
     search_config = cfg.search.build()
-    log.info("client %s (shards from seq %d): %d rounds in flight, search %dx%d, Triton %s, "
-             "games to %s, metrics on %s:%d", client_id, writer.seq, cfg.selfplay.games_in_flight,
+    log.info("client %s (shards from seq %d): %s, %d rounds in flight, search %dx%d, Triton %s, "
+             "games to %s, metrics on %s:%d", client_id, writer.seq, cfg.table.describe(),
+             cfg.selfplay.games_in_flight,
              search_config.determinizations, search_config.simulations, cfg.triton.url,
              writer.root, cfg.metrics.host, cfg.metrics.selfplay_port)
     triton = TritonEvaluator(cfg.triton.url, model_name=cfg.triton.model_name,
                              max_in_flight=cfg.triton.max_in_flight,
                              reconnect_timeout_s=cfg.triton.reconnect_timeout_s)
     evaluator = ResilientEvaluator(triton, metrics, stop)
-    cards = (cfg.table.cards_min, cfg.table.cards_max)
-    specs = round_specs(seed, cfg.table.players, cards if cards[0] != cards[1] else cards[0])
+    specs = tables.feed(seed, cfg.table)
     search = PooledSearch(evaluator, search_config, specs, n_games=cfg.selfplay.games_in_flight)
     bar = _progress_bar(progress, rounds)
     started = time.monotonic()

@@ -1,7 +1,7 @@
 """Training examples from game records, re-encoded with the core encoder.
 
 For every searched decision of a round: the observation and legal mask the searching player
-saw (``blobcore.encode``), the policy target (root visit counts normalised over the legal
+saw (``blobcore.encode``; a round of a full game is encoded with its game context), the policy target (root visit counts normalised over the legal
 actions) and the value target (the round's final normalised scores, per seat, rotated so
 seat 0 is the player to move — the network's value convention), and the tricks each seat
 finally took, in the same order (the ``tricks`` value head's target).
@@ -66,6 +66,12 @@ def from_record(rec: records_pb2.RoundRecord, all_views: bool = False) -> Exampl
                               None if rec.trump == NO_TRUMP else rec.trump, rec.dealer)
     except (ValueError, OverflowError) as exc:
         raise BadRecord(f"bad deal: {exc}") from None
+    if rec.HasField("game"):
+        try:
+            rnd.set_game_context(rec.game.round_index, rec.game.n_rounds, rec.game.next_cards,
+                                 list(rec.game.scores_before))
+        except (ValueError, OverflowError) as exc:
+            raise BadRecord(f"bad game context: {exc}") from None
     decisions = {d.ply: d for d in rec.decisions}
     out = Examples.empty(len(decisions) * views)
     row = 0
