@@ -25,6 +25,36 @@ BENCHMARKS: dict[str, str] = {
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("name", choices=[*BENCHMARKS, "all"], help="benchmark to run")
     parser.add_argument("--quick", action="store_true", help="smaller workload (smoke run)")
+    parser.add_argument("--tables", metavar="NxC,...",
+                        help="tables for bench search/selfplay, players x cards per seat "
+                             f"(default: {','.join(f'{n}x{c}' for n, c in DEFAULT_TABLES)})")
+
+
+#: The tables ``bench search`` and ``bench selfplay`` measure: the default training table first,
+#: then the largest deal for 3, 4, 6 and 8 players.
+DEFAULT_TABLES: tuple[tuple[int, int], ...] = ((4, 5), (3, 17), (4, 13), (6, 8), (8, 6))
+
+
+def tables(args) -> list[tuple[int, int]]:
+    """The ``--tables`` option as (players, cards) pairs; raises SystemExit(2) naming a bad one."""
+    text = getattr(args, "tables", None)
+    if not text:
+        return list(DEFAULT_TABLES)
+    out = []
+    for item in text.split(","):
+        n, sep, c = item.strip().lower().partition("x")
+        if not (sep and n.isdigit() and c.isdigit() and 3 <= int(n) <= 8
+                and 1 <= int(c) <= 52 // int(n)):
+            raise SystemExit(f"blobzero bench: bad table {item!r}: use NxC with 3..8 players and "
+                             f"1..52//N cards, e.g. 4x5,3x17")
+        out.append((int(n), int(c)))
+    return out
+
+
+def rounds_for(n_players: int, cards: int, base: int) -> int:
+    """Rounds of an n x c table that take about as long as ``base`` rounds of 4 x 5: scaled by
+    the actions per round (bids + cards), at least 32."""
+    return max(32, round(base * 24 / (n_players + n_players * cards)))
 
 
 def machine_info() -> dict:

@@ -1,11 +1,15 @@
 """``blobzero bench search``: speed of the pooled determinized search.
 
-* simulations/s per core: search only (collect/apply time), uniform evaluator, Medium
-  search (3 x 30), 4 players, 5 cards, K = 256 rounds in flight, one pool, one thread.
-* rounds/min of complete self-play with the uniform evaluator (double-buffered runner).
+Per table (``--tables``, default 4x5, 3x17, 4x13, 6x8, 8x6), uniform evaluator, Medium search
+(3 x 30), K = 256 rounds in flight:
+
+* simulations/s per core: search only (collect/apply time), one pool, one thread;
+* rounds/min of complete self-play (double-buffered runner) and leaf evaluations per round;
 * leaves per batch.
-* search overhead vs network: search time per leaf against in-process ONNX Runtime time per
-  leaf for the full-size BlobNet at the batch size the pool produces (target < 5%).
+
+For the first table also the search overhead vs network: search time per leaf against
+in-process ONNX Runtime time per leaf for the full-size BlobNet at the batch size the pool
+produces (target < 5%).
 """
 from __future__ import annotations
 
@@ -19,25 +23,44 @@ import numpy as np
 
 from blobcore.search_config import MEDIUM
 from selfplay_client.evaluator import OrtEvaluator, UniformEvaluator
+from blobzero.bench import rounds_for, tables
 from selfplay_client.runner import PooledSearch, round_specs
 
 TARGETS = {"simulations_per_s_per_core": 100_000, "search_overhead_vs_network": 0.05}
 
 
-def _search_only(n_rounds: int, k: int) -> dict:
-    search = PooledSearch(UniformEvaluator(), MEDIUM, itertools.islice(round_specs(1), n_rounds),
-                          n_games=k, halves=1)
+def _search_only(specs: list[tuple], k: int) -> dict:
+    search = PooledSearch(UniformEvaluator(), MEDIUM, specs, n_games=k, halves=1)
     stats = search.run()
     return {"simulations_per_s": stats.search["simulations"] / stats.search_s,
             "search_us_per_leaf": stats.search_s / stats.positions * 1e6,
             "positions_per_batch": stats.positions_per_batch}
 
 
-def _selfplay_rounds_per_min(n_rounds: int, k: int) -> float:
-    search = PooledSearch(UniformEvaluator(), MEDIUM, itertools.islice(round_specs(2), n_rounds),
-                          n_games=k, halves=2)
+def _selfplay(specs: list[tuple], k: int) -> dict:
+    search = PooledSearch(UniformEvaluator(), MEDIUM, specs, n_games=k, halves=2)
     stats = search.run()
-    return stats.rounds / stats.wall_s * 60
+    return {"rounds_per_min": stats.rounds / stats.wall_s * 60,
+            "evaluations_per_round": stats.positions / stats.rounds,
+            "decisions_per_round": stats.search["decisions"] / stats.rounds}
+
+
+def _table(n_players: int, cards: int, base_rounds: int, k: int, repeats: int) -> dict:
+    """Median figures of ``repeats`` runs on one table."""
+    n_rounds = rounds_for(n_players, cards, base_rounds)
+    specs = list(itertools.islice(round_specs(1, n_players, cards), n_rounds))
+    search = [_search_only(specs, k) for _ in range(repeats)]
+    play = [_selfplay(specs, k) for _ in range(repeats)]
+    return {
+        "table": f"{n_players}x{cards}",
+        "simulations_per_s_per_core": round(statistics.median(s["simulations_per_s"] for s in search)),
+        "search_us_per_leaf": round(statistics.median(s["search_us_per_leaf"] for s in search), 3),
+        "positions_per_batch": round(statistics.median(s["positions_per_batch"] for s in search), 1),
+        "selfplay_rounds_per_min_uniform": round(statistics.median(p["rounds_per_min"] for p in play)),
+        "evaluations_per_round": round(statistics.median(p["evaluations_per_round"] for p in play), 1),
+        "decisions_per_round": round(statistics.median(p["decisions_per_round"] for p in play), 1),
+        "rounds": n_rounds,
+    }
 
 
 def _network_us_per_leaf(batch: int, repeats: int) -> dict:
@@ -62,27 +85,25 @@ def _network_us_per_leaf(batch: int, repeats: int) -> dict:
 def run(args) -> dict:
     quick = getattr(args, "quick", False)
     k = 256
-    n_rounds = 256 if quick else 2048
+    base_rounds = 256 if quick else 2048
     repeats = 1 if quick else 3
-    search = [_search_only(n_rounds, k) for _ in range(repeats)]
-    sims = statistics.median(s["simulations_per_s"] for s in search)
-    search_us = statistics.median(s["search_us_per_leaf"] for s in search)
-    batch = statistics.median(s["positions_per_batch"] for s in search)
-    rounds_min = statistics.median(_selfplay_rounds_per_min(n_rounds, k) for _ in range(repeats))
-    net = _network_us_per_leaf(int(round(batch)), 5 if quick else 20)
-    overhead = search_us / net["us_per_leaf"]
+    per_table = [_table(n, c, base_rounds, k, repeats) for n, c in tables(args)]
+    first = per_table[0]
+    net = _network_us_per_leaf(int(round(first["positions_per_batch"])), 5 if quick else 20)
+    overhead = first["search_us_per_leaf"] / net["us_per_leaf"]
     return {
-        "simulations_per_s_per_core": round(sims),
-        "selfplay_rounds_per_min_uniform": round(rounds_min),
-        "positions_per_batch": round(batch, 1),
-        "search_us_per_leaf": round(search_us, 3),
+        "simulations_per_s_per_core": first["simulations_per_s_per_core"],
+        "selfplay_rounds_per_min_uniform": first["selfplay_rounds_per_min_uniform"],
+        "positions_per_batch": first["positions_per_batch"],
+        "search_us_per_leaf": first["search_us_per_leaf"],
         "network_us_per_leaf_full_ort_1thread": round(net["us_per_leaf"], 2),
         "search_overhead_vs_network": round(overhead, 4),
-        "workload": "Medium 3x30, 4 players, 5 cards, K=256 rounds in flight, uniform evaluator",
-        "rounds": n_rounds,
+        "tables": per_table,
+        "workload": f"Medium 3x30, K={k} rounds in flight, uniform evaluator; headline figures "
+                    f"and the network overhead for {first['table']}",
         "repeats": repeats,
         "statistic": "median",
         "targets": TARGETS,
-        "meets_targets": sims >= TARGETS["simulations_per_s_per_core"]
+        "meets_targets": first["simulations_per_s_per_core"] >= TARGETS["simulations_per_s_per_core"]
         and overhead < TARGETS["search_overhead_vs_network"],
     }
