@@ -218,6 +218,37 @@ def play_games(a: Agent, b: Agent, games: int, n_players: int = 4, start_cards: 
     }
 
 
+def matrix_deals(n_players: int) -> tuple[int, int, int]:
+    """The strength matrix's columns for ``n_players``: a small deal (2 cards), a middle one
+    and the largest the deck allows (52 // N)."""
+    largest = 52 // n_players
+    return 2, (largest + 2) // 2, largest
+
+
+def play_matrix(a: Agent, b: Agent, deals: int, players=range(3, 9), **kwargs) -> list[dict]:
+    """``play`` on every table of the strength matrix: rows ``players``, columns
+    ``matrix_deals``. Returns the reports, row by row."""
+    return [play(a, b, deals=deals, n_players=n, cards=c, **kwargs)
+            for n in players for c in matrix_deals(n)]
+
+
+def format_matrix(reports: list[dict]) -> str:
+    """A Markdown table: one row per player count, cells "difference [95% CI] (N x C)"."""
+    rows: dict[int, list[dict]] = {}
+    for r in reports:
+        rows.setdefault(r["players"], []).append(r)
+    first = reports[0]
+    lines = [f"{first['a']} vs {first['b']}: score/round of {first['a']} minus the field, "
+             f"{first['deals']} duplicate deals per cell, {first['lineup']} lineup, search "
+             f"{first['search']}", "",
+             "| players | small deal | middle deal | largest deal |", "|---|---|---|---|"]
+    for n, cells in sorted(rows.items()):
+        text = [f"{r['difference']:+.2f} [{r['ci95'][0]:+.2f}, {r['ci95'][1]:+.2f}] ({n}x{r['cards']})"
+                for r in cells]
+        lines.append(f"| {n} | " + " | ".join(text) + " |")
+    return "\n".join(lines)
+
+
 def format_report(r: dict) -> str:
     verdict = "significant" if r["significant"] else "not significant"
     lineup = f"1 {r['a']} vs {r['players'] - 1} {r['b']}" if r.get("lineup") == "solo" else "alternating"
@@ -251,6 +282,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="cards per seat; with --games the first deal (default: arena.cards)")
     parser.add_argument("--games", action="store_true",
                         help="play duplicate full games (the whole schedule) instead of single rounds")
+    parser.add_argument("--matrix", action="store_true",
+                        help="the strength matrix: players 3..8 x a small, a middle and the largest "
+                             "deal, --rounds deals each; prints a Markdown table")
     parser.add_argument("--search", choices=sorted(PRESETS), help="search preset (default: arena.search_preset)")
     parser.add_argument("--lineup", choices=LINEUPS, default="alternate",
                         help="alternate A and B around the table, or solo: one A against N-1 B's "
@@ -273,6 +307,10 @@ def main(args: argparse.Namespace) -> int:
     n_players, cards = cfg.arena_table()
     common = dict(search=arena_search(cfg, args.search), seed=args.seed,
                   games_in_flight=cfg.arena.games_in_flight, lineup=args.lineup)
+    if args.matrix:
+        reports = play_matrix(a, b, deals=args.rounds or cfg.arena.rounds, **common)
+        print(json.dumps(reports) if args.json else format_matrix(reports))
+        return 0
     if args.games:
         report = play_games(a, b, games=args.rounds or cfg.arena.rounds, n_players=n_players,
                             start_cards=cards, **common)
