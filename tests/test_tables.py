@@ -255,3 +255,41 @@ def test_arena_plays_any_table_and_duplicate_full_games():
     assert g["ci95"][0] <= g["difference"] <= g["ci95"][1]
     # per seat, the win shares of one A and N-1 B's add up to one win per game
     assert g["a_win_rate"] + 2 * g["b_win_rate"] == pytest.approx(1.0)
+
+
+def test_self_play_service_deals_full_games_of_every_table_through_triton(tmp_path):
+    """`blobzero selfplay` against a real tritonserver with the tables profile: every shard's
+    rounds carry their game context and the trainer turns them into examples."""
+    from plumbing.shards import SUFFIX, decode_shard
+    from triton_helpers import export_tiny, make_repository, start_server
+
+    repo = make_repository(tmp_path, export_tiny(tmp_path / "tiny.onnx", seed=1))
+    server = start_server(tmp_path, repo, instances=1)
+    try:
+        res = run_cli("selfplay", "--config", "config/tables.toml", "--rounds", "60",
+                      "--progress", "off", "--set", f"triton.url={server.url}",
+                      "--set", f"storage.games_dir={tmp_path / 'games'}",
+                      "--set", "selfplay.games_in_flight=16", "--set", "search.preset=light",
+                      "--set", "table.start_cards=3", "--set", "metrics.selfplay_port=0",
+                      "--set", "selfplay.seed=5", timeout=300)
+    finally:
+        server.stop()
+    assert res.returncode == 0, res.stderr[-2000:]
+    records = [r for shard in sorted((tmp_path / "games").rglob("*" + SUFFIX))
+               for r in decode_shard(shard.read_bytes())]
+    assert len(records) >= 60
+    assert all(r.HasField("game") and r.game.n_rounds == r.n_players + 4 for r in records)
+    assert len({r.n_players for r in records}) >= 3
+    examples = concat([from_record(r, all_views=True) for r in records])
+    assert len(examples) == sum(len(r.decisions) * r.n_players for r in records)
+
+
+def test_model_seats_play_full_games(tmp_path):
+    from triton_helpers import export_tiny
+
+    onnx = export_tiny(tmp_path / "m.onnx", seed=2)
+    res = run_cli("game", "--seats", f"{onnx},greedy,{onnx},expert,random,greedy,greedy,greedy",
+                  "--start-cards", "1", "--search", "light", "--json")
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert out["seats"][0] == "m" and [r["cards"] for r in out["games"][0]["rounds"]] == [1] * 8
