@@ -14,6 +14,7 @@ Both are iterators of round specs for ``SearchPool`` (blobcore/mcts.pyx):
 from __future__ import annotations
 
 import bisect
+import collections
 import itertools
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator
@@ -96,7 +97,7 @@ class FullGames:
 
     def __init__(self, plans: Iterable[GamePlan], keep_results: bool = True):
         self._plans = iter(plans)
-        self._ready: list[tuple[GamePlan, Game]] = []      # next round can be dealt
+        self._ready: collections.deque[tuple[GamePlan, Game]] = collections.deque()  # can deal on
         self._playing: dict[int, tuple[GamePlan, Game]] = {}   # round in the pool, by game id
         self._next_id = 0
         self.keep_results = keep_results
@@ -109,7 +110,7 @@ class FullGames:
 
     def __next__(self) -> tuple:
         if self._ready:
-            plan, game = self._ready.pop(0)
+            plan, game = self._ready.popleft()
         else:
             plan = next(self._plans, None)
             if plan is None:
@@ -145,10 +146,6 @@ class FullGames:
                                                list(game.round_tricks)))
         else:
             self._ready.append((plan, game))
-
-    @property
-    def in_flight(self) -> int:
-        return len(self._playing) + len(self._ready)
 
 
 def game_plans(seed: int, table: TableSection) -> Iterator[GamePlan]:
