@@ -101,9 +101,10 @@ def build_round(k: SeatKnowledge, seed: int = 0) -> Round:
         raise PositionError(f"hand: card {card_name(dup)} is listed twice")
     own_played = played[k.seat]
     for c in hand:
-        if c in own_played:
-            raise PositionError(f"card {card_name(c)} is seen twice: in the hand and played by seat "
-                                f"{k.seat} (history[{own_played[c]}])")
+        for seat, cards in enumerate(played):
+            if c in cards:
+                raise PositionError(f"card {card_name(c)} is seen twice: in the hand and played by seat "
+                                    f"{seat} at history[{cards[c]}]")
     expected = k.cards - len(own_played)
     if len(hand) != expected:
         raise PositionError(f"hand: seat {k.seat} must hold {expected} cards ({k.cards} dealt, "
@@ -112,7 +113,10 @@ def build_round(k: SeatKnowledge, seed: int = 0) -> Round:
     rng = random.Random(seed)
     for _ in range(_MAX_REPAIRS):
         dealt = _deal(k, hand, played, voids, rng)
-        rnd = Round.from_deal(dealt, k.trump, k.dealer)
+        try:
+            rnd = Round.from_deal(dealt, k.trump, k.dealer)
+        except ValueError as exc:     # a safety net: the checks above should catch it first
+            raise PositionError(f"the position is inconsistent: {exc}") from None
         if k.game:
             _set_context(rnd, k)
         learnt = _replay(rnd, k, voids)
