@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import concurrent.futures
 import random
+import re
+import subprocess
 
 import grpc
 import pytest
@@ -19,7 +21,7 @@ from blobzero import agent_pb2 as pb
 from blobzero import agent_pb2_grpc as pb_grpc
 from helpers import advance
 from agent_helpers import start_agent
-from triton_helpers import export_tiny, make_repository, metric, start_server
+from triton_helpers import PROJECT_ROOT, PYTHON, export_tiny, make_repository, metric, start_server
 
 
 @pytest.fixture(scope="module")
@@ -186,6 +188,19 @@ def test_malformed_requests_are_counted(agent, stub):
     after = agent.metric("blobzero_agent_errors_total", method="Advise", code="INVALID_ARGUMENT")
     assert after == before + 1
     assert agent.metric("blobzero_agent_request_latency_seconds_count", method="Advise") >= 1
+
+
+def test_the_documented_client_runs(agent):
+    """The 20-line client of docs/agent.md, run as written (only the address changed)."""
+    text = (PROJECT_ROOT / "docs" / "agent.md").read_text()
+    [code] = re.findall(r"```python\n(.*?)```", text, re.DOTALL)
+    assert len(code.strip().splitlines()) <= 20
+    result = subprocess.run([PYTHON, "-c", code.replace("127.0.0.1:50051", agent.target)], cwd=PROJECT_ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert re.match(r"bid \d: expected score \d+\.\d \(model tiny, \d+ ms\)", lines[0]), result.stdout
+    assert sorted(int(re.match(r"  bid (\d)", line)[1]) for line in lines[1:]) == [0, 1, 2, 3, 4, 5]
 
 
 # -- hosted games ------------------------------------------------------------------------------

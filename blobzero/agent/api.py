@@ -237,8 +237,9 @@ class AgentApi:
         state.last_trick.winner = -1        # set, so JSON always carries both tricks
         for s, c in rnd.current_trick:
             state.current_trick.cards.append(pb.TrickCard(seat=s, card=card_name(c)))
+        state.current_trick.round_index = state.round_index
         if hosted.last_trick is not None:
-            _, cards, winner = hosted.last_trick
+            state.last_trick.round_index, cards, winner = hosted.last_trick
             state.last_trick.winner = winner
             for s, c in cards:
                 state.last_trick.cards.append(pb.TrickCard(seat=s, card=card_name(c)))

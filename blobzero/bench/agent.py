@@ -112,8 +112,8 @@ def run(args) -> dict:
             requests = positions(256 * 3)
             with grpc.insecure_channel(agent.target) as channel:
                 stub = pb_grpc.BlobAgentStub(channel)
-                for r in requests[:4]:                      # warm-up: ORT session, first pools
-                    stub.Advise(r, timeout=600)
+                for preset in PRESETS:                      # warm-up: ORT session, the pools
+                    measure(agent, stub, requests[:8], 4, preset, 2)
                 for preset in PRESETS:
                     for clients in CLIENTS:
                         results.append(measure(agent, stub, requests, clients, preset, per_client[clients]))

@@ -187,6 +187,8 @@ function render() {
   renderTrick($("trick"), s.current_trick || empty, false);
   renderTrick($("last-trick"), last, true);
   $("last-winner").textContent = last.cards.length ? `${seatName(last.winner)} won it` : "";
+  $("last-title").textContent = last.cards.length && last.round_index !== s.round_index
+    ? `Last trick of round ${last.round_index + 1}` : "Last trick";
   renderBids();
   renderHand();
   renderScores();
@@ -283,7 +285,7 @@ function renderScores() {
              s.seats.map((v) => `<th>${seatName(v.seat)}</th>`).join("") + "</tr>";
   for (const r of s.results) {
     html += `<tr data-round="${r.round_index}"><td>${r.round_index + 1}</td><td>${r.cards}</td>` +
-            `<td>${r.trump === "none" ? "–" : SUIT_SYMBOL[r.trump]}</td>`;
+            `<td class="${isRed(r.trump) ? "red" : ""}">${r.trump === "none" ? "–" : SUIT_SYMBOL[r.trump]}</td>`;
     for (let p = 0; p < s.players; p++) {
       const made = r.bids[p] === r.tricks[p];
       html += `<td data-seat="${p}" data-score="${r.scores[p]}" class="${made ? "made" : "missed"}" ` +
