@@ -128,6 +128,7 @@ class GameHost:
         """A human seat's bid or card; then the agents play until a human is to act."""
         hosted = self.get(game_id)
         with hosted.lock:
+            self._play_agents(hosted)    # agents' moves an earlier failure (network down) left pending
             if hosted.over:
                 raise ValueError("the game is over")
             if not 0 <= seat < len(hosted.seats):
