@@ -8,7 +8,6 @@ service. Bad input raises ``ApiError("INVALID_ARGUMENT", <what is wrong>)``; not
 from __future__ import annotations
 
 import dataclasses
-import logging
 import time
 
 from blobcore.rules import card_name
@@ -16,13 +15,11 @@ from blobcore.search_config import PRESETS, SearchConfig
 from blobzero import agent_pb2 as pb
 from blobzero.agent.engine import Advice, Engine, EngineUnavailable
 from blobzero.agent.games import KINDS, GameHost, GameNotFound, HostedGame, Seat
-from blobzero.agent.position import (PositionError, Play, SeatKnowledge, build_round, check_table,
+from blobzero.agent.position import (SUITS, PositionError, Play, SeatKnowledge, build_round, check_table,
                                      parse_card, parse_trump)
 from blobzero.arena import arena_search
 from plumbing import config as configuration
 
-log = logging.getLogger("blobzero.agent")
-SUITS = "SHCD"
 
 
 class ApiError(Exception):

@@ -168,8 +168,7 @@ class Engine:
         # 1. every pool advances to its next leaves (new requests are pulled in here)
         parts: dict[str, list] = collections.defaultdict(list)   # model -> [(target, states, masks)]
         for (model, _config), (pool, feed) in pools:
-            with self._cond:
-                states, masks = pool.collect()
+            states, masks = pool.collect()     # pulls queued jobs (deque: safe beside submit())
             self._collect_finished(pool, feed)
             if len(states):
                 parts[model].append(((pool, feed), states, masks))

@@ -19,7 +19,7 @@ an illegal action at ply k, the wrong seat to act, sizes out of range).
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from blobcore.rules import Round, card_index, card_name, max_cards
 
@@ -51,7 +51,6 @@ class SeatKnowledge:
     hand: tuple[int, ...]
     history: tuple[Play, ...] = ()
     game: dict | None = None     # round_index, rounds_in_game, next_cards, scores (optional)
-    extra: dict = field(default_factory=dict)
 
 
 def parse_card(text: str, what: str) -> int:

@@ -12,7 +12,6 @@ the play page and the JSON API on ``agent.http_port`` and Prometheus metrics on
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import signal
 import sys
