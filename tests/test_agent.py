@@ -203,6 +203,14 @@ def test_the_documented_client_runs(agent):
     assert sorted(int(re.match(r"  bid (\d)", line)[1]) for line in lines[1:]) == [0, 1, 2, 3, 4, 5]
 
 
+def test_a_taken_port_is_named_and_exits_2(agent, tmp_path):
+    result = subprocess.run([PYTHON, "-m", "blobzero.cli", "agent", "--grpc-port", str(agent.grpc_port),
+                             "--http-port", "0", "--set", "metrics.agent_port=0"],
+                            cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "agent.grpc_port" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+
+
 # -- hosted games ------------------------------------------------------------------------------
 
 def test_hosted_round_against_every_kind_of_agent(stub):
