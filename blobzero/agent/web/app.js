@@ -116,6 +116,7 @@ async function act(body) {
   if (busy) return;
   const before = state;
   setBusy(true);
+  setMessage("The other players are thinking…");
   try {
     state = await api("Act", { game_id: state.game_id, seat: state.seat, ...body });
     $("hint-box").hidden = true;
