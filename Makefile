@@ -31,8 +31,9 @@ build: $(VENV)/.built
 run: build
 	$(VENV)/bin/blobzero loop
 
-# deploy-tools (mk/deploy.mk) extracts Prometheus/promtool for the monitoring tests.
-test: build deploy-tools
+# deploy-tools (mk/deploy.mk) extracts Prometheus/promtool for the monitoring tests;
+# browser-tools (mk/agent.mk) installs headless Chromium + chromedriver for the play-page tests.
+test: build deploy-tools browser-tools
 	$(PY) -m pytest -q
 
 bench: build
@@ -43,3 +44,5 @@ clean:
 
 # Deployment and monitoring tooling: deploy-tools, deploy-sync, deploy-check.
 include mk/deploy.mk
+# The agent's browser tests: browser-tools.
+include mk/agent.mk

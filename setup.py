@@ -5,6 +5,7 @@ Metadata lives in pyproject.toml; this file only declares the compiled parts.
 Every ``.pyx`` under ``blobcore/`` becomes one extension module; every ``.proto`` under
 ``proto/`` becomes a ``*_pb2.py`` module next to the package named by its directory.
 """
+import re
 from pathlib import Path
 
 import numpy as np
@@ -15,15 +16,21 @@ HERE = Path(__file__).parent
 
 
 def generate_protos() -> None:
-    """proto/<pkg>/<name>.proto -> <pkg>/<name>_pb2.py (generated, never committed)."""
+    """proto/<pkg>/<name>.proto -> <pkg>/<name>_pb2.py, plus <pkg>/<name>_pb2_grpc.py (the gRPC
+    stubs) when the file declares a service (generated, never committed)."""
     from grpc_tools import protoc
 
     for proto in sorted((HERE / "proto").rglob("*.proto")):
         rel = proto.relative_to(HERE / "proto")
-        target = HERE / rel.with_name(rel.stem + "_pb2.py")
-        if target.exists() and target.stat().st_mtime >= proto.stat().st_mtime:
+        has_service = re.search(r"^service\s", proto.read_text(), re.MULTILINE) is not None
+        targets = [HERE / rel.with_name(rel.stem + "_pb2.py")]
+        outputs = [f"--python_out={HERE}"]
+        if has_service:
+            targets.append(HERE / rel.with_name(rel.stem + "_pb2_grpc.py"))
+            outputs.append(f"--grpc_python_out={HERE}")
+        if all(t.exists() and t.stat().st_mtime >= proto.stat().st_mtime for t in targets):
             continue
-        code = protoc.main(["protoc", f"-I{HERE / 'proto'}", f"--python_out={HERE}", str(proto)])
+        code = protoc.main(["protoc", f"-I{HERE / 'proto'}", *outputs, str(proto)])
         if code != 0:
             raise SystemExit(f"protoc failed on {proto}")
 

@@ -1,6 +1,7 @@
 # syntax=docker/dockerfile:1
 # BlobZero self-play client; also runs `blobzero arena` (the k8s arena CronJob uses this image)
-# and the strength tracker `blobzero strength --watch` (compose and k8s `strength`).
+# the strength tracker `blobzero strength --watch` (compose and k8s `strength`) and the agent
+# service `blobzero agent` (compose and k8s `agent`).
 #
 #   docker build -f docker/selfplay.Dockerfile -t blobzero/selfplay:0.1.0 .     (from the repo root)
 #
@@ -22,8 +23,8 @@ COPY requirements.txt ./
 RUN python -m venv /opt/venv \
  && pip install setuptools==84.2.1 wheel==0.48.0 \
  && pip install --constraint requirements.txt \
-      numpy "tritonclient[grpc]" grpcio protobuf prometheus_client onnxruntime \
-      Cython grpcio-tools
+      numpy "tritonclient[grpc]" grpcio grpcio-health-checking grpcio-reflection protobuf \
+      prometheus_client onnxruntime Cython grpcio-tools
 COPY pyproject.toml setup.py README.md ./
 COPY proto/ proto/
 COPY blobcore/ blobcore/
@@ -61,8 +62,9 @@ COPY --from=build /app /app
 COPY config/blobzero.toml /etc/blobzero/blobzero.toml
 WORKDIR /app
 USER 10001:10001
-# metrics.selfplay_port; metrics.strength_port when it runs `blobzero strength --watch`
-EXPOSE 9100 9102
+# metrics.selfplay_port; metrics.strength_port when it runs `blobzero strength --watch`;
+# agent.grpc_port, agent.http_port and metrics.agent_port when it runs `blobzero agent`
+EXPOSE 9100 9102 50051 8080 9103
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
   CMD ["python", "/app/docker/healthcheck.py", "http://127.0.0.1:9100/metrics"]
 ENTRYPOINT ["blobzero"]

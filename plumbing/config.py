@@ -234,10 +234,11 @@ class MetricsSection:
     selfplay_port: int = 9100
     trainer_port: int = 9101
     strength_port: int = 9102      # blobzero strength --watch (the loop's strength tracker)
+    agent_port: int = 9103         # blobzero agent (also at /metrics of agent.http_port)
 
     def validate(self) -> None:
         _require(bool(self.host), "metrics.host", "must not be empty")
-        for key in ("selfplay_port", "trainer_port", "strength_port"):
+        for key in ("selfplay_port", "trainer_port", "strength_port", "agent_port"):
             _require(0 <= getattr(self, key) < 65536, f"metrics.{key}", "must be a port (0 = off)")
 
 
@@ -315,6 +316,49 @@ class ArenaSection:
 
 
 @dataclass(frozen=True)
+class AgentSection:
+    """``blobzero agent``: the trained agent as a gRPC service and a web page (docs/agent.md).
+
+    The network: ``triton_url`` (host:port of Triton's gRPC) when set; else ``onnx_file`` in
+    process when set; else the versions of ``storage.model_repository`` in process (uniform
+    priors while there is none). ``model`` is the version a request without one gets."""
+    host: str = "127.0.0.1"          # bind address of the gRPC and web ports (containers: 0.0.0.0)
+    grpc_port: int = 50051
+    http_port: int = 8080            # the play page and the JSON API; 0 = off
+    triton_url: str = ""             # "" = no Triton: ONNX Runtime in this process
+    onnx_file: str = ""              # "" = the model repository's versions
+    model: str = "latest"            # latest | a version number
+    search_preset: str = "medium"    # requests and model seats without a preset
+    max_simulations: int = 800       # per determinization, the most a request may ask for
+    slots: int = 256                 # positions searched at once per search setting
+    workers: int = 512               # gRPC threads: requests answered at once
+    request_timeout_s: float = 60.0
+    max_games: int = 1000            # hosted games held in memory
+    game_ttl_s: float = 21600.0      # an idle hosted game is dropped after this long
+    ort_threads: int = 1             # ONNX Runtime intra-op threads (in-process network)
+
+    def validate(self) -> None:
+        _require(bool(self.host), "agent.host", "must not be empty")
+        _require(0 < self.grpc_port < 65536, "agent.grpc_port", "must be a port 1..65535")
+        _require(0 <= self.http_port < 65536, "agent.http_port", "must be a port (0 = off)")
+        if self.triton_url:
+            host, _, port = self.triton_url.rpartition(":")
+            _require(bool(host) and port.isdigit() and 0 < int(port) < 65536, "agent.triton_url",
+                     f"must be empty or host:port with a port 1..65535, got {self.triton_url!r}")
+        _require(self.model == "latest" or (self.model.isdigit() and int(self.model) >= 1),
+                 "agent.model", f"must be latest or a version number >= 1, got {self.model!r}")
+        _require(self.search_preset in SEARCH_PRESETS, "agent.search_preset",
+                 f"must be one of {sorted(SEARCH_PRESETS)}")
+        _require(1 <= self.max_simulations <= 4096, "agent.max_simulations", "must be 1..4096")
+        _require(1 <= self.slots <= 4096, "agent.slots", "must be 1..4096")
+        _require(1 <= self.workers <= 4096, "agent.workers", "must be 1..4096")
+        _require(0 < self.request_timeout_s <= 3600, "agent.request_timeout_s", "must be in (0, 3600] seconds")
+        _require(1 <= self.max_games <= 1_000_000, "agent.max_games", "must be 1..1000000")
+        _require(0 < self.game_ttl_s <= 30 * 86400, "agent.game_ttl_s", "must be in (0, 2592000] seconds")
+        _require(1 <= self.ort_threads <= 256, "agent.ort_threads", "must be 1..256")
+
+
+@dataclass(frozen=True)
 class Config:
     table: TableSection = field(default_factory=TableSection)
     search: SearchSection = field(default_factory=SearchSection)
@@ -325,6 +369,7 @@ class Config:
     selfplay: SelfplaySection = field(default_factory=SelfplaySection)
     trainer: TrainerSection = field(default_factory=TrainerSection)
     arena: ArenaSection = field(default_factory=ArenaSection)
+    agent: AgentSection = field(default_factory=AgentSection)
 
     def validate(self) -> "Config":
         for f in fields(self):

@@ -77,7 +77,7 @@ class MetricName:
     gpu_only: bool = False
 
 
-EXPORTERS = ("selfplay", "trainer", "strength", "triton", "prometheus")
+EXPORTERS = ("selfplay", "trainer", "strength", "agent", "triton", "prometheus")
 
 
 def load_metric_names(path: Path = METRIC_NAMES) -> dict[str, MetricName]:

@@ -61,6 +61,14 @@ def test_round_trip_through_toml(tmp_path):
                                          "request .* over the model's max_batch_size 4096"),
     (["selfplay.games_in_flight=2048", "search.leaves_per_game=8"],
      "'selfplay.games_in_flight' puts 8192 positions"),
+    # issue 13: the agent service
+    (["agent.triton_url=triton"], "'agent.triton_url' must be empty or host:port"),
+    (["agent.model=newest"], "'agent.model' must be latest or a version number"),
+    (["agent.search_preset=huge"], "'agent.search_preset' must be one of"),
+    (["agent.grpc_port=0"], "'agent.grpc_port' must be a port 1..65535"),
+    (["agent.max_simulations=5000"], "'agent.max_simulations' must be 1..4096"),
+    (["agent.request_timeout_s=inf"], "'agent.request_timeout_s' must be a finite number"),
+    (["metrics.agent_port=70000"], "'metrics.agent_port' must be a port"),
 ])
 def test_bad_keys_are_named(overrides, message):
     with pytest.raises(ConfigError, match=message):
@@ -124,7 +132,7 @@ def test_a_binary_config_file_is_a_config_error(tmp_path, content, message):
     (["--set", "selfplay.games_in_flight=10000"], "config key 'selfplay.games_in_flight'"),
     (["--set", "triton.url=localhost:notaport"], "config key 'triton.url'"),
 ])
-@pytest.mark.parametrize("command", ["selfplay", "train"])
+@pytest.mark.parametrize("command", ["selfplay", "train", "agent"])
 def test_services_refuse_bad_configs_with_exit_2_and_no_traceback(tmp_path, command, args, message):
     import subprocess
     import sys

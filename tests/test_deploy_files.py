@@ -34,7 +34,7 @@ COMPOSE_CPU = ROOT / "docker-compose.cpu.yml"
 DOCKER = ROOT / "docker"
 DOCKERFILES = {name: DOCKER / f"{name}.Dockerfile" for name in ("triton", "selfplay", "trainer")}
 OVERLAYS = ("gpu", "cpu-dev")
-BLOBZERO_SERVICES = ("triton", "selfplay", "trainer", "strength")
+BLOBZERO_SERVICES = ("triton", "selfplay", "trainer", "strength", "agent")
 K8S_VERSIONS = ("1.29.0", "1.37.0")          # oldest and newest schemas we validate against
 CRD_KINDS = {"PodMonitor", "ServiceMonitor", "PrometheusRule"}
 UID = 10001
@@ -197,6 +197,27 @@ def test_compose_strength_tracker(compose_gpu, compose_cpu):
     assert writers == ["trainer"]
 
 
+def test_compose_agent_service(compose_gpu, compose_cpu):
+    """`blobzero agent`: the self-play image, the one config, Triton for the network, gRPC and the
+    page published on this host only, healthy when its metrics answer; no GPU, no volume."""
+    for model in (compose_gpu, compose_cpu):
+        agent = model["services"]["agent"]
+        assert not _gpu_devices(agent) and not agent.get("volumes")
+        assert agent["image"] == model["services"]["selfplay"]["image"]
+    agent = compose_gpu["services"]["agent"]
+    assert agent["command"] == ["agent", "--config", CONFIG_MOUNT]
+    [mount] = agent["configs"]
+    assert mount["target"] == CONFIG_MOUNT
+    cfg = blobzero_env_config(agent["environment"])
+    assert cfg.agent.host == "0.0.0.0" and cfg.metrics.host == "0.0.0.0"
+    host, port = cfg.agent.triton_url.rsplit(":", 1)
+    assert host == "triton" and port == "8001"
+    assert agent["depends_on"]["triton"]["condition"] == "service_healthy"
+    published = {(int(p["target"]), p["host_ip"]) for p in agent["ports"]}
+    assert published == {(cfg.agent.grpc_port, "127.0.0.1"), (cfg.agent.http_port, "127.0.0.1")}
+    assert agent["healthcheck"]["test"][-1] == f"http://127.0.0.1:{cfg.metrics.agent_port}/metrics"
+
+
 def test_compose_blobzero_containers_are_hardened(compose_gpu):
     for name in BLOBZERO_SERVICES:
         svc = compose_gpu["services"][name]
@@ -243,7 +264,8 @@ def test_prometheus_scrape_targets_match_compose_and_config(compose_gpu):
     [dns] = jobs["selfplay"]["dns_sd_configs"]          # one A record per replica
     assert dns == {**dns, "names": ["selfplay"], "type": "A", "port": CONFIG.metrics.selfplay_port}
     assert jobs["strength"]["static_configs"] == [{"targets": [f"strength:{CONFIG.metrics.strength_port}"]}]
-    for job in ("triton", "trainer", "selfplay", "strength"):
+    assert jobs["agent"]["static_configs"] == [{"targets": [f"agent:{CONFIG.metrics.agent_port}"]}]
+    for job in ("triton", "trainer", "selfplay", "strength", "agent"):
         assert job in compose_gpu["services"]
 
 
@@ -453,6 +475,7 @@ def test_dockerignore_keeps_every_copied_file_and_drops_local_builds():
                     raise AssertionError(f"{rel} would enter the image")
     for local in (".venv/bin/python", "var/games/x", ".git/HEAD", "blobcore/rules.c",
                   "blobcore/rules.cpython-311-x86_64-linux-gnu.so", "plumbing/records_pb2.py",
+                  "blobzero/agent_pb2.py", "blobzero/agent_pb2_grpc.py",
                   "build/lib/x.py", "services/__pycache__/x.pyc"):
         assert dockerignored(local), f"{local} must not be sent to the build"
     # The build needs these (pyproject names README.md as the readme; setup.py builds blobcore).
@@ -675,7 +698,8 @@ def test_prometheus_operator_objects(overlay, rendered):
         assert container_port(container, port["targetPort"]) == port["port"]
         scraped.setdefault(service["metadata"]["labels"][monitor["spec"]["jobLabel"]], []).append(port["port"])
     assert scraped == {"selfplay": [CONFIG.metrics.selfplay_port], "trainer": [CONFIG.metrics.trainer_port],
-                       "strength": [CONFIG.metrics.strength_port], "triton": [8002]}
+                       "strength": [CONFIG.metrics.strength_port], "agent": [CONFIG.metrics.agent_port],
+                       "triton": [8002]}
     [rule] = objects(docs, "PrometheusRule").values()
     assert rule["spec"]["groups"] == yaml.safe_load(RULES_FILE.read_text())["groups"]
 
@@ -753,7 +777,8 @@ def test_k8s_probes_and_ports(overlay, rendered):
                 {"http": 8000, "grpc": 8001, "metrics": 8002}
         else:
             port = {"selfplay": CONFIG.metrics.selfplay_port, "trainer": CONFIG.metrics.trainer_port,
-                    "strength": CONFIG.metrics.strength_port}[component(deployment)]
+                    "strength": CONFIG.metrics.strength_port,
+                    "agent": CONFIG.metrics.agent_port}[component(deployment)]
             assert container_port(container, "metrics") == port
             assert container["readinessProbe"]["httpGet"]["path"] == "/metrics"
 
@@ -800,7 +825,7 @@ def test_k8s_gpu_requests(overlay, rendered):
         assert images["triton"].endswith("-cpu") and images["trainer"].endswith("-cpu")
         args = pod_spec(objects(docs, "Deployment")["blobzero-triton"])["containers"][0]["args"]
         assert "--allow-gpu-metrics=false" in args
-    assert images["arena"] == images["selfplay"] == images["strength"]
+    assert images["arena"] == images["selfplay"] == images["strength"] == images["agent"]
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -853,6 +878,26 @@ def test_strength_metrics_are_the_listed_ones():
     assert listed == exported
 
 
+def test_agent_metrics_are_the_listed_ones():
+    """The names listed for the `agent` exporter are exactly what AgentMetrics exports once it
+    has answered a request and sent a batch (tests/test_agent.py reads them from a live agent)."""
+    from prometheus_client import generate_latest
+
+    from blobzero.agent.metrics import AgentMetrics
+
+    metrics = AgentMetrics()
+    metrics.answered("Advise", "OK", 0.01)
+    metrics.answered("Advise", "INVALID_ARGUMENT", 0.001)
+    metrics.observe_batch(64, 0.002)
+    metrics.steps.inc()
+    exported = exported_metric_names(generate_latest(metrics.registry).decode())
+    listed = {n.name for n in load_metric_names().values() if n.exporter == "agent"}
+    assert listed <= exported, listed - exported
+    # the rest is prometheus_client's bookkeeping: *_created samples and histogram family names
+    unlisted = {n for n in exported - listed if not n.endswith("_created") and n + "_count" not in exported}
+    assert not unlisted, f"exported by the agent but not in monitoring/metric_names.txt: {unlisted}"
+
+
 def test_k8s_arena_cronjob_script_runs_the_real_arena(rendered, tmp_path):
     """The CronJob's shell script, run as is (config path pointed at the repo's file) against a
     repository with one, then two published versions: newest vs previous, or vs random."""
@@ -897,6 +942,8 @@ def _policy_allows(policies: list[dict], source: dict, source_ns: str, target: d
             ports = [p["port"] for p in rule.get("ports", [])]
             if ports and port not in ports:
                 continue
+            if "from" not in rule:                           # no `from`: every source
+                return True
             for peer in rule.get("from", []):
                 ns_ok = (selector_matches(peer["namespaceSelector"], ns_labels) if "namespaceSelector" in peer
                          else source_ns == namespace)
@@ -937,6 +984,20 @@ def test_network_policies_only_clients_reach_triton_and_nothing_reaches_the_trai
     assert allows(prometheus, "strength", CONFIG.metrics.strength_port) and not allows(prometheus, "strength", 8080)
     for source in (stranger, outsider, (pods["selfplay"], ns), (pods["trainer"], ns), (pods["arena"], ns)):
         assert not allows(source, "strength", CONFIG.metrics.strength_port), source
+    # the agent may reach Triton; clients (any pod, any namespace) may reach the agent's gRPC and
+    # page; only Prometheus its metrics; the agent reaches nothing else
+    for port in triton_ports:
+        assert allows((pods["agent"], ns), "triton", port)
+    for source in (stranger, outsider, prometheus, (pods["selfplay"], ns)):
+        for port in (CONFIG.agent.grpc_port, CONFIG.agent.http_port):
+            assert allows(source, "agent", port), (source, port)
+        assert not allows(source, "agent", 22)
+    assert allows(prometheus, "agent", CONFIG.metrics.agent_port)
+    for source in (stranger, outsider, (pods["selfplay"], ns)):
+        assert not allows(source, "agent", CONFIG.metrics.agent_port), source
+    for target, port in (("trainer", CONFIG.metrics.trainer_port), ("selfplay", CONFIG.metrics.selfplay_port),
+                         ("strength", CONFIG.metrics.strength_port)):
+        assert not allows((pods["agent"], ns), target, port), target
 
 
 # =================================================================================================

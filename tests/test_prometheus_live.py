@@ -9,7 +9,8 @@ production alert rules, and answers the dashboards' own queries:
   the alert rules evaluate without error, and every Triton name in monitoring/metric_names.txt
   (but the GPU-only one) is really exported;
 * with self-play: the dashboard's rounds/min query is positive, every self-play panel returns
-  data, and every self-play name in monitoring/metric_names.txt is really exported.
+  data, and every self-play name in monitoring/metric_names.txt is really exported;
+* the trainer and the agent service (`blobzero agent` answering Advise calls) likewise.
 """
 from __future__ import annotations
 
@@ -231,3 +232,49 @@ host = "127.0.0.1"
                 except subprocess.TimeoutExpired:
                     os.killpg(trainer.pid, signal.SIGKILL)
                     trainer.wait()
+
+
+def test_prometheus_scrapes_the_agent(tmp_path):
+    """`blobzero agent` answering Advise calls: every panel of the agent dashboard returns data
+    and every agent metric name in monitoring/metric_names.txt is exported."""
+    import grpc
+
+    from blobzero import agent_pb2 as pb
+    from blobzero import agent_pb2_grpc as pb_grpc
+    from blobzero.agent.process import start_agent
+
+    onnx = export_tiny(tmp_path / "tiny.onnx", seed=0)
+    agent = start_agent(tmp_path / "agent", "--onnx", str(onnx),
+                        "--set", f"storage.model_repository={tmp_path / 'none'}")
+    request = pb.AdviseRequest(players=3, cards=2, dealer=2, trump="S", seat=0, hand=["AS", "3S"],
+                               search="light")
+    stop = threading.Event()
+
+    def load() -> None:
+        with grpc.insecure_channel(agent.target) as channel:
+            stub = pb_grpc.BlobAgentStub(channel)
+            while not stop.is_set():
+                stub.Advise(request, timeout=30)
+                try:
+                    stub.Advise(pb.AdviseRequest(players=9), timeout=30)
+                except grpc.RpcError:
+                    pass
+                time.sleep(0.05)
+
+    scrape = [{"job_name": "agent", "static_configs": [{"targets": [f"127.0.0.1:{agent.metrics_port}"]}]}]
+    worker = threading.Thread(target=load)
+    try:
+        with LocalPrometheus(scrape, rule_files=[RULES_FILE]) as prometheus:
+            worker.start()
+            [requests] = [expr for label, expr in queries_for("agent") if ": Requests/s [A]" in label]
+            prometheus.wait_for(requests, lambda r: r and r[0][1] > 0, timeout=30, what="agent requests/s")
+            empty = [label for label, expr in queries_for("agent") if not prometheus.query(expr)]
+            assert len(queries_for("agent")) >= 9
+            assert not empty, f"agent dashboard queries with no data: {empty}"
+        missing = listed("agent") - exported_metric_names(agent.metrics())
+        assert not missing, f"listed in monitoring/metric_names.txt but not exported by the agent: {missing}"
+    finally:
+        stop.set()
+        if worker.is_alive():
+            worker.join(30)
+        assert agent.stop() == 0

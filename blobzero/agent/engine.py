@@ -1,0 +1,260 @@
+"""The batching searcher behind ``blobzero agent``: concurrent requests, one network batch per step.
+
+Self-play's shape, fed by requests instead of a round generator: every search setting (model
+version x ``SearchConfig``) has one ``SearchPool`` whose round iterator is a queue (``_Feed``):
+the pool pulls a new request whenever a slot is free, at every step. One thread runs the steps:
+
+    collect() every pool -> one batch per model (all pools' leaves + the root priors of new
+    requests) -> evaluate -> apply() the slices back -> finished searches answer their callers
+
+so N concurrent requests cost one network call per search step, not N (``tests/test_agent.py``
+checks it on 64 clients through the metrics). A request's answer depends only on the position,
+the settings and its seed: slots are private (docs/search.md, reproducibility).
+"""
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from blobcore.encode import encode
+from blobcore.mcts import SearchPool
+from blobcore.rules import Round
+from blobcore.search_config import SearchConfig
+
+log = logging.getLogger("blobzero.agent")
+
+
+class EngineUnavailable(RuntimeError):
+    """The network could not answer (Triton down, a broken model): the request may be retried."""
+
+
+@dataclass(frozen=True)
+class Advice:
+    """One searched decision. Values are normalised round scores (score / (10 + C)) of the
+    asking seat; ``prior`` and ``visits`` are per legal action (dicts keyed by action id)."""
+    action: int
+    prior: dict[int, float]
+    visits: dict[int, int]
+    q: dict[int, float]
+    root_value: float
+    model_version: str
+    forced: bool
+
+
+@dataclass(eq=False)
+class _Job:
+    rnd: Round
+    seed: int
+    config: SearchConfig
+    model: str
+    future: concurrent.futures.Future = field(default_factory=concurrent.futures.Future)
+    obs: np.ndarray | None = None        # root observation (256,) for the network prior
+    mask: np.ndarray | None = None
+    prior: np.ndarray | None = None      # (52,) once evaluated
+    value0: float | None = None          # network value of the mover (relative seat 0)
+    record: dict | None = None           # the pool's record once the search finished
+    version: str = ""
+
+
+class _Feed:
+    """The round iterator of one pool: hands queued jobs out as ``(Round, seed)`` specs whose
+    tag (spec[6], copied into the record) is the job. Raising StopIteration when empty is fine:
+    the pool asks again at its next step (a class iterator is not exhausted by it)."""
+
+    def __init__(self):
+        self.queue: collections.deque[_Job] = collections.deque()
+        self.active: set[_Job] = set()
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if not self.queue:
+            raise StopIteration
+        job = self.queue.popleft()
+        self.active.add(job)
+        return (job.rnd, job.seed, None, None, None, None, job)
+
+
+class Engine:
+    """Searches positions for many callers at once.
+
+    models: ``ModelSource`` (evaluators per model version; blobzero/agent/models.py).
+    slots: rounds one pool searches at once (more requests wait for a free slot).
+    metrics: ``AgentMetrics`` or None.
+    """
+
+    def __init__(self, models, slots: int = 256, metrics=None, max_pools: int = 16):
+        self.models = models
+        self.slots = slots
+        self.metrics = metrics
+        self.max_pools = max_pools
+        self._cond = threading.Condition()
+        self._pools: dict[tuple[str, SearchConfig], tuple[SearchPool, _Feed]] = {}
+        self._new: list[_Job] = []           # submitted, root prior not evaluated yet
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="agent-engine", daemon=True)
+        self._thread.start()
+
+    # -- callers ---------------------------------------------------------------------------
+    def submit(self, rnd: Round, config: SearchConfig, model: str = "latest",
+               seed: int = 0) -> concurrent.futures.Future:
+        """Search the decision of the player to move in ``rnd``; a Future of ``Advice``."""
+        legal = rnd.legal_actions()
+        if not legal:
+            raise ValueError("the round is over: there is no decision to search")
+        key = self.models.key(model)       # raises ValueError for an unknown version
+        job = _Job(rnd.copy(), seed & 0xFFFFFFFFFFFFFFFF, config, key)
+        job.obs, mask = encode(job.rnd)
+        job.mask = np.asarray(mask, np.float32)
+        with self._cond:
+            if self._stopping:
+                raise EngineUnavailable("the agent is shutting down")
+            self._new.append(job)
+            if len(legal) > 1:              # a forced move needs the prior and value only
+                self._pool(key, config)[1].queue.append(job)
+            self._cond.notify()
+        return job.future
+
+    def advise(self, rnd: Round, config: SearchConfig, model: str = "latest", seed: int = 0,
+               timeout: float | None = None) -> Advice:
+        return self.submit(rnd, config, model, seed).result(timeout)
+
+    def close(self) -> None:
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+        self._thread.join(timeout=10)
+
+    # -- the step loop (one thread) ---------------------------------------------------------
+    def _pool(self, key: str, config: SearchConfig) -> tuple[SearchPool, _Feed]:
+        entry = self._pools.get((key, config))
+        if entry is None:
+            if len(self._pools) >= self.max_pools:
+                for k, (_, feed) in list(self._pools.items()):
+                    if not feed.queue and not feed.active:
+                        del self._pools[k]
+            feed = _Feed()
+            entry = (SearchPool(self.slots, config, feed, stop_after=1), feed)
+            self._pools[(key, config)] = entry
+        return entry
+
+    def _has_work(self) -> bool:
+        return bool(self._new) or any(feed.queue or feed.active for _, feed in self._pools.values())
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._stopping and not self._has_work():
+                    self._cond.wait()
+                if self._stopping:
+                    break
+                pools = list(self._pools.items())
+                new, self._new = self._new, []
+            try:
+                self._step(pools, new)
+            except Exception as exc:         # never let one bad step stop the service
+                log.exception("agent search step failed")
+                self._fail_all(EngineUnavailable(f"search step failed: {exc}"))
+        self._fail_all(EngineUnavailable("the agent is shutting down"))
+
+    def _step(self, pools, new: list[_Job]) -> None:
+        # 1. every pool advances to its next leaves (new requests are pulled in here)
+        parts: dict[str, list] = collections.defaultdict(list)   # model -> [(target, states, masks)]
+        for (model, _config), (pool, feed) in pools:
+            states, masks = pool.collect()     # pulls queued jobs (deque: safe beside submit())
+            self._collect_finished(pool, feed)
+            if len(states):
+                parts[model].append(((pool, feed), states, masks))
+        for job in new:
+            parts[job.model].append((job, job.obs[None, :], job.mask[None, :]))
+        # 2. one evaluation per model; 3. the slices go back
+        for model, items in parts.items():
+            states = np.concatenate([s for _, s, _ in items]) if len(items) > 1 else items[0][1]
+            masks = np.concatenate([m for _, _, m in items]) if len(items) > 1 else items[0][2]
+            t0 = time.perf_counter()
+            try:
+                policy, value, version = self.models.evaluate(model, np.ascontiguousarray(states),
+                                                              np.ascontiguousarray(masks))
+            except Exception as exc:
+                log.warning("evaluation of %d positions (model %s) failed: %s", len(states), model, exc)
+                self._fail_model(model, [t for t, _, _ in items], EngineUnavailable(
+                    f"the network (model {model}) did not answer: {exc}"))
+                continue
+            if self.metrics is not None:
+                self.metrics.observe_batch(len(states), time.perf_counter() - t0)
+            row = 0
+            for target, s, _ in items:
+                n = len(s)
+                if isinstance(target, _Job):
+                    target.prior = policy[row].copy()
+                    target.value0 = float(value[row, 0])
+                    target.version = version
+                    self._maybe_done(target)
+                else:
+                    pool, feed = target
+                    pool.apply(policy[row:row + n], value[row:row + n])
+                    for job in feed.active:
+                        job.version = version
+                row += n
+        if self.metrics is not None:
+            self.metrics.steps.inc()
+
+    def _collect_finished(self, pool: SearchPool, feed: _Feed) -> None:
+        for record in pool.pop_finished():
+            job = record["tag"]
+            feed.active.discard(job)
+            job.record = record
+            self._maybe_done(job)
+
+    def _maybe_done(self, job: _Job) -> None:
+        if job.prior is None or job.future.done():
+            return
+        legal = job.rnd.legal_actions()
+        prior = {a: float(job.prior[a]) for a in legal}
+        if len(legal) == 1:
+            advice = Advice(legal[0], prior, {legal[0]: 0}, {legal[0]: job.value0}, job.value0,
+                            job.version, True)
+        elif job.record is None:
+            return
+        else:
+            decision = job.record["decisions"][0]
+            seat = job.rnd.current_player
+            visits = {a: int(decision["visits"].get(a, 0)) for a in legal}
+            q = {a: float(decision["q"].get(a, 0.0)) for a in legal}
+            advice = Advice(job.record["actions"][job.record["start_ply"]], prior, visits, q,
+                            float(decision["root_value"][seat]), job.version, False)
+        job.future.set_result(advice)
+
+    def _fail_model(self, model: str, targets: list, error: Exception) -> None:
+        """The network failed mid-step: the pools of ``model`` hold unanswered leaves, so they
+        are dropped with their jobs (answered with ``error``); other models carry on."""
+        for target in targets:
+            if isinstance(target, _Job):
+                _fail(target, error)
+        with self._cond:
+            for key in [k for k in self._pools if k[0] == model]:
+                _, feed = self._pools.pop(key)
+                for job in [*feed.active, *feed.queue]:
+                    _fail(job, error)
+
+    def _fail_all(self, error: Exception) -> None:
+        with self._cond:
+            for _, feed in self._pools.values():
+                for job in [*feed.active, *feed.queue]:
+                    _fail(job, error)
+            self._pools.clear()
+            for job in self._new:
+                _fail(job, error)
+            self._new = []
+
+
+def _fail(job: _Job, error: Exception) -> None:
+    if not job.future.done():
+        job.future.set_exception(error)

@@ -1,0 +1,127 @@
+"""``blobzero agent``: the trained agent as a service (docs/agent.md).
+
+    blobzero agent                         # ONNX Runtime in process on storage.model_repository
+    blobzero agent --triton HOST:8001      # the network behind Triton
+    blobzero agent --local-triton          # start the local tritonserver on the repository, use it
+    blobzero agent --onnx model.onnx --model latest
+
+Serves ``blobzero.v1.BlobAgent`` (plus grpc.health.v1 and reflection) on ``agent.grpc_port``,
+the play page and the JSON API on ``agent.http_port`` and Prometheus metrics on
+``metrics.agent_port``. SIGTERM / Ctrl-C stop it cleanly (requests in flight get 5 s).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from plumbing import config as configuration
+
+log = logging.getLogger("blobzero.agent")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    configuration.add_config_arguments(parser)
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--triton", metavar="HOST:PORT", help="use the Triton server at this gRPC address "
+                        "(default: agent.triton_url; empty = ONNX Runtime in this process)")
+    source.add_argument("--local-triton", action="store_true",
+                        help="start the local tritonserver on storage.model_repository and use it")
+    source.add_argument("--onnx", metavar="FILE", help="run this ONNX file in process (default: agent.onnx_file, "
+                        "else the versions in storage.model_repository)")
+    parser.add_argument("--model", help="version a request without one gets: latest or N (default: agent.model)")
+    parser.add_argument("--host", help="bind address of the gRPC and web ports (default: agent.host)")
+    parser.add_argument("--grpc-port", type=int, help="default: agent.grpc_port")
+    parser.add_argument("--http-port", type=int, help="default: agent.http_port (0 = no web page)")
+
+
+def _config(args: argparse.Namespace) -> configuration.Config:
+    overrides = list(args.overrides)
+    for flag, key in (("triton", "triton_url"), ("onnx", "onnx_file"), ("model", "model"),
+                      ("host", "host"), ("grpc_port", "grpc_port"), ("http_port", "http_port")):
+        value = getattr(args, flag, None)
+        if value is not None:
+            overrides.append(f"agent.{key}={value}")
+    return configuration.load(args.config, overrides)
+
+
+def build_models(cfg: configuration.Config, local_triton: bool):
+    """(model source, the local tritonserver or None)."""
+    from blobzero.agent.models import OnnxModels, TritonModels
+
+    if local_triton:
+        from services.triton_local import LocalTriton, ServerConfig
+
+        server = LocalTriton(ServerConfig(Path(cfg.storage.model_repository), Path("var/agent-triton"),
+                                          grpc_port=cfg.triton.grpc_port, http_port=cfg.triton.http_port,
+                                          metrics_port=cfg.triton.metrics_port)).start()
+        return TritonModels(server.url, cfg.triton.model_name, cfg.triton.max_in_flight,
+                            cfg.triton.reconnect_timeout_s), server
+    if cfg.agent.triton_url:
+        return TritonModels(cfg.agent.triton_url, cfg.triton.model_name, cfg.triton.max_in_flight,
+                            cfg.triton.reconnect_timeout_s), None
+    return OnnxModels(cfg, Path(cfg.agent.onnx_file) if cfg.agent.onnx_file else None,
+                      cfg.agent.ort_threads), None
+
+
+def main(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    from blobzero.agent.api import AgentApi
+    from blobzero.agent.engine import Engine
+    from blobzero.agent.metrics import AgentMetrics
+    from blobzero.agent.service import start_grpc
+    from blobzero.agent.web import start_http
+
+    try:
+        cfg = _config(args)
+        models, triton = build_models(cfg, args.local_triton)
+    except (configuration.ConfigError, ValueError) as exc:
+        print(f"blobzero agent: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:       # the local tritonserver could not start
+        print(f"blobzero agent: cannot start the network: {exc}", file=sys.stderr)
+        return 2
+    a = cfg.agent
+    metrics = AgentMetrics()
+    engine = Engine(models, slots=a.slots, metrics=metrics)
+    api = AgentApi(cfg, engine, metrics)
+    grpc_server = http_server = None
+    try:
+        metrics.serve(cfg.metrics.host, cfg.metrics.agent_port)
+        grpc_server, grpc_port = start_grpc(api, a.host, a.grpc_port, a.workers)
+        if a.http_port:
+            http_server = start_http(api, a.host, a.http_port, models.describe())
+    except (configuration.ConfigError, OSError, RuntimeError) as exc:
+        print(f"blobzero agent: {exc} (agent.grpc_port / agent.http_port / metrics.agent_port)",
+              file=sys.stderr)
+        engine.close()
+        if grpc_server is not None:
+            grpc_server.stop(0)
+        if triton is not None:
+            triton.stop()
+        return 2
+    page = f"http://{a.host}:{a.http_port}/" if a.http_port else "off"
+    log.info("agent ready: gRPC %s:%d (blobzero.v1.BlobAgent, health, reflection) | page %s | "
+             "metrics :%d | network: %s | default model %s, search %s", a.host, grpc_port, page,
+             cfg.metrics.agent_port, models.describe(), a.model, a.search_preset)
+    stop = threading.Event()
+    previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        log.info("stopping: requests in flight get 5 s")
+        grpc_server.stop(5).wait()
+        if http_server is not None:
+            http_server.shutdown()
+        engine.close()
+        models.close()
+        if triton is not None:
+            triton.stop()
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    log.info("agent stopped")
+    return 0

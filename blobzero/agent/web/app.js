@@ -1,0 +1,317 @@
+// BlobZero play page: plain JS, no build step. Talks to the agent's JSON API (/api/<Method>),
+// which is the gRPC service blobzero.v1.BlobAgent with the same field names (agent.proto).
+"use strict";
+
+const SUIT_SYMBOL = { S: "♠", H: "♥", C: "♣", D: "♦" };
+const SUIT_ORDER = "SHCD";
+const RANKS = "23456789TJQKA";
+const $ = (id) => document.getElementById(id);
+
+let state = null;        // the latest GameState for my seat
+let busy = false;
+
+async function api(method, body) {
+  const response = await fetch(`/api/${method}`, {
+    method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
+  });
+  const data = await response.json();
+  if (!response.ok) throw new Error(data.message || `${method} failed (${response.status})`);
+  return data;
+}
+
+function rankLabel(r) { return r === "T" ? "10" : r; }
+function isRed(suit) { return suit === "H" || suit === "D"; }
+
+function cardElement(name, small = false) {
+  const rank = name[0], suit = name[1];
+  const el = document.createElement("div");
+  el.className = `card${isRed(suit) ? " red" : ""}${small ? " small" : ""}`;
+  el.dataset.card = name;
+  el.title = name;
+  el.innerHTML = `<span class="corner">${rankLabel(rank)}${SUIT_SYMBOL[suit]}</span>` +
+                 `<span class="pip">${SUIT_SYMBOL[suit]}</span>`;
+  return el;
+}
+
+function suitHtml(trump) {
+  if (trump === "none") return "no trump";
+  return `<span class="suit ${isRed(trump) ? "red" : ""}">${SUIT_SYMBOL[trump]}</span> trump`;
+}
+
+function seatName(s) { return s === state.seat ? "You" : `Player ${s + 1}`; }
+
+function setMessage(text, error = false) {
+  const el = $("message");
+  el.textContent = text;
+  el.className = error ? "message error" : "message";
+}
+
+function setBusy(value) {
+  busy = value;
+  document.body.classList.toggle("busy", value);
+  for (const b of document.querySelectorAll("#bids button, #hint, #start")) b.disabled = value || b.dataset.illegal === "1";
+}
+
+// ---- setup -------------------------------------------------------------------------------
+function schedule(players, cards) {
+  const out = [];
+  for (let c = cards; c >= 2; c--) out.push(c);
+  for (let i = 0; i < players; i++) out.push(1);
+  for (let c = 2; c <= cards; c++) out.push(c);
+  return out;
+}
+
+function refreshSetup() {
+  const players = Number($("players").value);
+  const select = $("cards");
+  const previous = Number(select.value) || 5;
+  select.innerHTML = "";
+  const top = Math.floor(52 / players);
+  for (let c = 1; c <= top; c++) {
+    const o = document.createElement("option");
+    o.value = o.textContent = String(c);
+    select.appendChild(o);
+  }
+  select.value = String(Math.min(previous, top));
+  const round = $("length").value === "round";
+  const rounds = schedule(players, Number(select.value));
+  $("schedule").textContent = round ? `One round, ${select.value} cards each.`
+    : `A full game: ${rounds.length} rounds of ${rounds.join(", ")} cards.`;
+  $("preset-label").hidden = $("opponent-kind").value !== "model";
+}
+
+async function startGame(event) {
+  event.preventDefault();
+  if (busy) return;
+  const body = {
+    players: Number($("players").value), cards: Number($("cards").value),
+    single_round: $("length").value === "round",
+    opponents: { kind: $("opponent-kind").value, search: $("preset").value },
+  };
+  if ($("seed").value !== "") body.seed = Number($("seed").value);
+  setBusy(true);
+  setMessage("Dealing…");
+  try {
+    state = await api("StartGame", body);
+    $("setup").hidden = true;
+    $("game").hidden = false;
+    $("hint-box").hidden = true;
+    setMessage(state.game_over ? "" : turnText());
+    render();
+  } catch (err) {
+    setMessage(err.message, true);
+  } finally {
+    setBusy(false);
+  }
+}
+
+// ---- playing -----------------------------------------------------------------------------
+function turnText() {
+  if (state.game_over) return "";
+  if (state.to_act !== state.seat) return `Waiting for ${seatName(state.to_act)}…`;
+  return state.phase === "bid" ? "Your bid: how many tricks will you take?" : "Your turn: play a card.";
+}
+
+async function act(body) {
+  if (busy) return;
+  const before = state;
+  setBusy(true);
+  setMessage("The other players are thinking…");
+  try {
+    state = await api("Act", { game_id: state.game_id, seat: state.seat, ...body });
+    $("hint-box").hidden = true;
+    const done = state.results.length - before.results.length;
+    if (done > 0) {
+      const r = state.results[state.results.length - 1];
+      const me = state.seat;
+      const made = r.bids[me] === r.tricks[me];
+      setMessage(`Round ${r.round_index + 1} over: you bid ${r.bids[me]} and took ${r.tricks[me]} ` +
+                 `${made ? `— made it, +${r.scores[me]}` : "— missed, +0"}. ${turnText()}`);
+    } else {
+      setMessage(turnText());
+    }
+    render();
+  } catch (err) {
+    setMessage(err.message, true);
+  } finally {
+    setBusy(false);
+  }
+}
+
+async function hint() {
+  if (busy || !state || state.game_over || state.to_act !== state.seat) return;
+  setBusy(true);
+  setMessage("The agent is thinking…");
+  try {
+    const advice = await api("Hint", { game_id: state.game_id, seat: state.seat, search: $("preset").value });
+    renderHint(advice);
+    setMessage(turnText());
+  } catch (err) {
+    setMessage(err.message, true);
+  } finally {
+    setBusy(false);
+  }
+}
+
+function actionLabel(a) {
+  return a.card !== undefined ? `${rankLabel(a.card[0])}${SUIT_SYMBOL[a.card[1]]}` : `bid ${a.bid}`;
+}
+
+function renderHint(advice) {
+  const box = $("hint-box");
+  const best = actionLabel(advice.recommended);
+  let html = `<p><strong>The agent suggests ${best}</strong> — expected score ` +
+             `${advice.expected_score.toFixed(1)} points (${advice.search}, model ${advice.model_version}` +
+             `${advice.forced ? ", forced" : ""}).</p><table><tr><th>action</th><th>network prior</th>` +
+             `<th>search visits</th><th>expected score</th></tr>`;
+  for (const a of advice.actions) {
+    const key = a.card !== undefined ? a.card : `bid-${a.bid}`;
+    const cls = actionLabel(a) === best ? "best" : "";
+    html += `<tr class="${cls}" data-action="${key}"><td>${actionLabel(a)}</td>` +
+            `<td>${(100 * a.prior).toFixed(1)}% <span class="bar" style="width:${Math.round(60 * a.prior)}px"></span></td>` +
+            `<td>${a.visits}</td><td>${a.value.toFixed(2)}</td></tr>`;
+  }
+  box.innerHTML = html + "</table>";
+  box.hidden = false;
+}
+
+// ---- rendering ---------------------------------------------------------------------------
+function render() {
+  const s = state;
+  $("round-info").textContent = s.single_round ? `One round · ${s.cards} cards each`
+    : `Round ${s.round_index + 1} of ${s.rounds_in_game} · ${s.cards} card${s.cards > 1 ? "s" : ""} each`;
+  $("trump-info").innerHTML = suitHtml(s.trump);
+  $("phase-info").textContent = s.game_over ? "game over" : s.phase === "bid" ? "bidding" : "playing";
+  renderSeats();
+  const empty = { cards: [], winner: -1 };
+  const last = s.last_trick || empty;
+  renderTrick($("trick"), s.current_trick || empty, false);
+  renderTrick($("last-trick"), last, true);
+  $("last-winner").textContent = last.cards.length ? `${seatName(last.winner)} won it` : "";
+  $("last-title").textContent = last.cards.length && last.round_index !== s.round_index
+    ? `Last trick of round ${last.round_index + 1}` : "Last trick";
+  renderBids();
+  renderHand();
+  renderScores();
+  const over = $("game-over");
+  over.hidden = !s.game_over;
+  if (s.game_over) {
+    const names = s.winners.map(seatName);
+    const mine = s.winners.includes(s.seat);
+    over.textContent = `${mine ? "🏆 " : ""}${names.join(" and ")} win${names.length === 1 && names[0] !== "You" ? "s" : ""}` +
+      ` with ${Math.max(...s.scores)} points.`;
+    over.dataset.winners = s.winners.join(",");
+  }
+  $("hint").disabled = busy || s.game_over || s.to_act !== s.seat;
+}
+
+function renderSeats() {
+  const box = $("seats");
+  box.innerHTML = "";
+  for (const v of state.seats) {
+    const el = document.createElement("div");
+    el.className = `seat${v.seat === state.to_act && !state.game_over ? " to-act" : ""}${v.seat === state.seat ? " me" : ""}`;
+    el.dataset.seat = v.seat;
+    const bid = v.has_bid ? v.bid : "–";
+    let cls = "";
+    if (v.has_bid && state.phase !== "bid") cls = v.tricks_won === v.bid ? "made" : v.tricks_won > v.bid ? "over" : "";
+    el.innerHTML =
+      `<div class="name"><span>${seatName(v.seat)}</span>${v.seat === state.dealer ? '<span class="dealer" title="dealer">D</span>' : ""}</div>` +
+      `<div class="kind">${v.kind}</div>` +
+      `<div class="line">bid <strong class="bid">${bid}</strong> · tricks <strong class="tricks ${cls}">${v.tricks_won}</strong></div>` +
+      `<div class="line">score <strong class="game-score">${v.game_score}</strong> · ${v.cards_held} in hand</div>`;
+    box.appendChild(el);
+  }
+}
+
+function renderTrick(box, trick, last) {
+  box.innerHTML = "";
+  for (const tc of trick.cards) {
+    const el = document.createElement("div");
+    el.className = `played${last && tc.seat === trick.winner ? " wins" : ""}`;
+    el.appendChild(cardElement(tc.card, last));
+    const who = document.createElement("span");
+    who.textContent = seatName(tc.seat);
+    el.appendChild(who);
+    box.appendChild(el);
+  }
+}
+
+function renderBids() {
+  const box = $("bids");
+  const bidding = !state.game_over && state.phase === "bid" && state.to_act === state.seat;
+  box.hidden = !bidding;
+  box.innerHTML = "";
+  if (!bidding) return;
+  const label = document.createElement("span");
+  label.className = "label";
+  label.textContent = "Bid:";
+  box.appendChild(label);
+  for (let b = 0; b <= state.cards; b++) {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "bid-button";
+    button.textContent = String(b);
+    button.dataset.bid = String(b);
+    const legal = state.legal_bids.includes(b);
+    button.dataset.illegal = legal ? "0" : "1";
+    button.disabled = !legal;
+    if (b === state.forbidden_bid) button.title = "the dealer may not make the bids add up to the cards dealt";
+    button.addEventListener("click", () => act({ bid: b }));
+    box.appendChild(button);
+  }
+}
+
+function sortKey(name) { return SUIT_ORDER.indexOf(name[1]) * 13 + (12 - RANKS.indexOf(name[0])); }
+
+function renderHand() {
+  const box = $("hand");
+  box.innerHTML = "";
+  const playing = !state.game_over && state.phase === "play" && state.to_act === state.seat;
+  for (const name of [...state.hand].sort((a, b) => sortKey(a) - sortKey(b))) {
+    const el = cardElement(name);
+    if (playing) {
+      const legal = state.legal_cards.includes(name);
+      el.classList.add(legal ? "legal" : "illegal");
+      if (legal) el.addEventListener("click", () => act({ card: name }));
+    }
+    box.appendChild(el);
+  }
+}
+
+function renderScores() {
+  const s = state;
+  const table = $("scores");
+  let html = "<tr><th>Round</th><th>Cards</th><th>Trump</th>" +
+             s.seats.map((v) => `<th>${seatName(v.seat)}</th>`).join("") + "</tr>";
+  for (const r of s.results) {
+    html += `<tr data-round="${r.round_index}"><td>${r.round_index + 1}</td><td>${r.cards}</td>` +
+            `<td class="${isRed(r.trump) ? "red" : ""}">${r.trump === "none" ? "–" : SUIT_SYMBOL[r.trump]}</td>`;
+    for (let p = 0; p < s.players; p++) {
+      const made = r.bids[p] === r.tricks[p];
+      html += `<td data-seat="${p}" data-score="${r.scores[p]}" class="${made ? "made" : "missed"}" ` +
+              `title="bid ${r.bids[p]}, took ${r.tricks[p]}">${r.bids[p]}/${r.tricks[p]} → ${r.scores[p]}</td>`;
+    }
+    html += "</tr>";
+  }
+  const best = Math.max(...s.scores);
+  html += `<tr class="total"><td colspan="3">Total</td>` +
+          s.scores.map((v, p) => `<td data-seat="${p}" data-total="${v}" class="${v === best && s.results.length ? "leader" : ""}">${v}</td>`).join("") +
+          "</tr>";
+  table.innerHTML = html;
+}
+
+// ---- wiring ------------------------------------------------------------------------------
+$("setup-form").addEventListener("submit", startGame);
+for (const id of ["players", "cards", "length", "opponent-kind"]) $(id).addEventListener("change", refreshSetup);
+$("hint").addEventListener("click", hint);
+$("new-game").addEventListener("click", () => {
+  $("game").hidden = true;
+  $("setup").hidden = false;
+  setMessage("");
+});
+refreshSetup();
+fetch("/api/info").then((r) => r.json()).then((info) => {
+  $("model-info").textContent = `agent: ${info.model}`;
+  $("preset").value = info.default_search;
+}).catch(() => {});

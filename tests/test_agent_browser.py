@@ -1,0 +1,98 @@
+"""The play page of ``blobzero agent`` in a real headless Chromium (Debian's chromium +
+chromedriver, ``make browser-tools``): a person's round played by clicking, checked against the
+core's rules, with a screenshot.
+"""
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from blobcore.rules import Rng, Round
+from services.triton_local import free_ports
+from agent_helpers import start_agent
+from triton_helpers import export_tiny
+from webdriver import Browser
+
+SYMBOLS = {"S": "♠", "H": "♥", "C": "♣", "D": "♦"}
+
+
+@pytest.fixture(scope="module")
+def agent(tmp_path_factory):
+    onnx = export_tiny(tmp_path_factory.mktemp("browser-model") / "tiny.onnx", seed=4)
+    proc = start_agent(tmp_path_factory.mktemp("browser-agent"), "--onnx", str(onnx))
+    yield proc
+    assert proc.stop() == 0, proc.log.read_text()[-2000:]
+
+
+def idle(b: Browser) -> bool:
+    return not b.script("return document.body.classList.contains('busy')")
+
+
+def check_cards_read_at_a_glance(b: Browser) -> int:
+    """Every card shows its rank and suit symbol; hearts and diamonds are red, the others not."""
+    cards = b.script("return [...document.querySelectorAll('.card')].map(c => "
+                     "[c.dataset.card, c.textContent, c.classList.contains('red'), getComputedStyle(c).color])")
+    for name, text, red, color in cards:
+        rank = "10" if name[0] == "T" else name[0]
+        assert text.count(SYMBOLS[name[1]]) == 2 and text.startswith(rank), (name, text)
+        assert red == (name[1] in "HD"), name
+        assert (color == "rgb(198, 40, 40)") == red, (name, color)
+    return len(cards)
+
+
+def test_play_a_round_by_clicking_and_check_the_score_table(agent, tmp_path):
+    [driver_port] = free_ports(1)
+    rng = random.Random(5)
+    with Browser(driver_port, tmp_path / "chromedriver.log") as b:
+        b.get(agent.page)
+        b.wait_for(lambda: b.script("return document.getElementById('model-info').textContent"),
+                   what="the agent's info")
+        for css, value in (("#players", "4"), ("#cards", "3"), ("#length", "round"),
+                           ("#opponent-kind", "model"), ("#preset", "light")):
+            b.select(css, value)
+        assert "One round, 3 cards each" in b.text(b.find("#schedule"))
+        b.type(b.find("#seed"), "7")
+        b.click(b.find("#start"))
+        b.wait_for(lambda: idle(b) and not b.script("return document.getElementById('game').hidden"),
+                   what="the deal")
+        hinted = seen_cards = 0
+        for _ in range(20):
+            if not b.script("return document.getElementById('game-over').hidden"):
+                break
+            bids = [e for e in b.find_all("#bids .bid-button") if b.enabled(e)]
+            if bids:
+                b.click(rng.choice(bids))
+            else:
+                if not hinted:        # the hint: probabilities and values for my seat
+                    b.click(b.find("#hint"))
+                    b.wait_for(lambda: idle(b) and b.find_all("#hint-box tr[data-action]"), what="the hint")
+                    rows = b.script("return [...document.querySelectorAll('#hint-box tr[data-action]')]"
+                                    ".map(r => r.textContent)")
+                    legal = b.script("return state.legal_cards")
+                    assert len(rows) == len(legal) and all("%" in r for r in rows)
+                    assert "The agent suggests" in b.text(b.find("#hint-box"))
+                    hinted = 1
+                seen_cards = max(seen_cards, check_cards_read_at_a_glance(b))
+                b.click(rng.choice(b.find_all(".hand .card.legal")))
+            b.wait_for(lambda: idle(b), what="the agents' moves")
+        shot = b.screenshot(tmp_path / "round-over.png")
+        assert shot.stat().st_size > 10_000 and hinted and seen_cards >= 4
+
+        banner = b.text(b.find("#game-over"))
+        winners = [int(s) for s in b.attribute(b.find("#game-over"), "data-winners").split(",")]
+        shown = b.script("return [...document.querySelectorAll('#scores tr[data-round=\"0\"] td[data-seat]')]"
+                         ".map(td => Number(td.dataset.score))")
+        totals = b.script("return [...document.querySelectorAll('#scores tr.total td[data-seat]')]"
+                          ".map(td => Number(td.dataset.total))")
+        game_id = b.script("return state.game_id")
+    status, state = agent.post("GetState", {"game_id": game_id, "seat": 0})
+    assert status == 200 and state["game_over"]
+    # the core replays the same deal (seed 7, dealer 0) with the actions the page sent and the agents chose
+    rnd = Round.from_seed(Rng(7), 4, 3, dealer=0, trump="random")
+    for action in state["history"]:
+        rnd.apply(action["bid"] if "bid" in action else action["card"])
+    assert rnd.is_terminal
+    assert shown == rnd.scores() == totals
+    assert winners == [s for s, v in enumerate(rnd.scores()) if v == max(rnd.scores())]
+    assert f"with {max(rnd.scores())} points" in banner
