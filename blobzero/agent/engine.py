@@ -63,8 +63,8 @@ class _Job:
 
 
 class _Feed:
-    """The round iterator of one pool: hands queued jobs out as ``(Round, seed)`` specs whose
-    tag (spec[6], copied into the record) is the job. Raising StopIteration when empty is fine:
+    """The round iterator of one pool: hands queued jobs out as ``(Round, seed, agents, tag)``
+    specs whose tag (copied into the record) is the job. Raising StopIteration when empty is fine:
     the pool asks again at its next step (a class iterator is not exhausted by it)."""
 
     def __init__(self):
@@ -79,7 +79,7 @@ class _Feed:
             raise StopIteration
         job = self.queue.popleft()
         self.active.add(job)
-        return (job.rnd, job.seed, None, None, None, None, job)
+        return (job.rnd, job.seed, None, job)
 
 
 class Engine:
