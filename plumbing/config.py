@@ -127,10 +127,19 @@ class StorageSection:
     games_dir: str = "var/games"
     model_repository: str = "var/model_repository"
     checkpoint_dir: str = "var/checkpoints"
+    # Retention (trainer/retention.py): shards the trainer has ingested and no longer needs for
+    # its window are deleted once older than retain_hours, and oldest first while the games
+    # directory holds more than retain_gb. 0 = no limit of that kind (both 0: keep everything).
+    retain_hours: float = 24.0
+    retain_gb: float = 0.0
 
     def validate(self) -> None:
-        for f in fields(self):
-            _require(bool(getattr(self, f.name)), f"storage.{f.name}", "must not be empty")
+        for key in ("games_dir", "model_repository", "checkpoint_dir"):
+            _require(bool(getattr(self, key)), f"storage.{key}", "must not be empty")
+        _require(0 <= self.retain_hours <= 24 * 365, "storage.retain_hours",
+                 "must be 0 (keep by age) .. 8760 hours")
+        _require(0 <= self.retain_gb <= 1_000_000, "storage.retain_gb",
+                 "must be 0 (no size cap) .. 1000000 GB")
 
 
 @dataclass(frozen=True)
@@ -181,6 +190,7 @@ class TrainerSection:
     checkpoint_every: int = 200        # steps
     threads: int = 1                   # torch intra-op threads
     seed: int = 0
+    device: str = "auto"               # auto (CUDA when present) | cpu | cuda (trainer/device.py)
 
     def validate(self) -> None:
         _require(1 <= self.batch_size <= 65_536, "trainer.batch_size", "must be 1..65536")
@@ -198,6 +208,7 @@ class TrainerSection:
         _require(self.sample_reuse > 0, "trainer.sample_reuse", "must be > 0")
         _require(self.checkpoint_every >= 1, "trainer.checkpoint_every", "must be >= 1")
         _require(1 <= self.threads <= 256, "trainer.threads", "must be 1..256")
+        _require(self.device in ("auto", "cpu", "cuda"), "trainer.device", "must be auto, cpu or cuda")
 
 
 @dataclass(frozen=True)

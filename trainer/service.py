@@ -33,9 +33,10 @@ from plumbing import config as configuration
 from plumbing.fsio import atomic_write_bytes, atomic_write_text, check_writable, copy_file_synced
 from plumbing.netspec import MODEL_NAME
 from plumbing.shards import ShardReader
-from trainer.examples import BadRecord, concat, from_record
+from trainer.compact_window import CompactWindow, pack_records
+from trainer.device import TrainDevice
 from trainer.metrics import TrainerMetrics
-from trainer.window import Window, window_capacity
+from trainer.window import window_capacity
 
 log = logging.getLogger("blobzero.train")
 CHECKPOINT = "trainer.pt"
@@ -83,16 +84,20 @@ class Trainer:
         torch.set_num_threads(self.t.threads)
         torch.manual_seed(self.t.seed)
         self.torch = torch
+        self.device = TrainDevice(torch, self.t.device)      # ConfigError: cuda without CUDA
         self.repo = Path(cfg.storage.model_repository)
         self.model_dir = self.repo / MODEL_NAME
         self.checkpoint_dir = Path(cfg.storage.checkpoint_dir)
         self.archive = self.checkpoint_dir / "versions"     # every published ONNX, for rollbacks
         self.staging = self.checkpoint_dir / STAGING
-        self.net = build(cfg.network.preset, seed=self.t.seed, value_head=cfg.network.value_head)
+        self.net = build(cfg.network.preset, seed=self.t.seed,
+                         value_head=cfg.network.value_head).to(self.device.device)
         self.optimizer = torch.optim.AdamW(self.net.parameters(), lr=self.t.learning_rate,
                                            weight_decay=self.t.weight_decay)
         self.progress = Progress()
-        self.window = Window(self.t.window_max)
+        # a searcher-perspective search asks for every seat's view of a position (examples.py)
+        self.all_views = cfg.search.perspective == "searcher"
+        self.window = CompactWindow(self.t.window_max, views_min=3 if self.all_views else 1)
         self.reader = ShardReader(cfg.storage.games_dir)
         self.metrics = TrainerMetrics()
         self.rng = np.random.default_rng(self.t.seed)
@@ -101,8 +106,6 @@ class Trainer:
         self._newest_data: float | None = None     # mtime of the newest shard ingested
         self._skipped_steps = 0
         self._started = time.time()
-        # a searcher-perspective search asks for every seat's view of a position (examples.py)
-        self.all_views = cfg.search.perspective == "searcher"
 
     # -- lifecycle -------------------------------------------------------------------------
     def run(self, steps: int = 0, duration: float = 0, init_only: bool = False) -> int:
@@ -122,9 +125,11 @@ class Trainer:
         self._report_published()
         if resumed:
             self._refill_window()
-        log.info("training %s (%d parameters) from %s; publishing every %d steps to %s",
-                 self.cfg.network.preset, sum(p.numel() for p in self.net.parameters()),
-                 self.reader.root, self.t.steps_per_publish, self.model_dir)
+        log.info("training %s (%d parameters) on %s, batch %d, from %s; publishing every %d "
+                 "steps to %s; window of up to %d positions in %.0f MB", self.cfg.network.preset,
+                 sum(p.numel() for p in self.net.parameters()), self.device.describe(),
+                 self.t.batch_size, self.reader.root, self.t.steps_per_publish, self.model_dir,
+                 self.t.window_max, self.window.nbytes / 1e6)
         started = time.monotonic()
         last_scan = 0.0
         while not self.stop.is_set():
@@ -219,8 +224,8 @@ class Trainer:
             if examples is None:
                 continue
             self.window.add(examples)
-            self.progress.positions_seen += len(examples)
-            self.metrics.positions.inc(len(examples))
+            self.progress.positions_seen += examples.positions
+            self.metrics.positions.inc(examples.positions)
             newest = max(newest or 0.0, shard.mtime)
         self.window.capacity = window_capacity(self.progress.positions_seen, self.t.window_min,
                                                self.t.window_max, self.t.window_growth)
@@ -240,27 +245,21 @@ class Trainer:
         self.metrics.games_size.set(fs.f_blocks * fs.f_frsize)
 
     def _read_shard(self, path: Path, quarantine: bool = True):
-        """(examples or None, number of usable records) of one shard. A record that does not
-        replay costs that record only, whatever it raises; a shard with no usable record is
-        quarantined (``quarantine``). One log line per shard, naming a few bad records."""
+        """(checked compact rounds or None, number of usable records) of one shard. A record
+        that does not replay costs that record only, whatever it raises; a shard with no usable
+        record is quarantined (``quarantine``). One log line per shard, naming a few bad records."""
         records = self.reader.read(path)
         if not records:
             return None, 0
-        parts, bad = [], []
-        for i, rec in enumerate(records):
-            try:
-                parts.append(from_record(rec, all_views=self.all_views))
-            except Exception as exc:  # BadRecord, or whatever else a malformed record provokes
-                why = exc if isinstance(exc, BadRecord) else f"{type(exc).__name__}: {exc}"
-                bad.append(f"record {i}: {why}")
+        packed, bad = pack_records(records, all_views=self.all_views)
         if bad:
             more = f"; {len(bad) - RECORD_WARNINGS} more" if len(bad) > RECORD_WARNINGS else ""
             log.warning("skipped %d of %d records of %s (%s%s)", len(bad), len(records), path.name,
                         "; ".join(bad[:RECORD_WARNINGS]), more)
-            if not parts and quarantine:
+            if not packed.rounds and quarantine:
                 self.reader.quarantine(path, f"none of its {len(records)} records is usable; "
                                              + "; ".join(bad[:RECORD_WARNINGS]) + more)
-        return (concat(parts), len(parts)) if parts else (None, 0)
+        return (packed, packed.rounds) if packed.rounds else (None, 0)
 
     def _refill_window(self) -> None:
         """After a restart, reload the newest already-ingested shards into the window."""
@@ -277,7 +276,7 @@ class Trainer:
             examples, _ = self._read_shard(path, quarantine=False)
             if examples is not None:
                 parts.append(examples)
-                total += len(examples)
+                total += examples.positions
         for examples in reversed(parts):
             self.window.add(examples)
         self.window.capacity = capacity
@@ -293,26 +292,17 @@ class Trainer:
     # -- learning --------------------------------------------------------------------------
     def _train_step(self) -> bool:
         """One optimiser step; False (and no update) when the loss or gradient is not finite."""
-        from trainer.losses import losses
-        torch = self.torch
-        batch = self.window.sample(self.t.batch_size, self.rng)
-        self.net.train()
-        policy_loss, value_loss, trick_loss = losses(self.net, batch)
-        total = (policy_loss + self.t.value_loss_weight * value_loss
-                 + self.t.trick_loss_weight * trick_loss)
+        from trainer import step
+        batch = self.window.sample(self.t.batch_size, self.rng,
+                                   out=self.device.buffers(self.t.batch_size))
+        policy_loss, value_loss, trick_loss, total = step.forward(
+            self.net, self.device, batch, self.t.value_loss_weight, self.t.trick_loss_weight)
         self.metrics.loss.labels("policy").set(policy_loss.item())
         self.metrics.loss.labels("value").set(value_loss.item())
         self.metrics.loss.labels("tricks").set(trick_loss.item())
         self.metrics.loss.labels("total").set(total.item())
-        self.optimizer.zero_grad(set_to_none=True)
         self.progress.samples_trained += len(batch)   # consumed either way (no retry loop)
-        finite = bool(torch.isfinite(total))
-        if finite:
-            total.backward()
-            finite = bool(torch.isfinite(torch.nn.utils.clip_grad_norm_(self.net.parameters(), 5.0)))
-        if not finite:
-            self.optimizer.zero_grad(set_to_none=True)
-            self.net.eval()
+        if not step.apply(self.net, self.optimizer, total):
             self.metrics.nonfinite.labels("loss").inc()
             self._skipped_steps += 1
             if self._skipped_steps % 100 == 1:      # the first, then every 100th
@@ -320,8 +310,6 @@ class Trainer:
                             "%d steps skipped so far", self.progress.step + 1, total.item(),
                             self._skipped_steps)
             return False
-        self.optimizer.step()
-        self.net.eval()
         self.progress.step += 1
         self.metrics.steps.inc()
         if self.progress.step % 50 == 0:
@@ -365,12 +353,19 @@ class Trainer:
             log.error("not publishing at %s: %s", why, exc)
             return None
 
+    def _cpu_net(self):
+        """The network on the CPU for export (a copy when it trains on CUDA)."""
+        if not self.device.cuda:
+            return self.net
+        import copy
+        return copy.deepcopy(self.net).to("cpu").eval()     # CUDA only
+
     def _publish(self, why: str) -> int:
         from plumbing.model_repository import publish_version
         from trainer.export import export_onnx
         self.staging.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix="blobnet-export-", dir=self.staging) as tmp:
-            onnx_path = export_onnx(self.net, Path(tmp) / "model.onnx")
+            onnx_path = export_onnx(self._cpu_net(), Path(tmp) / "model.onnx")
             version = publish_version(self.repo, onnx_path, keep_last=self.t.keep_versions)
             self.archive.mkdir(parents=True, exist_ok=True)
             archived = self.archive / f"v{version:06d}.onnx"

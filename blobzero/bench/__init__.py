@@ -19,6 +19,7 @@ BENCHMARKS: dict[str, str] = {
     "search": "blobzero.bench.search",
     "selfplay": "blobzero.bench.selfplay",
     "serving": "blobzero.bench.serving",
+    "train": "blobzero.bench.train",
 }
 
 
