@@ -30,18 +30,22 @@ from pathlib import Path
 import numpy as np
 
 from plumbing import config as configuration
-from plumbing.fsio import atomic_write_bytes, atomic_write_text, check_writable, copy_file_synced
+from plumbing.fsio import (atomic_write_bytes, atomic_write_text, check_writable, copy_file_synced,
+                           fsync_dir)
 from plumbing.netspec import MODEL_NAME
-from plumbing.shards import ShardReader
+from plumbing.shards import NAME_RE, ShardReader
 from trainer.compact_window import CompactWindow, pack_records
 from trainer.device import TrainDevice
 from trainer.metrics import TrainerMetrics
+from trainer.retention import RetentionPolicy
+from trainer.shard_index import ShardIndex
 from trainer.window import window_capacity
 
 log = logging.getLogger("blobzero.train")
 CHECKPOINT = "trainer.pt"
 STAGING = ".staging"            # under checkpoint_dir: ONNX exports on their way to publishing
 RECORD_WARNINGS = 3             # bad records named per shard; the rest are counted
+RETENTION_EVERY_S = 60.0        # retention also runs this often while no checkpoint is due
 
 
 @dataclass
@@ -52,7 +56,24 @@ class Progress:
     positions_seen: int = 0            # positions ingested in total
     rounds_seen: int = 0               # self-play rounds (records) ingested in total
     samples_trained: int = 0           # batch rows consumed by optimiser steps
-    ingested: list[str] = field(default_factory=list)   # shard file names, in ingest order
+    # What is ingested, bounded however long the run (trainer/retention.py): per client id
+    # the highest shard sequence number ingested (a client writes its shards in sequence) ...
+    cursors: dict[str, int] = field(default_factory=dict)
+    # ... and the newest ingested shards covering window_max positions: [name, positions],
+    # oldest first (what a restart reloads into the window; retention never deletes them)
+    window_shards: list[list] = field(default_factory=list)
+
+    def note_ingested(self, client: str, seq: int, name: str, positions: int, window_max: int) -> None:
+        self.cursors[client] = max(self.cursors.get(client, -1), seq)
+        if positions:
+            self.window_shards.append([name, positions])
+        # drop the oldest entries the newest ones no longer need to cover window_max
+        covered = sum(p for _, p in self.window_shards)
+        while self.window_shards and covered - self.window_shards[0][1] >= window_max:
+            covered -= self.window_shards.pop(0)[1]
+
+    def is_ingested(self, client: str, seq: int) -> bool:
+        return seq <= self.cursors.get(client, -1)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -102,8 +123,11 @@ class Trainer:
         self.metrics = TrainerMetrics()
         self.rng = np.random.default_rng(self.t.seed)
         self.stop = threading.Event()
-        self._ingested = set()
-        self._newest_data: float | None = None     # mtime of the newest shard ingested
+        self.index = ShardIndex(self.reader)       # what is on disk, learned incrementally
+        self.retention = RetentionPolicy(cfg.storage.retain_hours, cfg.storage.retain_gb)
+        self._scanned = False                      # the first scan meets shards of earlier runs
+        self._last_retention = time.monotonic()
+        self.clock = time.time                     # unix seconds (a test drives simulated time)
         self._skipped_steps = 0
         self._started = time.time()
 
@@ -140,6 +164,8 @@ class Trainer:
             if time.monotonic() - last_scan > 1.0:
                 self._ingest_new()
                 last_scan = time.monotonic()
+                if time.monotonic() - self._last_retention > RETENTION_EVERY_S:
+                    self._retain_when_due()
             if not self._may_train():
                 self.stop.wait(0.25)
                 continue
@@ -212,29 +238,73 @@ class Trainer:
 
     # -- data ------------------------------------------------------------------------------
     def _ingest_new(self) -> None:
-        newest = None
-        for shard in self.reader.list():
-            name = shard.path.name
-            if name in self._ingested:
-                continue
-            examples, rounds = self._read_shard(shard.path)
-            self._ingested.add(name)
-            self.progress.ingested.append(name)
+        """Ingest the shards that appeared since the last scan (oldest first). The scan's
+        cost beyond one directory listing is O(new shards) (trainer/shard_index.py)."""
+        for shard in self.index.scan():
+            if not self._scanned and self.progress.is_ingested(shard.client, shard.seq):
+                continue                           # ingested before a restart
+            examples, rounds = self._read_shard(shard.path(self.reader.root))
             self.progress.rounds_seen += rounds
+            positions = examples.positions if examples is not None else 0
+            self.progress.note_ingested(shard.client, shard.seq, shard.name, positions,
+                                        self.t.window_max)
             if examples is None:
                 continue
             self.window.add(examples)
-            self.progress.positions_seen += examples.positions
-            self.metrics.positions.inc(examples.positions)
-            newest = max(newest or 0.0, shard.mtime)
+            self.progress.positions_seen += positions
+            self.metrics.positions.inc(positions)
+        self._scanned = True
         self.window.capacity = window_capacity(self.progress.positions_seen, self.t.window_min,
                                                self.t.window_max, self.t.window_growth)
         self.metrics.window.set(len(self.window))
-        if newest is not None:
-            self._newest_data = max(self._newest_data or 0.0, newest)
-        # every scan, not only on ingest: the lag must grow while self-play is silent
-        self.metrics.data_lag.set(max(0.0, time.time() - (self._newest_data or self._started)))
+        # from the newest shard on disk, ingested or not, every scan: the lag grows as soon as
+        # self-play stops writing, even while the trainer still has a backlog to ingest
+        newest = self.index.newest_mtime
+        self.metrics.data_lag.set(max(0.0, self.clock() - (newest or self._started)))
+        self.metrics.games_bytes.set(self.index.bytes)
         self._report_volume()
+
+    def _retain_when_due(self) -> None:
+        """Checkpoint (so the saved state covers what is deleted) and apply retention, when
+        anything is due for deletion; called every RETENTION_EVERY_S even while idle."""
+        self._last_retention = time.monotonic()
+        if self._deletions() and self._weights_finite():
+            self._save_checkpoint()
+
+    def _deletions(self) -> list:
+        from trainer import retention
+        needed = {name for name, _ in self.progress.window_shards}
+        return retention.select(self.index.present, self.index.bytes, self.progress.cursors,
+                                needed, self.clock(), self.retention)
+
+    def _retain(self) -> int:
+        """Delete the shards retention selects, from the state just checkpointed; returns how
+        many. A volume that refuses (read-only) is logged and left alone."""
+        doomed = self._deletions()
+        deleted = 0
+        for shard in doomed:
+            try:
+                shard.path(self.reader.root).unlink()
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                log.warning("retention cannot delete %s (%s); storage.retain_* not applied",
+                            shard.name, exc.strerror or exc)
+                break
+            self.index.forget(shard.name)
+            deleted += 1
+        if deleted:
+            try:
+                fsync_dir(self.reader.root)
+            except OSError:
+                pass
+            self.metrics.shards_deleted.inc(deleted)
+            self.metrics.games_bytes.set(self.index.bytes)
+            log.info("retention deleted %d ingested shards (%d left, %.2f GB)", deleted,
+                     len(self.index.present), self.index.bytes / 1e9)
+        self.progress.cursors = {c: q for c, q in self.progress.cursors.items()
+                                 if c in {s.client for s in self.index.present.values()}}
+        return deleted
 
     def _report_volume(self) -> None:
         try:
@@ -263,11 +333,10 @@ class Trainer:
 
     def _refill_window(self) -> None:
         """After a restart, reload the newest already-ingested shards into the window."""
-        names = list(reversed(self.progress.ingested))
         parts, total = [], 0
         capacity = window_capacity(self.progress.positions_seen, self.t.window_min,
                                    self.t.window_max, self.t.window_growth)
-        for name in names:
+        for name, _ in reversed(self.progress.window_shards):
             if total >= capacity:
                 break
             path = self.reader.root / name
@@ -391,6 +460,7 @@ class Trainer:
                          "value_head": self.cfg.network.value_head,
                          "rng": self.rng.bit_generator.state}, buffer)
         atomic_write_bytes(self.checkpoint_dir / CHECKPOINT, buffer.getvalue())
+        self._retain()                  # from exactly the state now on disk
 
     def _load_checkpoint(self) -> bool:
         path = self.checkpoint_dir / CHECKPOINT
@@ -414,12 +484,19 @@ class Trainer:
                              f"fresh (published versions are archived in {self.archive})")
         self.net.load_state_dict(state["net"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.progress = Progress(**state["progress"])
+        self.progress = _progress_from(state["progress"], self.t.window_max)
         self.rng.bit_generator.state = state["rng"]
-        self._ingested = set(self.progress.ingested)
-        if self.progress.ingested:
-            try:
-                self._newest_data = (self.reader.root / self.progress.ingested[-1]).stat().st_mtime
-            except OSError:
-                pass
         return True
+
+
+def _progress_from(saved: dict, window_max: int) -> Progress:
+    """A checkpoint's progress; one from a trainer before cursors (a list of every ingested
+    shard name, ``ingested``) is converted: cursors from the names, the window from the newest."""
+    saved = dict(saved)
+    names = saved.pop("ingested", None)
+    progress = Progress(**saved)
+    for name in names or []:
+        match = NAME_RE.match(name)
+        if match:
+            progress.note_ingested(match["client"], int(match["seq"]), name, 1, window_max)
+    return progress
