@@ -22,7 +22,7 @@ COPY requirements.txt ./
 RUN python -m venv /opt/venv \
  && pip install setuptools==84.2.1 wheel==0.48.0 \
  && pip install --constraint requirements.txt \
-      numpy "tritonclient[grpc]" grpcio protobuf prometheus_client onnxruntime \
+      numpy "tritonclient[grpc]" grpcio protobuf prometheus_client onnxruntime tqdm \
       Cython grpcio-tools
 COPY pyproject.toml setup.py README.md ./
 COPY proto/ proto/

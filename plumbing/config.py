@@ -107,6 +107,9 @@ class TritonSection:
     flavour: str = "local"         # local (python backend) | production (onnxruntime, GPU)
     max_in_flight: int = 4
     reconnect_timeout_s: float = 5.0   # per attempt; self-play then logs and keeps retrying
+    # production flavour only (the trainer renders blobnet/config.pbtxt; docs/serving.md):
+    gpu_instances: int = 1         # model instances per GPU (overlap one's I/O with another's compute)
+    accelerator: str = "none"      # none | tensorrt_fp16 (ORT's TensorRT provider in FP16)
 
     def validate(self) -> None:
         host, _, port = self.url.rpartition(":")
@@ -120,6 +123,9 @@ class TritonSection:
         _require(1 <= self.max_in_flight <= 256, "triton.max_in_flight", "must be 1..256")
         _require(0 < self.reconnect_timeout_s <= 3600, "triton.reconnect_timeout_s",
                  "must be in (0, 3600] seconds")
+        _require(1 <= self.gpu_instances <= 16, "triton.gpu_instances", "must be 1..16")
+        _require(self.accelerator in ("none", "tensorrt_fp16"), "triton.accelerator",
+                 "must be none or tensorrt_fp16")
 
 
 @dataclass(frozen=True)

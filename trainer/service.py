@@ -232,8 +232,10 @@ class Trainer:
                 triton_config.write_local_config(self.model_dir)
         else:
             target = self.model_dir / "config.pbtxt"
-            text = triton_config.PRODUCTION_CONFIG.read_text()
-            if not target.exists() or target.read_text() != text:
+            text = triton_config.production_text(self.cfg.triton.gpu_instances,
+                                                 self.cfg.triton.accelerator)
+            # compare meanings, not bytes: a rewrite makes a polling server reload the model
+            if not target.exists() or not triton_config.same_config(target.read_text(), text):
                 atomic_write_bytes(target, text.encode())
 
     # -- data ------------------------------------------------------------------------------
