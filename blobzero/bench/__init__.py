@@ -20,6 +20,7 @@ BENCHMARKS: dict[str, str] = {
     "selfplay": "blobzero.bench.selfplay",
     "serving": "blobzero.bench.serving",
     "train": "blobzero.bench.train",
+    "gpu": "blobzero.bench.gpu",
 }
 
 
