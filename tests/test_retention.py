@@ -100,6 +100,8 @@ def test_long_run_keeps_disk_and_ingest_state_bounded(tmp_path, records):
     assert again._load_checkpoint()
     again._refill_window()
     again.clock = lambda: run.now
+    again._save_checkpoint()            # before its first scan (e.g. publishing version 1 again)
+    assert again.progress.cursors == trainer.progress.cursors
     again._ingest_new()
     assert again.progress.positions_seen == seen and len(again.window) == window
     assert again.index.stat_calls == len(run.files())      # the one full listing at start

@@ -99,6 +99,42 @@ def _game_context(rec: records_pb2.RoundRecord, n: int) -> list[int] | None:
     return [g.round_index, g.n_rounds, g.next_cards, *g.scores_before]
 
 
+def _unpack(rec: records_pb2.RoundRecord):
+    """(n_players, cards, hand masks, game context or None, {ply: (player, actions, visits)})
+    of one record, read once; raises BadRecord with ``check_structure``'s or ``from_record``'s
+    reason when the record is malformed (the replay itself is checked in C afterwards)."""
+    n = rec.n_players
+    n_act = len(rec.actions)
+    decisions = {}
+    ok = 3 <= n <= VALUE_SEATS and len(rec.hands) == n and len(rec.scores) == n
+    if ok:
+        for d in rec.decisions:            # check_structure's conditions, each field read once
+            acts = list(d.actions)
+            m = len(acts)
+            if (d.ply >= n_act or d.player >= n or not m or len(d.visits) != m
+                    or max(acts) >= 52 or len(set(acts)) != m):
+                ok = False
+                break
+            decisions[d.ply] = (d.player, acts, list(d.visits))   # a repeated ply: the last
+    if not ok:
+        check_structure(rec)                # raises, naming the problem
+        raise BadRecord("malformed record")
+    hands = [list(h.cards) for h in rec.hands]
+    cards = len(hands[0])
+    masks = [0] * n
+    for seat, hand in enumerate(hands):
+        for c in hand:
+            masks[seat] |= 1 << c if c < 52 else 1 << 63
+    deal_ok = (all(len(h) == cards for h in hands) and 1 <= cards <= 52 // n
+               and rec.dealer < n and rec.trump <= NO_TRUMP
+               and all(m < 1 << 52 and m.bit_count() == cards for m in masks)
+               and sum(masks).bit_count() == n * cards and n_act <= MAX_ACTIONS
+               and all(len(acts) <= MAX_DEC for _, acts, _ in decisions.values()))
+    if not deal_ok:
+        raise BadRecord(_bad_reason(rec))
+    return n, cards, masks, _game_context(rec, n), decisions
+
+
 def pack_records(records: list[records_pb2.RoundRecord], all_views: bool
                  ) -> tuple[CompactRounds, list[str]]:
     """Check and pack ``records``; returns (the usable rounds, one reason per bad record as
@@ -116,22 +152,7 @@ def pack_records(records: list[records_pb2.RoundRecord], all_views: bool
     for i, rec in enumerate(records):
         dec_start[i] = k
         try:
-            check_structure(rec)
-            n = rec.n_players
-            hands = [list(h.cards) for h in rec.hands]
-            cards = len(hands[0])
-            masks = [0] * n
-            for seat, hand in enumerate(hands):
-                for c in hand:
-                    masks[seat] |= 1 << c if c < 52 else 1 << 63
-            deal_ok = (all(len(h) == cards for h in hands) and 1 <= cards <= 52 // n
-                       and rec.dealer < n and rec.trump <= NO_TRUMP
-                       and all(m < 1 << 52 and m.bit_count() == cards for m in masks)
-                       and sum(masks).bit_count() == n * cards and len(rec.actions) <= MAX_ACTIONS)
-            context = _game_context(rec, n)
-            decisions = sorted({d.ply: d for d in rec.decisions}.items())
-            if not deal_ok or max((len(d.actions) for d in rec.decisions), default=0) > MAX_DEC:
-                raise BadRecord(_bad_reason(rec))
+            n, cards, masks, context, decisions = _unpack(rec)
         except BadRecord as exc:
             bad[i] = str(exc)
             continue
@@ -146,14 +167,15 @@ def pack_records(records: list[records_pb2.RoundRecord], all_views: bool
         scores[i, :n] = [min(max(x, -2**31), 2**31 - 1) for x in rec.scores]
         if context is not None:
             rounds["ctx"][i, :len(context)] = context
-        for ply, d in decisions:
-            m = len(d.actions)
+        for ply in sorted(decisions):
+            player, d_acts, d_visits = decisions[ply]
+            m = len(d_acts)
             dec["d_round"][k] = i
             dec["d_ply"][k] = ply
-            dec["d_player"][k] = d.player
+            dec["d_player"][k] = player
             dec["d_n"][k] = m
-            dec["d_actions"][k, :m] = list(d.actions)
-            visits[k, :m] = list(d.visits)
+            dec["d_actions"][k, :m] = d_acts
+            visits[k, :m] = d_visits
             k += 1
     dec_start[n_rec] = k
     for name in dec:

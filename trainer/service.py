@@ -281,7 +281,10 @@ class Trainer:
 
     def _retain(self) -> int:
         """Delete the shards retention selects, from the state just checkpointed; returns how
-        many. A volume that refuses (read-only) is logged and left alone."""
+        many. A volume that refuses (read-only) is logged and left alone. Nothing happens
+        before the first scan (the index does not know the directory yet)."""
+        if not self._scanned:
+            return 0
         doomed = self._deletions()
         deleted = 0
         for shard in doomed:
