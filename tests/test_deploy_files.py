@@ -1166,7 +1166,7 @@ def test_gpu_profile_is_what_compose_runs(compose_gpu, rendered):
     trainer on one shared GPU by default, images built locally, never pulled."""
     import tomllib
     laptop, gpu = (tomllib.loads(p.read_text()) for p in (CONFIG_FILE, GPU_CONFIG_FILE))
-    assert {s: sorted(v) for s, v in gpu.items()} == {s: sorted(v) for s, v in laptop.items()}
+    assert all(set(keys) <= set(laptop[section]) for section, keys in gpu.items())
     assert GPU_CONFIG.network.preset == "full" and GPU_CONFIG.trainer.device == "cuda"
     assert GPU_CONFIG.trainer.batch_size > CONFIG.trainer.batch_size
     assert GPU_CONFIG.trainer.window_max >= 10_000_000
