@@ -78,3 +78,9 @@ def test_bench_train_parts():
     assert ingest["rounds_per_s"] > 0 and ingest["bytes_per_round_on_disk"] > 50
     memory = train.window_memory(records)
     assert memory["bytes_per_position_all_views"] < 100 and memory["ten_million_positions_gb"] < 4
+
+
+def test_bench_gpu_sizes_self_play_like_the_gpu_profile():
+    from plumbing.config import load
+    cfg = load(Path(__file__).resolve().parents[1] / "config" / "gpu.toml", env={})
+    assert gpu.GAMES_IN_FLIGHT == cfg.selfplay.games_in_flight and gpu.PRESET == cfg.network.preset

@@ -46,6 +46,7 @@ CHECKPOINT = "trainer.pt"
 STAGING = ".staging"            # under checkpoint_dir: ONNX exports on their way to publishing
 RECORD_WARNINGS = 3             # bad records named per shard; the rest are counted
 RETENTION_EVERY_S = 60.0        # retention also runs this often while no checkpoint is due
+SMALL_GPU_BATCH = 1024          # below this a CUDA trainer warns: the GPU would mostly idle
 
 
 @dataclass
@@ -106,6 +107,10 @@ class Trainer:
         torch.manual_seed(self.t.seed)
         self.torch = torch
         self.device = TrainDevice(torch, self.t.device)      # ConfigError: cuda without CUDA
+        if self.device.cuda and self.t.batch_size < SMALL_GPU_BATCH:
+            log.warning("trainer.batch_size %d is small for a GPU (it idles between steps); the GPU "
+                        "profile config/gpu.toml trains with 4096 and a learning rate scaled up "
+                        "with its square root", self.t.batch_size)
         self.repo = Path(cfg.storage.model_repository)
         self.model_dir = self.repo / MODEL_NAME
         self.checkpoint_dir = Path(cfg.storage.checkpoint_dir)

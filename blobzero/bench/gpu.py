@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 PRESET = "full"
+GAMES_IN_FLIGHT = 2048          # per self-play process, as in config/gpu.toml
 BATCHES = (256, 1024, 4096, 16384, 65536)
 #: Accuracy a lower-precision provider must keep against float32 to be served (max abs diff).
 ACCURACY_LIMITS = {"policy": 0.02, "value": 0.02}
@@ -217,9 +218,10 @@ def run(args) -> dict:
     result["trainer"] = [train_rate(window, PRESET, "cuda", b, 5 if quick else 30) for b in (4096, 16384)]
     cores = os.cpu_count() or 2
     counts = [1, 2] if quick else sorted({n for n in (1, 2, 4, 8, 12, 16, cores - 2) if 1 <= n <= cores - 1})
+    # 2,048 rounds in flight per process, as config/gpu.toml: ~1,024 positions per request
     result["selfplay_shared_gpu_evaluator"] = [
-        selfplay_rate(n, PRESET, "cuda", games=512, warmup_s=5 if quick else 15,
-                      measure_s=10 if quick else 30) for n in counts]
+        selfplay_rate(n, PRESET, "cuda", games=512 if quick else GAMES_IN_FLIGHT,
+                      warmup_s=5 if quick else 20, measure_s=10 if quick else 30) for n in counts]
     best = max(result["selfplay_shared_gpu_evaluator"], key=lambda r: r["rounds_per_min"])
     result["recommended_selfplay_replicas"] = best["processes"]
     return result
