@@ -71,7 +71,7 @@ def test_bench_train_parts():
     records = train.make_records(8)
     window = train.filled_window(records, 5_000)
     assert len(window) == 5_000
-    assert train.sampler_rate(window, 256, 0.2) > 0
+    assert train.sampler_rate(window, 256, 0.2)["samples_per_cpu_s"] > 0
     step = train.train_rate(window, "tiny", "cpu", 32, steps=2, warmup=1)
     assert step["samples_per_s"] > 0 and step["device"] == "cpu (float32)"
     ingest = train.ingest_rate(records, shards=2, rounds_per_shard=4)

@@ -159,3 +159,13 @@ def test_policy_never_deletes_uningested_needed_or_newest():
 def test_retention_settings_are_validated(override, key):
     with pytest.raises(ConfigError, match=f"'{key}'"):
         load(None, [override], env={})
+
+
+def test_a_checkpoint_with_the_old_list_of_ingested_names_is_converted():
+    from trainer.service import _progress_from
+    names = [f"games-v000001-{c}-{s:08d}.shard" for s in range(5) for c in ("a", "b")]
+    progress = _progress_from({"step": 7, "positions_seen": 100, "ingested": names + ["junk"]}, 1000)
+    assert progress.step == 7 and progress.cursors == {"a": 4, "b": 4}
+    assert [n for n, _ in progress.window_shards] == names      # reloaded newest first on resume
+    assert progress.is_ingested("a", 4) and not progress.is_ingested("a", 5)
+    assert not progress.is_ingested("c", 0)

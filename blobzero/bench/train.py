@@ -53,7 +53,7 @@ def ingest_rate(records: list, shards: int, rounds_per_shard: int = 64) -> dict:
         reader = ShardReader(tmp)
         window = CompactWindow(2_000_000, views_min=3)
         rounds = positions = 0
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         for shard in reader.list():
             packed, bad = pack_records(reader.read(shard.path), all_views=True)
             assert not bad, bad[:3]
@@ -61,9 +61,11 @@ def ingest_rate(records: list, shards: int, rounds_per_shard: int = 64) -> dict:
             rounds += packed.rounds
             positions += packed.positions
         seconds = time.perf_counter() - started
+        cpu_seconds = time.process_time() - cpu
         shard_bytes = sum(s.path.stat().st_size for s in reader.list())
     return {"shards_per_s": round(shards / seconds, 1), "rounds_per_s": round(rounds / seconds),
-            "positions_per_s": round(positions / seconds), "shards": shards,
+            "positions_per_s": round(positions / seconds),
+            "rounds_per_cpu_s": round(rounds / cpu_seconds), "shards": shards,
             "rounds_per_shard": rounds_per_shard,
             "bytes_per_round_on_disk": round(shard_bytes / rounds, 1)}
 
@@ -77,15 +79,17 @@ def filled_window(records: list, positions: int):
     return window
 
 
-def sampler_rate(window, batch: int, seconds: float) -> float:
+def sampler_rate(window, batch: int, seconds: float) -> dict:
+    """Rows/s the window samples and encodes (per wall second and per CPU second)."""
     from trainer.examples import Examples
     rng = np.random.default_rng(0)
     out = Examples.empty(batch)
-    n, started = 0, time.perf_counter()
+    n, started, cpu = 0, time.perf_counter(), time.process_time()
     while time.perf_counter() - started < seconds:
         window.sample(batch, rng, out=out)
         n += batch
-    return n / (time.perf_counter() - started)
+    return {"samples_per_s": round(n / (time.perf_counter() - started)),
+            "samples_per_cpu_s": round(n / (time.process_time() - cpu)), "batch": batch}
 
 
 def train_rate(window, preset: str, device_setting: str, batch: int, steps: int,
@@ -101,18 +105,21 @@ def train_rate(window, preset: str, device_setting: str, batch: int, steps: int,
     net = build(preset, seed=0).to(device.device)
     optimizer = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=1e-4)
     rng = np.random.default_rng(0)
-    times = []
+    times, cpu_times = [], []
     for i in range(warmup + steps):
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         batch_arrays = window.sample(batch, rng, out=device.buffers(batch))
         *_, total = step.forward(net, device, batch_arrays, 1.0, 1.0)
         step.apply(net, optimizer, total)
         total.item()
         if i >= warmup:
             times.append(time.perf_counter() - started)
+            cpu_times.append(time.process_time() - cpu)
     per_step = statistics.median(times)
     return {"preset": preset, "device": device.describe(), "batch": batch,
             "samples_per_s": round(batch / per_step), "ms_per_step": round(per_step * 1e3, 2),
+            "cpu_ms_per_step": round(statistics.median(cpu_times) * 1e3, 2),
+            "torch_threads": torch.get_num_threads(),
             "steps": steps, "statistic": "median step"}
 
 
@@ -130,15 +137,15 @@ def window_memory(records: list) -> dict:
 def run(args) -> dict:
     import torch
     quick = getattr(args, "quick", False)
+    torch.set_num_threads(1)           # trainer.threads of the laptop profile (CPU figures)
     records = make_records(64 if quick else 256)
     window = filled_window(records, 100_000 if quick else 500_000)
     result = {
         "window": window_memory(records),
-        "sampler_samples_per_s": round(sampler_rate(window, 1024, 0.5 if quick else 3.0)),
+        "sampler": sampler_rate(window, 1024, 0.5 if quick else 3.0),
         "ingest": ingest_rate(records, 8 if quick else 64),
         "train_cpu": [train_rate(window, "full", "cpu", 256, 3 if quick else 15),
                       train_rate(window, "small", "cpu", 256, 3 if quick else 15)],
-        "threads": torch.get_num_threads(),
         "workload": "Medium-search records (uniform evaluator), 4 players, 5 cards, all views",
     }
     if torch.cuda.is_available():
