@@ -24,7 +24,7 @@ RUN python -m venv /opt/venv \
  && pip install setuptools==84.2.1 wheel==0.48.0 \
  && pip install --constraint requirements.txt \
       numpy "tritonclient[grpc]" grpcio grpcio-health-checking grpcio-reflection protobuf \
-      prometheus_client onnxruntime Cython grpcio-tools
+      prometheus_client onnxruntime tqdm Cython grpcio-tools
 COPY pyproject.toml setup.py README.md ./
 COPY proto/ proto/
 COPY blobcore/ blobcore/

@@ -26,7 +26,7 @@ RUN python -m venv /opt/venv \
     fi \
  && pip install --constraint requirements.txt torch \
  && pip install --constraint requirements.txt \
-      numpy onnx onnxruntime "tritonclient[grpc]" grpcio protobuf prometheus_client \
+      numpy onnx onnxruntime "tritonclient[grpc]" grpcio protobuf prometheus_client tqdm \
       Cython grpcio-tools
 COPY pyproject.toml setup.py README.md ./
 COPY proto/ proto/

@@ -3,6 +3,7 @@
 kustomize loads files only from inside a kustomization's directory, so two sources are copied:
 
 * ``config/blobzero.toml``  -> ``k8s/base/blobzero.toml`` (byte-for-byte; the ConfigMap source)
+* ``config/gpu.toml``       -> ``k8s/overlays/gpu/gpu.toml`` (the GPU overlays' ConfigMap source)
 * ``monitoring/prometheus/rules/blobzero-alerts.yml`` -> ``monitoring/k8s/prometheusrule.yaml``
   (the same rule groups wrapped in a kube-prometheus-stack ``PrometheusRule``)
 
@@ -20,6 +21,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG_SOURCE = ROOT / "config" / "blobzero.toml"
 CONFIG_COPY = ROOT / "k8s" / "base" / "blobzero.toml"
+GPU_CONFIG_SOURCE = ROOT / "config" / "gpu.toml"
+GPU_CONFIG_COPY = ROOT / "k8s" / "overlays" / "gpu" / "gpu.toml"
 RULES_SOURCE = ROOT / "monitoring" / "prometheus" / "rules" / "blobzero-alerts.yml"
 RULES_COPY = ROOT / "monitoring" / "k8s" / "prometheusrule.yaml"
 
@@ -46,6 +49,7 @@ def prometheus_rule(rules_text: str) -> str:
 def expected() -> dict[Path, str]:
     return {
         CONFIG_COPY: CONFIG_SOURCE.read_text(),
+        GPU_CONFIG_COPY: GPU_CONFIG_SOURCE.read_text(),
         RULES_COPY: prometheus_rule(RULES_SOURCE.read_text()),
     }
 

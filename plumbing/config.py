@@ -202,6 +202,9 @@ class TritonSection:
     flavour: str = "local"         # local (python backend) | production (onnxruntime, GPU)
     max_in_flight: int = 4
     reconnect_timeout_s: float = 5.0   # per attempt; self-play then logs and keeps retrying
+    # production flavour only (the trainer renders blobnet/config.pbtxt; docs/serving.md):
+    gpu_instances: int = 1         # model instances per GPU (overlap one's I/O with another's compute)
+    accelerator: str = "none"      # none | tensorrt_fp16 (ORT's TensorRT provider in FP16)
 
     def validate(self) -> None:
         host, _, port = self.url.rpartition(":")
@@ -215,6 +218,9 @@ class TritonSection:
         _require(1 <= self.max_in_flight <= 256, "triton.max_in_flight", "must be 1..256")
         _require(0 < self.reconnect_timeout_s <= 3600, "triton.reconnect_timeout_s",
                  "must be in (0, 3600] seconds")
+        _require(1 <= self.gpu_instances <= 16, "triton.gpu_instances", "must be 1..16")
+        _require(self.accelerator in ("none", "tensorrt_fp16"), "triton.accelerator",
+                 "must be none or tensorrt_fp16")
 
 
 @dataclass(frozen=True)
@@ -222,10 +228,19 @@ class StorageSection:
     games_dir: str = "var/games"
     model_repository: str = "var/model_repository"
     checkpoint_dir: str = "var/checkpoints"
+    # Retention (trainer/retention.py): shards the trainer has ingested and no longer needs for
+    # its window are deleted once older than retain_hours, and oldest first while the games
+    # directory holds more than retain_gb. 0 = no limit of that kind (both 0: keep everything).
+    retain_hours: float = 24.0
+    retain_gb: float = 0.0
 
     def validate(self) -> None:
-        for f in fields(self):
-            _require(bool(getattr(self, f.name)), f"storage.{f.name}", "must not be empty")
+        for key in ("games_dir", "model_repository", "checkpoint_dir"):
+            _require(bool(getattr(self, key)), f"storage.{key}", "must not be empty")
+        _require(0 <= self.retain_hours <= 24 * 365, "storage.retain_hours",
+                 "must be 0 (keep by age) .. 8760 hours")
+        _require(0 <= self.retain_gb <= 1_000_000, "storage.retain_gb",
+                 "must be 0 (no size cap) .. 1000000 GB")
 
 
 @dataclass(frozen=True)
@@ -277,6 +292,7 @@ class TrainerSection:
     checkpoint_every: int = 200        # steps
     threads: int = 1                   # torch intra-op threads
     seed: int = 0
+    device: str = "auto"               # auto (CUDA when present) | cpu | cuda (trainer/device.py)
 
     def validate(self) -> None:
         _require(1 <= self.batch_size <= 65_536, "trainer.batch_size", "must be 1..65536")
@@ -294,6 +310,7 @@ class TrainerSection:
         _require(self.sample_reuse > 0, "trainer.sample_reuse", "must be > 0")
         _require(self.checkpoint_every >= 1, "trainer.checkpoint_every", "must be >= 1")
         _require(1 <= self.threads <= 256, "trainer.threads", "must be 1..256")
+        _require(self.device in ("auto", "cpu", "cuda"), "trainer.device", "must be auto, cpu or cuda")
 
 
 @dataclass(frozen=True)

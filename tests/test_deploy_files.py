@@ -33,19 +33,27 @@ COMPOSE = ROOT / "docker-compose.yml"
 COMPOSE_CPU = ROOT / "docker-compose.cpu.yml"
 DOCKER = ROOT / "docker"
 DOCKERFILES = {name: DOCKER / f"{name}.Dockerfile" for name in ("triton", "selfplay", "trainer")}
-OVERLAYS = ("gpu", "cpu-dev")
+OVERLAYS = ("gpu", "gpu-shared", "cpu-dev")
+GPU_OVERLAYS = ("gpu", "gpu-shared")
 BLOBZERO_SERVICES = ("triton", "selfplay", "trainer", "strength", "agent")
 K8S_VERSIONS = ("1.29.0", "1.37.0")          # oldest and newest schemas we validate against
 CRD_KINDS = {"PodMonitor", "ServiceMonitor", "PrometheusRule"}
 UID = 10001
 CONFIG = blobzero_config.load(CONFIG_FILE, env={})   # the repository's config, no overrides
+GPU_CONFIG_FILE = ROOT / "config" / "gpu.toml"      # the GPU profile: compose, GPU overlays
+GPU_CONFIG = blobzero_config.load(GPU_CONFIG_FILE, env={})
 CONFIG_MOUNT = "/etc/blobzero/blobzero.toml"
 
 
-def blobzero_env_config(env: dict[str, str]) -> blobzero_config.Config:
-    """The config a container with environment ``env`` runs with: the real loader, real file."""
+def blobzero_env_config(env: dict[str, str], config_file: Path = GPU_CONFIG_FILE) -> blobzero_config.Config:
+    """The config a container with environment ``env`` runs with: the real loader, real file
+    (the GPU profile unless said otherwise)."""
     assert env.get("BLOBZERO_CONFIG", CONFIG_MOUNT) == CONFIG_MOUNT, env
-    return blobzero_config.load(CONFIG_FILE, env=env)
+    return blobzero_config.load(config_file, env=env)
+
+
+def overlay_config_file(overlay: str) -> Path:
+    return GPU_CONFIG_FILE if overlay in GPU_OVERLAYS else CONFIG_FILE
 
 
 # =================================================================================================
@@ -138,7 +146,7 @@ def test_compose_services_load_the_one_config(compose_gpu):
         assert svc["command"][-2:] == ["--config", CONFIG_MOUNT], svc["command"]
         [mount] = svc["configs"]
         assert mount["target"] == CONFIG_MOUNT
-        assert Path(compose_gpu["configs"][mount["source"]]["file"]) == CONFIG_FILE
+        assert Path(compose_gpu["configs"][mount["source"]]["file"]) == GPU_CONFIG_FILE
         cfg = blobzero_env_config(svc["environment"])
         assert cfg.metrics.host == "0.0.0.0"
         assert cfg.triton.flavour == "production"
@@ -234,7 +242,9 @@ def test_compose_cpu_override_removes_every_gpu(compose_cpu):
     assert services["triton"]["build"]["target"] == "cpu"
     assert "--allow-gpu-metrics=false" in services["triton"]["command"]
     for name in ("selfplay", "trainer"):
-        assert blobzero_env_config(services[name]["environment"]).triton.flavour == "local"
+        assert blobzero_env_config(services[name]["environment"], CONFIG_FILE).triton.flavour == "local"
+    [mount] = services["trainer"]["configs"]
+    assert Path(compose_cpu["configs"][mount["source"]]["file"]) == CONFIG_FILE   # laptop profile
     assert "download.pytorch.org/whl/cpu" in services["trainer"]["build"]["args"]["TORCH_INDEX_URL"]
 
 
@@ -715,12 +725,12 @@ def test_k8s_config_is_the_one_config(overlay, rendered):
     _, docs = rendered[overlay]
     configmaps = objects(docs, "ConfigMap")
     [config_map] = [c for n, c in configmaps.items() if n.startswith("blobzero-config-")]
-    assert config_map["data"] == {"blobzero.toml": CONFIG_FILE.read_text()}, \
-        "the ConfigMap must carry config/blobzero.toml unchanged (overrides go through blobzero-env)"
+    assert config_map["data"] == {"blobzero.toml": overlay_config_file(overlay).read_text()}, \
+        "the ConfigMap must carry the config file unchanged (overrides go through blobzero-env)"
     [env_map] = [c for n, c in configmaps.items() if n.startswith("blobzero-env-")]
-    cfg = blobzero_env_config(env_map["data"])
+    cfg = blobzero_env_config(env_map["data"], overlay_config_file(overlay))
     assert cfg.metrics.host == "0.0.0.0"
-    assert cfg.triton.flavour == ("production" if overlay == "gpu" else "local")
+    assert cfg.triton.flavour == ("production" if overlay in GPU_OVERLAYS else "local")
     host, port = cfg.triton.url.rsplit(":", 1)
     triton_service = objects(docs, "Service")[host]
     assert int(port) in [p["port"] for p in triton_service["spec"]["ports"] if p["name"] == "grpc"]
@@ -787,7 +797,7 @@ def test_k8s_probes_and_ports(overlay, rendered):
 def test_k8s_storage_and_single_writer(overlay, rendered):
     _, docs = rendered[overlay]
     pvcs = objects(docs, "PersistentVolumeClaim")
-    expected_mode = ["ReadWriteMany"] if overlay == "gpu" else ["ReadWriteOnce"]
+    expected_mode = ["ReadWriteMany"] if overlay in GPU_OVERLAYS else ["ReadWriteOnce"]
     assert pvcs["blobzero-games"]["spec"]["accessModes"] == expected_mode
     assert pvcs["blobzero-models"]["spec"]["accessModes"] == expected_mode
     writers, checkpoint_writers = [], []
@@ -819,7 +829,7 @@ def test_k8s_gpu_requests(overlay, rendered):
             gpu = container["resources"]["limits"].get("nvidia.com/gpu")
             if gpu:
                 gpus[component(workload)] = gpu
-    assert gpus == ({"triton": 1, "trainer": 1} if overlay == "gpu" else {})
+    assert gpus == ({"triton": 1, "trainer": 1} if overlay in GPU_OVERLAYS else {})
     images = {component(w): pod_spec(w)["containers"][0]["image"] for w in workloads(docs).values()}
     if overlay == "cpu-dev":
         assert images["triton"].endswith("-cpu") and images["trainer"].endswith("-cpu")
@@ -842,7 +852,7 @@ def test_k8s_strength_tracker(overlay, rendered):
     args = container["args"]
     assert args[:2] == ["strength", "--watch"] and _flag(args, "--config") == CONFIG_MOUNT
     env_map = next(c for n, c in objects(docs, "ConfigMap").items() if n.startswith("blobzero-env-"))["data"]
-    cfg = blobzero_env_config(env_map)
+    cfg = blobzero_env_config(env_map, overlay_config_file(overlay))
     assert container_port(container, "metrics") == cfg.metrics.strength_port
     volumes = {v["name"]: v for v in spec["volumes"]}
     claims = {m["mountPath"]: volumes[m["name"]].get("persistentVolumeClaim", {}).get("claimName")
@@ -857,7 +867,9 @@ def test_k8s_strength_tracker(overlay, rendered):
         [term] = spec["affinity"]["podAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
         assert term["topologyKey"] == "kubernetes.io/hostname"
         assert selector_matches(term["labelSelector"], pod_labels(trainer))
-        [preferred] = pod_spec(trainer)["affinity"]["podAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+        # the strongest preference (gpu-shared adds a weaker one for Triton's node)
+        preferred = max(pod_spec(trainer)["affinity"]["podAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"],
+                        key=lambda term: term["weight"])
         assert preferred["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
         assert selector_matches(preferred["podAffinityTerm"]["labelSelector"], pod_labels(strength))
     for toleration in pod_spec(trainer).get("tolerations", []):
@@ -1197,3 +1209,70 @@ def test_promql_metric_name_extraction():
     }
     for expr, names in cases.items():
         assert promql_metric_names(expr) == names, expr
+
+
+# =================================================================================================
+# the GPU profile (issue 14)
+# =================================================================================================
+
+def _documented_replicas() -> int:
+    """The self-play replica count config/gpu.toml states (a comment: compose/k8s own it)."""
+    match = re.search(r"^# compose/k8s self-play replicas: (\d+)$", GPU_CONFIG_FILE.read_text(), re.MULTILINE)
+    assert match, "config/gpu.toml must state the self-play replicas"
+    return int(match[1])
+
+
+def test_gpu_profile_is_what_compose_runs(compose_gpu, rendered):
+    """`docker compose up` runs the GPU profile: full network, trainer on CUDA, Triton and the
+    trainer on one shared GPU by default, images built locally, never pulled."""
+    import tomllib
+    laptop, gpu = (tomllib.loads(p.read_text()) for p in (CONFIG_FILE, GPU_CONFIG_FILE))
+    assert all(set(keys) <= set(laptop[section]) for section, keys in gpu.items())
+    assert GPU_CONFIG.network.preset == "full" and GPU_CONFIG.trainer.device == "cuda"
+    assert GPU_CONFIG.trainer.batch_size > CONFIG.trainer.batch_size
+    assert GPU_CONFIG.trainer.window_max >= 10_000_000
+    assert GPU_CONFIG.storage.retain_hours > 0 and GPU_CONFIG.storage.retain_gb > 0
+    services = compose_gpu["services"]
+    devices = {name: _gpu_devices(services[name])[0]["device_ids"] for name in ("triton", "trainer")}
+    assert devices == {"triton": ["0"], "trainer": ["0"]}, "one GPU, shared, by default"
+    for name in BLOBZERO_SERVICES:
+        assert services[name]["image"].startswith("blobzero/")
+        assert services[name]["pull_policy"] == "build", name
+    assert int(services["selfplay"]["deploy"]["replicas"]) == _documented_replicas()
+    deployments = objects(rendered["gpu-shared"][1], "Deployment")
+    assert deployments["blobzero-selfplay"]["spec"]["replicas"] == _documented_replicas()
+
+
+def test_every_imported_package_is_installed_in_the_images():
+    """tqdm (self-play progress, the demo) was missing from the images."""
+    for name in ("selfplay", "trainer"):
+        installs = " ".join(" ".join(c.value) for stage in parse_stages(DOCKERFILES[name])
+                            for c in stage["cmds"] if c.cmd == "RUN")
+        for package in ("tqdm", "prometheus_client", "numpy", "onnxruntime"):
+            assert re.search(rf"\b{package}\b", installs), (name, package)
+    assert re.search(r"^tqdm==", (ROOT / "requirements.txt").read_text(), re.MULTILINE)
+
+
+def test_storage_class_component_sets_the_shared_volumes_class(tmp_path):
+    """k8s/components/storage-class (opt-in) gives the two ReadWriteMany claims a named class."""
+    overlay = tmp_path / "mine"
+    overlay.mkdir()
+    (overlay / "kustomization.yaml").write_text(yaml.safe_dump({
+        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+        "resources": [os.path.relpath(ROOT / "k8s" / "overlays" / "gpu-shared", overlay)],
+        "components": [os.path.relpath(ROOT / "k8s" / "components" / "storage-class", overlay)]}))
+    result = kustomize(overlay)
+    assert result.returncode == 0, explain(result)
+    docs = [d for d in yaml.safe_load_all(result.stdout) if d]
+    pvcs = objects(docs, "PersistentVolumeClaim")
+    classes = {name: pvc["spec"].get("storageClassName") for name, pvc in pvcs.items()}
+    assert classes == {"blobzero-games": "nfs-client", "blobzero-models": "nfs-client",
+                       "blobzero-checkpoints": None, "blobzero-strength": None}
+    assert "blobzero-storage-class" not in objects(docs, "ConfigMap")      # local to kustomize
+
+
+def test_time_slicing_config_shares_one_gpu():
+    doc = yaml.safe_load((ROOT / "k8s" / "overlays" / "gpu-shared" / "time-slicing.yaml").read_text())
+    sharing = yaml.safe_load(doc["data"]["any"])["sharing"]["timeSlicing"]
+    [resource] = sharing["resources"]
+    assert resource["name"] == "nvidia.com/gpu" and resource["replicas"] >= 2

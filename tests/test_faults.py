@@ -325,7 +325,7 @@ def test_kill_9_during_publish_leaks_nothing(tmp_path):
 # -- 5. non-finite weights are never checkpointed or published -----------------------------------
 
 def test_non_finite_weights_and_losses_never_reach_a_checkpoint(tmp_path, records):
-    from trainer.examples import concat
+    from trainer.compact_window import pack_records
     from trainer.service import CHECKPOINT, Trainer
     cfg = load(None, [a for a in settings(tmp_path) if a != "--set"], env={})
     trainer = Trainer(cfg)
@@ -337,7 +337,7 @@ def test_non_finite_weights_and_losses_never_reach_a_checkpoint(tmp_path, record
             signal.signal(sig, handler)
     checkpoint = tmp_path / "checkpoints" / CHECKPOINT
     saved = checkpoint.read_bytes()
-    trainer.window.add(concat([from_record(r) for r in records]))
+    trainer.window.add(pack_records(records, trainer.all_views)[0])
     good = {k: v.clone() for k, v in trainer.net.state_dict().items()}
     with torch.no_grad():
         next(trainer.net.parameters()).fill_(float("nan"))

@@ -10,25 +10,29 @@ from __future__ import annotations
 import torch
 
 from trainer.blobnet import BlobNet, masked_log_softmax
-from trainer.examples import Examples
+from trainer.examples import FIELDS, Examples
 
 
-def losses(net: BlobNet, batch: Examples) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(policy loss, value loss, trick loss) as scalar tensors for a batch of examples."""
-    states = torch.from_numpy(batch.states)
-    masks = torch.from_numpy(batch.masks)
-    target_policy = torch.from_numpy(batch.policy)
-    target_value = torch.from_numpy(batch.value)
-    seats = torch.from_numpy(batch.seats)
+def losses(net: BlobNet, batch: Examples | dict[str, torch.Tensor]
+           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(policy loss, value loss, trick loss) as scalar float32 tensors for a batch of examples:
+    ``Examples`` (numpy, on the CPU) or a dict of its fields as tensors on the net's device
+    (``trainer.device.TrainDevice.to_device``). Under bf16 autocast the heads' outputs are cast
+    to float32 before the losses."""
+    t = batch if isinstance(batch, dict) else {f: torch.from_numpy(getattr(batch, f)) for f in FIELDS}
+    states, masks, target_policy, target_value, seats = (
+        t["states"], t["masks"], t["policy"], t["value"], t["seats"])
     logits, value, trick_logp = net.heads(states)
+    logits, value = logits.float(), value.float()
+    trick_logp = None if trick_logp is None else trick_logp.float()
     log_p = masked_log_softmax(logits, masks)
     # target is 0 on illegal actions; where log_p is -1e9-ish the product is exactly 0
     policy_loss = -(target_policy * torch.where(masks > 0.5, log_p, torch.zeros_like(log_p))).sum(1).mean()
     per_seat = seats.sum(1).clamp(min=1)
     value_loss = (((value - target_value) ** 2) * seats).sum(1).div(per_seat).mean()
     if trick_logp is None:
-        return policy_loss, value_loss, torch.zeros(())
-    target_tricks = torch.from_numpy(batch.tricks.astype("int64")).clamp(min=0)       # (B, 8)
+        return policy_loss, value_loss, torch.zeros((), device=policy_loss.device)
+    target_tricks = t["tricks"].long().clamp(min=0)                                    # (B, 8)
     taken = torch.gather(trick_logp, 2, target_tricks.unsqueeze(-1)).squeeze(-1)      # (B, 8)
     trick_loss = -(taken * seats).sum(1).div(per_seat).mean()
     return policy_loss, value_loss, trick_loss

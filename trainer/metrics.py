@@ -17,8 +17,9 @@ class TrainerMetrics:
         self.window = Gauge("blobzero_trainer_window_positions", "Positions in the sampling window",
                             registry=r)
         self.data_lag = Gauge("blobzero_trainer_data_lag_seconds",
-                              "Age of the newest game shard ingested (s; since start while none "
-                              "was); updated every scan, so it grows when self-play stops",
+                              "Age of the newest game shard on disk, ingested or not (s; since "
+                              "start while there is none); updated every scan, so it grows as "
+                              "soon as self-play stops writing",
                               registry=r)
         self.published_version = Gauge("blobzero_trainer_published_version",
                                        "Newest model version published", registry=r)
@@ -33,6 +34,11 @@ class TrainerMetrics:
                                 registry=r)
         self.games_size = Gauge("blobzero_trainer_games_volume_size_bytes",
                                 "Size of the games volume (bytes)", registry=r)
+        self.games_bytes = Gauge("blobzero_trainer_games_bytes",
+                                 "Bytes of the game shards in the games directory", registry=r)
+        self.shards_deleted = Counter("blobzero_trainer_shards_deleted",
+                                      "Ingested game shards deleted by retention "
+                                      "(storage.retain_hours, storage.retain_gb)", registry=r)
         for kind in ("policy", "value", "tricks", "total"):
             self.loss.labels(kind)
         for kind in ("loss", "weights"):

@@ -30,17 +30,23 @@ from pathlib import Path
 import numpy as np
 
 from plumbing import config as configuration
-from plumbing.fsio import atomic_write_bytes, atomic_write_text, check_writable, copy_file_synced
+from plumbing.fsio import (atomic_write_bytes, atomic_write_text, check_writable, copy_file_synced,
+                           fsync_dir)
 from plumbing.netspec import MODEL_NAME
-from plumbing.shards import ShardReader
-from trainer.examples import BadRecord, concat, from_record
+from plumbing.shards import NAME_RE, ShardReader
+from trainer.compact_window import CompactWindow, pack_records
+from trainer.device import TrainDevice
 from trainer.metrics import TrainerMetrics
-from trainer.window import Window, window_capacity
+from trainer.retention import RetentionPolicy
+from trainer.shard_index import ShardIndex
+from trainer.window import window_capacity
 
 log = logging.getLogger("blobzero.train")
 CHECKPOINT = "trainer.pt"
 STAGING = ".staging"            # under checkpoint_dir: ONNX exports on their way to publishing
 RECORD_WARNINGS = 3             # bad records named per shard; the rest are counted
+RETENTION_EVERY_S = 60.0        # retention also runs this often while no checkpoint is due
+SMALL_GPU_BATCH = 1024          # below this a CUDA trainer warns: the GPU would mostly idle
 
 
 @dataclass
@@ -51,7 +57,24 @@ class Progress:
     positions_seen: int = 0            # positions ingested in total
     rounds_seen: int = 0               # self-play rounds (records) ingested in total
     samples_trained: int = 0           # batch rows consumed by optimiser steps
-    ingested: list[str] = field(default_factory=list)   # shard file names, in ingest order
+    # What is ingested, bounded however long the run (trainer/retention.py): per client id
+    # the highest shard sequence number ingested (a client writes its shards in sequence) ...
+    cursors: dict[str, int] = field(default_factory=dict)
+    # ... and the newest ingested shards covering window_max positions: [name, positions],
+    # oldest first (what a restart reloads into the window; retention never deletes them)
+    window_shards: list[list] = field(default_factory=list)
+
+    def note_ingested(self, client: str, seq: int, name: str, positions: int, window_max: int) -> None:
+        self.cursors[client] = max(self.cursors.get(client, -1), seq)
+        if positions:
+            self.window_shards.append([name, positions])
+        # drop the oldest entries the newest ones no longer need to cover window_max
+        covered = sum(p for _, p in self.window_shards)
+        while self.window_shards and covered - self.window_shards[0][1] >= window_max:
+            covered -= self.window_shards.pop(0)[1]
+
+    def is_ingested(self, client: str, seq: int) -> bool:
+        return seq <= self.cursors.get(client, -1)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -83,26 +106,35 @@ class Trainer:
         torch.set_num_threads(self.t.threads)
         torch.manual_seed(self.t.seed)
         self.torch = torch
+        self.device = TrainDevice(torch, self.t.device)      # ConfigError: cuda without CUDA
+        if self.device.cuda and self.t.batch_size < SMALL_GPU_BATCH:
+            log.warning("trainer.batch_size %d is small for a GPU (it idles between steps); the GPU "
+                        "profile config/gpu.toml trains with 4096 and a learning rate scaled up "
+                        "with its square root", self.t.batch_size)
         self.repo = Path(cfg.storage.model_repository)
         self.model_dir = self.repo / MODEL_NAME
         self.checkpoint_dir = Path(cfg.storage.checkpoint_dir)
         self.archive = self.checkpoint_dir / "versions"     # every published ONNX, for rollbacks
         self.staging = self.checkpoint_dir / STAGING
-        self.net = build(cfg.network.preset, seed=self.t.seed, value_head=cfg.network.value_head)
+        self.net = build(cfg.network.preset, seed=self.t.seed,
+                         value_head=cfg.network.value_head).to(self.device.device)
         self.optimizer = torch.optim.AdamW(self.net.parameters(), lr=self.t.learning_rate,
                                            weight_decay=self.t.weight_decay)
         self.progress = Progress()
-        self.window = Window(self.t.window_max)
+        # a searcher-perspective search asks for every seat's view of a position (examples.py)
+        self.all_views = cfg.search.perspective == "searcher"
+        self.window = CompactWindow(self.t.window_max, views_min=3 if self.all_views else 1)
         self.reader = ShardReader(cfg.storage.games_dir)
         self.metrics = TrainerMetrics()
         self.rng = np.random.default_rng(self.t.seed)
         self.stop = threading.Event()
-        self._ingested = set()
-        self._newest_data: float | None = None     # mtime of the newest shard ingested
+        self.index = ShardIndex(self.reader)       # what is on disk, learned incrementally
+        self.retention = RetentionPolicy(cfg.storage.retain_hours, cfg.storage.retain_gb)
+        self._scanned = False                      # the first scan meets shards of earlier runs
+        self._last_retention = time.monotonic()
+        self.clock = time.time                     # unix seconds (a test drives simulated time)
         self._skipped_steps = 0
         self._started = time.time()
-        # a searcher-perspective search asks for every seat's view of a position (examples.py)
-        self.all_views = cfg.search.perspective == "searcher"
 
     # -- lifecycle -------------------------------------------------------------------------
     def run(self, steps: int = 0, duration: float = 0, init_only: bool = False) -> int:
@@ -122,9 +154,11 @@ class Trainer:
         self._report_published()
         if resumed:
             self._refill_window()
-        log.info("training %s (%d parameters) from %s; publishing every %d steps to %s",
-                 self.cfg.network.preset, sum(p.numel() for p in self.net.parameters()),
-                 self.reader.root, self.t.steps_per_publish, self.model_dir)
+        log.info("training %s (%d parameters) on %s, batch %d, from %s; publishing every %d "
+                 "steps to %s; window of up to %d positions in %.0f MB", self.cfg.network.preset,
+                 sum(p.numel() for p in self.net.parameters()), self.device.describe(),
+                 self.t.batch_size, self.reader.root, self.t.steps_per_publish, self.model_dir,
+                 self.t.window_max, self.window.nbytes / 1e6)
         started = time.monotonic()
         last_scan = 0.0
         while not self.stop.is_set():
@@ -135,6 +169,8 @@ class Trainer:
             if time.monotonic() - last_scan > 1.0:
                 self._ingest_new()
                 last_scan = time.monotonic()
+                if time.monotonic() - self._last_retention > RETENTION_EVERY_S:
+                    self._retain_when_due()
             if not self._may_train():
                 self.stop.wait(0.25)
                 continue
@@ -201,35 +237,84 @@ class Trainer:
                 triton_config.write_local_config(self.model_dir)
         else:
             target = self.model_dir / "config.pbtxt"
-            text = triton_config.PRODUCTION_CONFIG.read_text()
-            if not target.exists() or target.read_text() != text:
+            text = triton_config.production_text(self.cfg.triton.gpu_instances,
+                                                 self.cfg.triton.accelerator)
+            # compare meanings, not bytes: a rewrite makes a polling server reload the model
+            if not target.exists() or not triton_config.same_config(target.read_text(), text):
                 atomic_write_bytes(target, text.encode())
 
     # -- data ------------------------------------------------------------------------------
     def _ingest_new(self) -> None:
-        newest = None
-        for shard in self.reader.list():
-            name = shard.path.name
-            if name in self._ingested:
-                continue
-            examples, rounds = self._read_shard(shard.path)
-            self._ingested.add(name)
-            self.progress.ingested.append(name)
+        """Ingest the shards that appeared since the last scan (oldest first). The scan's
+        cost beyond one directory listing is O(new shards) (trainer/shard_index.py)."""
+        for shard in self.index.scan():
+            if not self._scanned and self.progress.is_ingested(shard.client, shard.seq):
+                continue                           # ingested before a restart
+            examples, rounds = self._read_shard(shard.path(self.reader.root))
             self.progress.rounds_seen += rounds
+            positions = examples.positions if examples is not None else 0
+            self.progress.note_ingested(shard.client, shard.seq, shard.name, positions,
+                                        self.t.window_max)
             if examples is None:
                 continue
             self.window.add(examples)
-            self.progress.positions_seen += len(examples)
-            self.metrics.positions.inc(len(examples))
-            newest = max(newest or 0.0, shard.mtime)
+            self.progress.positions_seen += positions
+            self.metrics.positions.inc(positions)
+        self._scanned = True
         self.window.capacity = window_capacity(self.progress.positions_seen, self.t.window_min,
                                                self.t.window_max, self.t.window_growth)
         self.metrics.window.set(len(self.window))
-        if newest is not None:
-            self._newest_data = max(self._newest_data or 0.0, newest)
-        # every scan, not only on ingest: the lag must grow while self-play is silent
-        self.metrics.data_lag.set(max(0.0, time.time() - (self._newest_data or self._started)))
+        # from the newest shard on disk, ingested or not, every scan: the lag grows as soon as
+        # self-play stops writing, even while the trainer still has a backlog to ingest
+        newest = self.index.newest_mtime
+        self.metrics.data_lag.set(max(0.0, self.clock() - (newest or self._started)))
+        self.metrics.games_bytes.set(self.index.bytes)
         self._report_volume()
+
+    def _retain_when_due(self) -> None:
+        """Checkpoint (so the saved state covers what is deleted) and apply retention, when
+        anything is due for deletion; called every RETENTION_EVERY_S even while idle."""
+        self._last_retention = time.monotonic()
+        if self._deletions() and self._weights_finite():
+            self._save_checkpoint()
+
+    def _deletions(self) -> list:
+        from trainer import retention
+        needed = {name for name, _ in self.progress.window_shards}
+        return retention.select(self.index.present, self.index.bytes, self.progress.cursors,
+                                needed, self.clock(), self.retention)
+
+    def _retain(self) -> int:
+        """Delete the shards retention selects, from the state just checkpointed; returns how
+        many. A volume that refuses (read-only) is logged and left alone. Nothing happens
+        before the first scan (the index does not know the directory yet)."""
+        if not self._scanned:
+            return 0
+        doomed = self._deletions()
+        deleted = 0
+        for shard in doomed:
+            try:
+                shard.path(self.reader.root).unlink()
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                log.warning("retention cannot delete %s (%s); storage.retain_* not applied",
+                            shard.name, exc.strerror or exc)
+                break
+            self.index.forget(shard.name)
+            deleted += 1
+        if deleted:
+            try:
+                fsync_dir(self.reader.root)
+            except OSError:
+                pass
+            self.metrics.shards_deleted.inc(deleted)
+            self.metrics.games_bytes.set(self.index.bytes)
+            log.info("retention deleted %d ingested shards (%d left, %.2f GB)", deleted,
+                     len(self.index.present), self.index.bytes / 1e9)
+        self.progress.cursors = {c: q for c, q in self.progress.cursors.items()
+                                 if c in {s.client for s in self.index.present.values()}}
+        return deleted
 
     def _report_volume(self) -> None:
         try:
@@ -240,35 +325,28 @@ class Trainer:
         self.metrics.games_size.set(fs.f_blocks * fs.f_frsize)
 
     def _read_shard(self, path: Path, quarantine: bool = True):
-        """(examples or None, number of usable records) of one shard. A record that does not
-        replay costs that record only, whatever it raises; a shard with no usable record is
-        quarantined (``quarantine``). One log line per shard, naming a few bad records."""
+        """(checked compact rounds or None, number of usable records) of one shard. A record
+        that does not replay costs that record only, whatever it raises; a shard with no usable
+        record is quarantined (``quarantine``). One log line per shard, naming a few bad records."""
         records = self.reader.read(path)
         if not records:
             return None, 0
-        parts, bad = [], []
-        for i, rec in enumerate(records):
-            try:
-                parts.append(from_record(rec, all_views=self.all_views))
-            except Exception as exc:  # BadRecord, or whatever else a malformed record provokes
-                why = exc if isinstance(exc, BadRecord) else f"{type(exc).__name__}: {exc}"
-                bad.append(f"record {i}: {why}")
+        packed, bad = pack_records(records, all_views=self.all_views)
         if bad:
             more = f"; {len(bad) - RECORD_WARNINGS} more" if len(bad) > RECORD_WARNINGS else ""
             log.warning("skipped %d of %d records of %s (%s%s)", len(bad), len(records), path.name,
                         "; ".join(bad[:RECORD_WARNINGS]), more)
-            if not parts and quarantine:
+            if not packed.rounds and quarantine:
                 self.reader.quarantine(path, f"none of its {len(records)} records is usable; "
                                              + "; ".join(bad[:RECORD_WARNINGS]) + more)
-        return (concat(parts), len(parts)) if parts else (None, 0)
+        return (packed, packed.rounds) if packed.rounds else (None, 0)
 
     def _refill_window(self) -> None:
         """After a restart, reload the newest already-ingested shards into the window."""
-        names = list(reversed(self.progress.ingested))
         parts, total = [], 0
         capacity = window_capacity(self.progress.positions_seen, self.t.window_min,
                                    self.t.window_max, self.t.window_growth)
-        for name in names:
+        for name, _ in reversed(self.progress.window_shards):
             if total >= capacity:
                 break
             path = self.reader.root / name
@@ -277,7 +355,7 @@ class Trainer:
             examples, _ = self._read_shard(path, quarantine=False)
             if examples is not None:
                 parts.append(examples)
-                total += len(examples)
+                total += examples.positions
         for examples in reversed(parts):
             self.window.add(examples)
         self.window.capacity = capacity
@@ -293,26 +371,17 @@ class Trainer:
     # -- learning --------------------------------------------------------------------------
     def _train_step(self) -> bool:
         """One optimiser step; False (and no update) when the loss or gradient is not finite."""
-        from trainer.losses import losses
-        torch = self.torch
-        batch = self.window.sample(self.t.batch_size, self.rng)
-        self.net.train()
-        policy_loss, value_loss, trick_loss = losses(self.net, batch)
-        total = (policy_loss + self.t.value_loss_weight * value_loss
-                 + self.t.trick_loss_weight * trick_loss)
+        from trainer import step
+        batch = self.window.sample(self.t.batch_size, self.rng,
+                                   out=self.device.buffers(self.t.batch_size))
+        policy_loss, value_loss, trick_loss, total = step.forward(
+            self.net, self.device, batch, self.t.value_loss_weight, self.t.trick_loss_weight)
         self.metrics.loss.labels("policy").set(policy_loss.item())
         self.metrics.loss.labels("value").set(value_loss.item())
         self.metrics.loss.labels("tricks").set(trick_loss.item())
         self.metrics.loss.labels("total").set(total.item())
-        self.optimizer.zero_grad(set_to_none=True)
         self.progress.samples_trained += len(batch)   # consumed either way (no retry loop)
-        finite = bool(torch.isfinite(total))
-        if finite:
-            total.backward()
-            finite = bool(torch.isfinite(torch.nn.utils.clip_grad_norm_(self.net.parameters(), 5.0)))
-        if not finite:
-            self.optimizer.zero_grad(set_to_none=True)
-            self.net.eval()
+        if not step.apply(self.net, self.optimizer, total):
             self.metrics.nonfinite.labels("loss").inc()
             self._skipped_steps += 1
             if self._skipped_steps % 100 == 1:      # the first, then every 100th
@@ -320,8 +389,6 @@ class Trainer:
                             "%d steps skipped so far", self.progress.step + 1, total.item(),
                             self._skipped_steps)
             return False
-        self.optimizer.step()
-        self.net.eval()
         self.progress.step += 1
         self.metrics.steps.inc()
         if self.progress.step % 50 == 0:
@@ -365,12 +432,19 @@ class Trainer:
             log.error("not publishing at %s: %s", why, exc)
             return None
 
+    def _cpu_net(self):
+        """The network on the CPU for export (a copy when it trains on CUDA)."""
+        if not self.device.cuda:
+            return self.net
+        import copy
+        return copy.deepcopy(self.net).to("cpu").eval()     # CUDA only
+
     def _publish(self, why: str) -> int:
         from plumbing.model_repository import publish_version
         from trainer.export import export_onnx
         self.staging.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix="blobnet-export-", dir=self.staging) as tmp:
-            onnx_path = export_onnx(self.net, Path(tmp) / "model.onnx")
+            onnx_path = export_onnx(self._cpu_net(), Path(tmp) / "model.onnx")
             version = publish_version(self.repo, onnx_path, keep_last=self.t.keep_versions)
             self.archive.mkdir(parents=True, exist_ok=True)
             archived = self.archive / f"v{version:06d}.onnx"
@@ -396,6 +470,7 @@ class Trainer:
                          "value_head": self.cfg.network.value_head,
                          "rng": self.rng.bit_generator.state}, buffer)
         atomic_write_bytes(self.checkpoint_dir / CHECKPOINT, buffer.getvalue())
+        self._retain()                  # from exactly the state now on disk
 
     def _load_checkpoint(self) -> bool:
         path = self.checkpoint_dir / CHECKPOINT
@@ -419,12 +494,19 @@ class Trainer:
                              f"fresh (published versions are archived in {self.archive})")
         self.net.load_state_dict(state["net"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.progress = Progress(**state["progress"])
+        self.progress = _progress_from(state["progress"], self.t.window_max)
         self.rng.bit_generator.state = state["rng"]
-        self._ingested = set(self.progress.ingested)
-        if self.progress.ingested:
-            try:
-                self._newest_data = (self.reader.root / self.progress.ingested[-1]).stat().st_mtime
-            except OSError:
-                pass
         return True
+
+
+def _progress_from(saved: dict, window_max: int) -> Progress:
+    """A checkpoint's progress; one from a trainer before cursors (a list of every ingested
+    shard name, ``ingested``) is converted: cursors from the names, the window from the newest."""
+    saved = dict(saved)
+    names = saved.pop("ingested", None)
+    progress = Progress(**saved)
+    for name in names or []:
+        match = NAME_RE.match(name)
+        if match:
+            progress.note_ingested(match["client"], int(match["seq"]), name, 1, window_max)
+    return progress

@@ -20,6 +20,8 @@ BENCHMARKS: dict[str, str] = {
     "selfplay": "blobzero.bench.selfplay",
     "serving": "blobzero.bench.serving",
     "agent": "blobzero.bench.agent",
+    "train": "blobzero.bench.train",
+    "gpu": "blobzero.bench.gpu",
 }
 
 

@@ -1,0 +1,160 @@
+"""``blobzero bench train``: how fast the trainer learns and ingests, and what its window costs.
+
+* **training samples/s**: real optimiser steps (the trainer's own ``trainer.step``: compact
+  window sample -> staging buffers -> forward/backward -> clip -> AdamW) for BlobNet ``full``
+  (and ``small``) on the CPU, and on CUDA (bf16 autocast, pinned staging) where torch sees it.
+* **sampler samples/s**: the compact window alone (replay + encode in C), the part of a step
+  that stays on the CPU.
+* **ingest**: shards/s, rounds/s and positions/s through the trainer's ingest path (read and
+  gunzip the shard file, parse, check every record by replaying it, pack, add to the window).
+  A GPU box making 265k rounds/min needs ~4,400 rounds/s.
+* **window memory**: bytes per position of the compact window (at 3 and 4 players' views), what
+  10 M positions take, against the old float32 rows.
+
+Workload: Medium-search self-play records (uniform evaluator), 4 players, 5 cards, every
+seat's view (``search.perspective = "searcher"``).
+"""
+from __future__ import annotations
+
+import itertools
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+TARGET_GPU_SAMPLES_PER_S = 100_000
+TEN_MILLION = 10_000_000
+#: bytes of one row in the old float32 window (states, masks, policy, value, seats, tricks)
+OLD_ROW_BYTES = (256 + 52 + 52 + 8 + 8) * 4 + 8
+
+
+def make_records(n_rounds: int, seed: int = 3) -> list:
+    from blobcore.search_config import MEDIUM
+    from plumbing.records import to_proto
+    from selfplay_client.evaluator import UniformEvaluator
+    from selfplay_client.runner import PooledSearch, round_specs
+    search = PooledSearch(UniformEvaluator(), MEDIUM, itertools.islice(round_specs(seed), n_rounds),
+                          n_games=min(256, n_rounds))
+    search.run()
+    return [to_proto(r, "bench", model_version=1) for r in search.finished()]
+
+
+def ingest_rate(records: list, shards: int, rounds_per_shard: int = 64) -> dict:
+    """Write ``shards`` real shard files, then time the trainer's ingest of each."""
+    from plumbing.shards import ShardReader, ShardWriter
+    from trainer.compact_window import CompactWindow, pack_records
+    with tempfile.TemporaryDirectory() as tmp:
+        writer = ShardWriter(tmp, "bench", rounds_per_shard)
+        for rec in itertools.islice(itertools.cycle(records), shards * rounds_per_shard):
+            writer.add(rec)
+        writer.flush()
+        reader = ShardReader(tmp)
+        window = CompactWindow(2_000_000, views_min=3)
+        rounds = positions = 0
+        started, cpu = time.perf_counter(), time.process_time()
+        for shard in reader.list():
+            packed, bad = pack_records(reader.read(shard.path), all_views=True)
+            assert not bad, bad[:3]
+            window.add(packed)
+            rounds += packed.rounds
+            positions += packed.positions
+        seconds = time.perf_counter() - started
+        cpu_seconds = time.process_time() - cpu
+        shard_bytes = sum(s.path.stat().st_size for s in reader.list())
+    return {"shards_per_s": round(shards / seconds, 1), "rounds_per_s": round(rounds / seconds),
+            "positions_per_s": round(positions / seconds),
+            "rounds_per_cpu_s": round(rounds / cpu_seconds), "shards": shards,
+            "rounds_per_shard": rounds_per_shard,
+            "bytes_per_round_on_disk": round(shard_bytes / rounds, 1)}
+
+
+def filled_window(records: list, positions: int):
+    from trainer.compact_window import CompactWindow, pack_records
+    packed, _ = pack_records(records, all_views=True)
+    window = CompactWindow(positions, views_min=3)
+    while window.rows_total < positions:
+        window.add(packed)
+    return window
+
+
+def sampler_rate(window, batch: int, seconds: float) -> dict:
+    """Rows/s the window samples and encodes (per wall second and per CPU second)."""
+    from trainer.examples import Examples
+    rng = np.random.default_rng(0)
+    out = Examples.empty(batch)
+    n, started, cpu = 0, time.perf_counter(), time.process_time()
+    while time.perf_counter() - started < seconds:
+        window.sample(batch, rng, out=out)
+        n += batch
+    return {"samples_per_s": round(n / (time.perf_counter() - started)),
+            "samples_per_cpu_s": round(n / (time.process_time() - cpu)), "batch": batch}
+
+
+def train_rate(window, preset: str, device_setting: str, batch: int, steps: int,
+               warmup: int = 3) -> dict:
+    """Samples/s of ``steps`` real optimiser steps (after ``warmup``), each ending in a
+    host sync (``.item()``, as the trainer's loss metrics do)."""
+    import torch
+
+    from trainer import step
+    from trainer.blobnet import build
+    from trainer.device import TrainDevice
+    device = TrainDevice(torch, device_setting)
+    net = build(preset, seed=0).to(device.device)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=1e-4)
+    rng = np.random.default_rng(0)
+    times, cpu_times = [], []
+    for i in range(warmup + steps):
+        started, cpu = time.perf_counter(), time.process_time()
+        batch_arrays = window.sample(batch, rng, out=device.buffers(batch))
+        *_, total = step.forward(net, device, batch_arrays, 1.0, 1.0)
+        step.apply(net, optimizer, total)
+        total.item()
+        if i >= warmup:
+            times.append(time.perf_counter() - started)
+            cpu_times.append(time.process_time() - cpu)
+    per_step = statistics.median(times)
+    return {"preset": preset, "device": device.describe(), "batch": batch,
+            "samples_per_s": round(batch / per_step), "ms_per_step": round(per_step * 1e3, 2),
+            "cpu_ms_per_step": round(statistics.median(cpu_times) * 1e3, 2),
+            "torch_threads": torch.get_num_threads(),
+            "steps": steps, "statistic": "median step"}
+
+
+def window_memory(records: list) -> dict:
+    from trainer.compact_window import CompactWindow
+    filled = filled_window(records, 200_000)
+    ten_m = CompactWindow(TEN_MILLION, views_min=3)
+    return {"bytes_per_position_all_views": round(filled.bytes_per_position, 1),
+            "bytes_per_position_mover_only": round(CompactWindow(TEN_MILLION).bytes_per_position, 1),
+            "ten_million_positions_gb": round(ten_m.nbytes / 1e9, 3),
+            "old_float32_bytes_per_position": OLD_ROW_BYTES,
+            "old_ten_million_positions_gb": round(OLD_ROW_BYTES * TEN_MILLION / 1e9, 2)}
+
+
+def run(args) -> dict:
+    import torch
+    quick = getattr(args, "quick", False)
+    torch.set_num_threads(1)           # trainer.threads of the laptop profile (CPU figures)
+    records = make_records(64 if quick else 256)
+    window = filled_window(records, 100_000 if quick else 500_000)
+    result = {
+        "window": window_memory(records),
+        "sampler": sampler_rate(window, 1024, 0.5 if quick else 3.0),
+        "ingest": ingest_rate(records, 8 if quick else 64),
+        "train_cpu": [train_rate(window, "full", "cpu", 256, 3 if quick else 15),
+                      train_rate(window, "small", "cpu", 256, 3 if quick else 15)],
+        "workload": "Medium-search records (uniform evaluator), 4 players, 5 cards, all views",
+    }
+    if torch.cuda.is_available():
+        result["train_cuda"] = [train_rate(window, "full", "cuda", b, 10 if quick else 50)
+                                for b in (1024, 4096, 16384)]
+        best = max(r["samples_per_s"] for r in result["train_cuda"])
+        result["target"] = {"gpu_full_samples_per_s": TARGET_GPU_SAMPLES_PER_S,
+                            "met": best >= TARGET_GPU_SAMPLES_PER_S}
+    else:
+        result["train_cuda"] = None
+        result["cuda"] = "not available: torch sees no CUDA device, CPU figures only"
+    return result
