@@ -1,4 +1,5 @@
-"""Shared pure-compute core of BlobZero: rules, observation encoder, determinization.
+"""Shared pure-compute core of BlobZero: rules, observation encoder, determinization,
+inference over hidden hands.
 
 Compiled with Cython; no I/O. Every service imports the game from here and only here.
 """
@@ -9,4 +10,5 @@ from blobcore.rules import (  # noqa: F401
 )
 from blobcore.encode import OBS_SIZE, encode, encode_into, encode_view_into  # noqa: F401
 from blobcore.determinize import determinize, count_consistent_deals  # noqa: F401
+from blobcore.inference import sample_hidden_hands  # noqa: F401
 from blobcore.game import Game  # noqa: F401

@@ -33,12 +33,12 @@ suits each seat has shown out of (``void_suits``). Everything else is estimated:
 
 Deterministic, allocation-free, nogil: ``expert_action`` is called inside the search pool.
 """
-from libc.math cimport pow
+from libc.math cimport pow, exp
 from libc.stdint cimport uint64_t
 
-from blobcore.rules cimport (RoundState, Round, rs_legal, rs_trick_winner, popcount64, ctz64,
-                             card_suit, card_rank, suit_mask, PHASE_BID_C, PHASE_PLAY_C,
-                             NO_TRUMP_C, MAX_CARDS_C)
+from blobcore.rules cimport (RoundState, Round, rs_init, rs_apply, rs_legal, rs_trick_winner,
+                             popcount64, ctz64, card_suit, card_rank, suit_mask, PHASE_BID_C,
+                             PHASE_PLAY_C, NO_TRUMP_C, MAX_CARDS_C)
 
 # --- tunables, set by arena matches against greedy over 3..8 players (docs/players.md) ------
 cdef double W_MADE = 0.3        # keenness to win a trick of a seat that has made its bid
@@ -530,6 +530,52 @@ cdef int expert_action(const RoundState* s) noexcept nogil:
     if s.phase == PHASE_BID_C:
         return _bid(s, &v)
     return _play(s, &v)
+
+
+cdef double expert_bid_likelihood(const RoundState* world, int seat, double temperature) noexcept nogil:
+    """How likely ``seat``, holding its hand of ``world`` (a full deal: ``dealt`` is read),
+    was to bid what it bid, under a soft expert: P(bid b) is proportional to
+    exp(E[score | b] / temperature) over the bids that were legal to it, E[score | b] the
+    expert's ``P(make b) * (10 + b)`` (points) with the bids before it on the table. 1.0 when
+    the seat has not bid. Used to weight sampled hidden hands (blobcore/inference.pyx)."""
+    cdef RoundState s
+    cdef View v
+    cdef double p[MAX_CARDS_C]
+    cdef double value[MAX_CARDS_C + 1]
+    cdef double top = -1.0, total = 0.0
+    cdef int i, b, n, observed = world.bids[seat]
+    cdef uint64_t legal
+    if observed < 0 or temperature <= 0.0:
+        return 1.0
+    rs_init(&s, world.n_players, world.cards, world.dealer, world.trump, world.dealt)
+    i = 0
+    while s.phase == PHASE_BID_C and s.current != seat and i < world.n_actions:
+        rs_apply(&s, world.actions[i])
+        i += 1
+    if s.phase != PHASE_BID_C or s.current != seat:
+        return 1.0
+    _view(&s, &v)
+    n = _card_chances(&s, &v, p)
+    legal = rs_legal(&s)
+    for b in range(n + 1):
+        if (legal >> b) & 1:
+            value[b] = _p_make_bid(p, n, b, s.cards) * (10 + b)
+            if value[b] > top:
+                top = value[b]
+    if not (legal >> observed) & 1:
+        return 1.0
+    for b in range(n + 1):
+        if (legal >> b) & 1:
+            total += exp((value[b] - top) / temperature)
+    return exp((value[observed] - top) / temperature) / total
+
+
+def expert_bid_probability(Round deal, int seat, double temperature=2.0):
+    """``expert_bid_likelihood`` for a ``Round`` whose hands are all known (a deal or a
+    determinized copy): the soft expert's chance of the bid ``seat`` made."""
+    if not 0 <= seat < deal.st.n_players:
+        raise ValueError(f"seat must be 0..{deal.st.n_players - 1}, got {seat}")
+    return expert_bid_likelihood(&deal.st, seat, temperature)
 
 
 def expert(Round rnd):

@@ -28,9 +28,9 @@ from libc.stdint cimport uint64_t, uint32_t, uint16_t, int32_t, int8_t
 import numpy as np
 
 from blobcore.rules cimport (RoundState, Round, rs_legal, rs_apply, rs_deal_random, rs_score,
-                             popcount64, ctz64, nth_set_bit, PHASE_DONE_C, DECK_C)
+                             popcount64, ctz64, nth_set_bit, PHASE_BID_C, PHASE_DONE_C, DECK_C)
 from blobcore.encode cimport encode_view, OBS_SIZE_C, ACTIONS_C
-from blobcore.determinize cimport determinize_state
+from blobcore.inference cimport sample_world
 from blobcore.greedy cimport greedy_action
 from blobcore.expert cimport expert_action
 from blobcore.rng cimport RngState, rng_seed, rng_next, rng_below, rng_uniform
@@ -120,7 +120,8 @@ cdef struct Slot:
     float w_acc[52]           # summed root-edge values over determinizations
     int stop_after            # searched decisions after which the round stops (0 = never)
     int start_ply             # actions already in the history when the slot started
-    int8_t agent[8]           # per seat: evaluator index for its searches, or AGENT_RANDOM/GREEDY/EXPERT
+    int8_t agent[8]           # per seat, bidding: evaluator index for its searches, or AGENT_RANDOM/GREEDY/EXPERT
+    int8_t agent_play[8]      # per seat, card play (the same as ``agent`` unless the spec splits them)
     # --- tree arena (offsets into the pool's node/edge arrays) ---
     int n_nodes
     int n_edges
@@ -133,6 +134,10 @@ cdef struct Slot:
 cdef struct Params:
     int D, S, leaves, skip_forced, add_noise, temperature_moves
     int view_searcher         # 1: encode every position from the searching player's view
+    int rollout               # 0 none, AGENT_EXPERT_C / AGENT_GREEDY_C: leaf play-out player
+    int rollout_resample      # 1: play each leaf out in a freshly sampled world
+    int infer_candidates      # hidden-hand samples weighed per world (1 = uniform)
+    float rollout_weight, infer_temperature
     float c_puct, alpha, eps, temperature
     int node_cap, edge_cap
 
@@ -233,6 +238,29 @@ cdef void _advance_forced(RoundState* st) noexcept nogil:
         rs_apply(st, ctz64(legal))
 
 
+cdef inline int _agent_to_move(const Slot* s) noexcept nogil:
+    """The agent deciding now: the seat's bidder while bidding, its card player after."""
+    cdef int seat = s.game.current
+    return s.agent[seat] if s.game.phase == PHASE_BID_C else s.agent_play[seat]
+
+
+def _seat_agents(spec, agents, int n_players):
+    """(bid agents, play agents) from a spec's per-seat entries: an agent id -3..126, or a pair
+    (bid agent, play agent) to seat a split agent."""
+    bid, play = [], []
+    for a in agents:
+        pair = tuple(a) if isinstance(a, (tuple, list)) else (a, a)
+        if len(pair) != 2 or not all(-3 <= int(x) < 127 for x in pair):
+            bid = None
+            break
+        bid.append(int(pair[0]))
+        play.append(int(pair[1]))
+    if bid is None or len(bid) != n_players:
+        raise ValueError(f"bad round spec {spec!r}: agents needs one entry per seat, an agent "
+                         f"-3..126 or a (bidding, card play) pair of them")
+    return bid, play
+
+
 # ---------------------------------------------------------------------------
 # the pool
 # ---------------------------------------------------------------------------
@@ -253,6 +281,12 @@ cdef class SearchPool:
     on_finished: called with each finished round's record as soon as the round ends, before
         the pool asks ``rounds`` for the next spec (so a feeder of full games can deal the
         next round of that game into the freed slot).
+    record_builtin: also record the choices of built-in seats (greedy, expert, random) as
+        decisions with one visit on the action taken — imitation targets for the trainer
+        when built-in players sit in self-play (``selfplay.builtin_seats``).
+    Agents per seat (in a spec): an evaluator index 0..126 (that network searches), a built-in
+    player code (AGENT_RANDOM, AGENT_GREEDY, AGENT_EXPERT), or a pair (bidding agent, card
+    play agent) for a split seat.
     """
     cdef Slot* slots
     cdef Node* nodes
@@ -273,6 +307,7 @@ cdef class SearchPool:
     cdef int n_rows
     cdef long next_round_id
     cdef int stop_after
+    cdef int record_builtin
     cdef object _on_finished
 
     def __cinit__(self):
@@ -280,7 +315,8 @@ cdef class SearchPool:
         self.nodes = NULL
         self.edges = NULL
 
-    def __init__(self, int n_slots, config, rounds, int stop_after=0, on_finished=None):
+    def __init__(self, int n_slots, config, rounds, int stop_after=0, on_finished=None,
+                 bint record_builtin=False):
         if n_slots < 1:
             raise ValueError(f"n_slots must be >= 1, got {n_slots}")
         if not isinstance(config, SearchConfig):
@@ -298,6 +334,11 @@ cdef class SearchPool:
         self.p.eps = config.dirichlet_eps
         self.p.temperature = config.temperature
         self.p.view_searcher = 1 if config.perspective == "searcher" else 0
+        self.p.rollout = {"none": 0, "expert": AGENT_EXPERT_C, "greedy": AGENT_GREEDY_C}[config.rollout]
+        self.p.rollout_weight = config.rollout_weight
+        self.p.rollout_resample = 1 if config.rollout_resample else 0
+        self.p.infer_candidates = config.inference_candidates
+        self.p.infer_temperature = config.inference_temperature
         self.p.node_cap = self.p.S + 2
         self.p.edge_cap = self.p.node_cap * MAX_EDGES
         self.slots = <Slot*>calloc(n_slots, sizeof(Slot))
@@ -321,6 +362,7 @@ cdef class SearchPool:
         self.n_rows = 0
         self.next_round_id = 0
         self.stop_after = stop_after
+        self.record_builtin = 1 if record_builtin else 0
         self._on_finished = on_finished
 
     def __dealloc__(self):
@@ -424,13 +466,12 @@ cdef class SearchPool:
             return 0
         if isinstance(spec[0], Round):            # (Round, seed[, agents[, tag]]): from a given state
             start = spec[0]
-            agents = tuple(spec[2]) if len(spec) > 2 and spec[2] is not None else None
-            if agents is not None and (len(agents) != start.st.n_players
-                                       or not all(-3 <= int(a) < 127 for a in agents)):
-                raise ValueError(f"bad round spec {spec!r}: agents needs one entry -3..126 per seat")
+            agents = tuple(spec[2]) if len(spec) > 2 and spec[2] is not None else (0,) * start.st.n_players
+            bid_agents, play_agents = _seat_agents(spec, agents, start.st.n_players)
             memset(s, 0, sizeof(Slot))
-            for k, a in enumerate(agents or ()):
-                s.agent[k] = int(a)
+            for k in range(start.st.n_players):
+                s.agent[k] = bid_agents[k]
+                s.agent_play[k] = play_agents[k]
             s.seed = <uint64_t>(int(spec[1]) & 0xFFFFFFFFFFFFFFFF)
             rng_seed(&s.rng, s.seed)
             s.game = start.st
@@ -443,11 +484,11 @@ cdef class SearchPool:
             if not -1 <= dealer < n_players or not -1 <= trump <= 4:
                 raise ValueError(f"bad round spec {spec!r}: dealer -1..N-1, trump -1..4")
             agents = tuple(spec[5]) if len(spec) > 5 else (0,) * n_players
-            if len(agents) != n_players or not all(-3 <= int(a) < 127 for a in agents):
-                raise ValueError(f"bad round spec {spec!r}: agents needs one entry -3..126 per seat")
+            bid_agents, play_agents = _seat_agents(spec, agents, n_players)
             memset(s, 0, sizeof(Slot))
-            for k, a in enumerate(agents):
-                s.agent[k] = int(a)
+            for k in range(n_players):
+                s.agent[k] = bid_agents[k]
+                s.agent_play[k] = play_agents[k]
             s.seed = <uint64_t>(seed & 0xFFFFFFFFFFFFFFFF)
             rng_seed(&s.rng, s.seed)
             rs_deal_random(&s.game, n_players, cards, dealer, trump, &s.rng)
@@ -485,6 +526,7 @@ cdef class SearchPool:
             "game": game,
             "n_players": n, "cards": g.cards, "dealer": g.dealer,
             "agents": [s.agent[p] for p in range(n)],
+            "play_agents": [s.agent_play[p] for p in range(n)],
             "trump": None if g.trump == 4 else g.trump,
             "hands": [[c for c in range(DECK_C) if (g.dealt[p] >> c) & 1] for p in range(n)],
             "actions": [g.actions[a] for a in range(g.n_actions)],
@@ -501,6 +543,7 @@ cdef class SearchPool:
         cdef uint64_t legal
         cdef CacheEntry* hit
         cdef uint64_t key
+        cdef int agent, action
         while s.n_pending == 0 and s.status == S_RUNNING:
             if s.game.phase == PHASE_DONE_C:
                 s.status = S_FINISHED
@@ -511,14 +554,17 @@ cdef class SearchPool:
                     rs_apply(&s.game, ctz64(legal))
                     self.c.forced_moves += 1
                     continue
-                if s.agent[s.game.current] == AGENT_RANDOM_C:     # built-in players: no search
-                    rs_apply(&s.game, nth_set_bit(legal, rng_below(&s.rng, popcount64(legal))))
-                    continue
-                if s.agent[s.game.current] == AGENT_GREEDY_C:
-                    rs_apply(&s.game, greedy_action(&s.game))
-                    continue
-                if s.agent[s.game.current] == AGENT_EXPERT_C:
-                    rs_apply(&s.game, expert_action(&s.game))
+                agent = _agent_to_move(s)
+                if agent < 0:                                    # built-in players: no search
+                    if agent == AGENT_RANDOM_C:
+                        action = nth_set_bit(legal, rng_below(&s.rng, popcount64(legal)))
+                    elif agent == AGENT_GREEDY_C:
+                        action = greedy_action(&s.game)
+                    else:
+                        action = expert_action(&s.game)
+                    if self.record_builtin:
+                        self._record_builtin(s, action)
+                    rs_apply(&s.game, action)
                     continue
                 s.in_decision = 1
                 s.root_ready = 0
@@ -545,6 +591,19 @@ cdef class SearchPool:
         """The seat whose view ``st`` is encoded from (see Perspective in the module doc)."""
         return s.game.current if self.p.view_searcher else st.current
 
+    cdef void _record_builtin(self, Slot* s, int action) noexcept nogil:
+        """A built-in seat's move as a decision with one visit on it (an imitation target)."""
+        cdef int d = s.n_decisions
+        if d >= MAX_DECISIONS:
+            return
+        s.dec_ply[d] = s.game.n_actions
+        s.dec_player[d] = s.game.current
+        memset(&s.dec_visits[d][0], 0, ACTIONS_C * sizeof(uint16_t))
+        memset(&s.dec_q[d][0], 0, ACTIONS_C * sizeof(float))
+        memset(&s.dec_value[d][0], 0, SEATS_C * sizeof(float))
+        s.dec_visits[d][action] = 1
+        s.n_decisions += 1
+
     cdef CacheEntry* _encode_lookup(self, Slot* s, const RoundState* st, uint64_t* key) noexcept nogil:
         """Encode ``st`` into the next free batch row and look it up in the slot's cache.
         On a miss the row stays filled: ``_add_pending`` claims it."""
@@ -557,7 +616,7 @@ cdef class SearchPool:
     cdef void _add_pending(self, Slot* s, int node, int depth, uint64_t key) noexcept nogil:
         cdef Pending* pd = &s.pending[s.n_pending]
         pd.row = self.n_rows
-        self.row_agent[self.n_rows] = s.agent[s.game.current]   # the searching seat's network
+        self.row_agent[self.n_rows] = _agent_to_move(s)   # the searching seat's network
         pd.node = node
         pd.depth = depth
         pd.key = key
@@ -608,7 +667,8 @@ cdef class SearchPool:
         cdef float prior
         s.n_nodes = 1
         s.n_edges = 0
-        determinize_state(&s.game, s.game.current, &s.rng, &root.state)
+        sample_world(&s.game, s.game.current, &s.rng, &root.state, self.p.infer_candidates,
+                     self.p.infer_temperature)
         root.first_edge = 0
         root.visits = 0
         root.expanded = 1
@@ -750,7 +810,26 @@ cdef class SearchPool:
         x.n_edges = k - s.n_edges
         s.n_edges = k
         _to_absolute(value_rel, self._observer(s, &x.state), x.state.n_players, x.value)
+        if self.p.rollout and self.p.rollout_weight > 0:
+            self._mix_rollout(s, &x.state, x.value)
         x.expanded = 1
+
+    cdef void _mix_rollout(self, Slot* s, const RoundState* leaf, float* value) noexcept nogil:
+        """value (by absolute seat) <- (1 - lambda) * value + lambda * the play-out's scores."""
+        cdef RoundState w
+        cdef float scores[8]
+        cdef float lam = self.p.rollout_weight
+        cdef int k
+        if self.p.rollout_resample:      # the hidden cards as the searcher might see them here
+            sample_world(leaf, s.game.current, &s.rng, &w, self.p.infer_candidates,
+                         self.p.infer_temperature)
+        else:
+            w = leaf[0]
+        while w.phase != PHASE_DONE_C:
+            rs_apply(&w, expert_action(&w) if self.p.rollout == AGENT_EXPERT_C else greedy_action(&w))
+        _terminal_value(&w, scores)
+        for k in range(w.n_players):
+            value[k] = (1.0 - lam) * value[k] + lam * scores[k]
 
     cdef void _backup(self, Slot* s, int slot, const int* path_node, const int* path_edge,
                       int depth, int leaf, const float* value_abs) noexcept nogil:

@@ -5,6 +5,7 @@ from dataclasses import asdict, dataclass, replace
 
 
 PERSPECTIVES = ("mover", "searcher")
+ROLLOUTS = ("none", "expert", "greedy")
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,17 @@ class SearchConfig:
     perspective: whose view every position in the tree is encoded from: "mover" (the player
         to move at that position) or "searcher" (the player whose decision is searched, so
         every value in its tree is its own estimate; docs/search.md).
+    rollout: play-outs at the leaves: "none" (the network's value alone), or "expert" /
+        "greedy" (every seat plays that built-in player to the end of the round from the leaf).
+    rollout_weight: lambda in [0, 1]; a leaf's value is (1 - lambda) * network + lambda *
+        play-out score (AlphaGo's mixing). Ignored with rollout "none".
+    rollout_resample: play each leaf out in a world drawn afresh for the searcher's
+        information at that leaf (so D x S leaves see D x S deals of the hidden cards) rather
+        than in the determinization the tree was built in.
+    inference_candidates: hidden hands are drawn from this many uniform consistent deals,
+        weighted by how likely each other seat's bid was with that hand
+        (blobcore/inference.pyx); 1 = uniform determinization.
+    inference_temperature: softness of that bidding model, in points.
     """
 
     determinizations: int = 3
@@ -38,6 +50,11 @@ class SearchConfig:
     leaves_per_game: int = 1
     skip_forced: bool = True
     perspective: str = "searcher"
+    rollout: str = "none"
+    rollout_weight: float = 0.5
+    rollout_resample: bool = True
+    inference_candidates: int = 1
+    inference_temperature: float = 2.0
 
     def __post_init__(self):
         checks = [
@@ -50,6 +67,10 @@ class SearchConfig:
             (self.temperature_moves >= 0, "temperature_moves must be >= 0"),
             (1 <= self.leaves_per_game <= 8, "leaves_per_game must be 1..8"),
             (self.perspective in PERSPECTIVES, f"perspective must be one of {PERSPECTIVES}"),
+            (self.rollout in ROLLOUTS, f"rollout must be one of {ROLLOUTS}"),
+            (0 <= self.rollout_weight <= 1, "rollout_weight must be in [0, 1]"),
+            (1 <= self.inference_candidates <= 64, "inference_candidates must be 1..64"),
+            (self.inference_temperature > 0, "inference_temperature must be positive"),
         ]
         for ok, message in checks:
             if not ok:

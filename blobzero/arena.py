@@ -26,7 +26,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from blobcore.mcts import AGENT_EXPERT, AGENT_GREEDY, AGENT_RANDOM
+from blobcore.mcts import AGENT_RANDOM
+from blobcore.players import PLAYERS
 from blobcore.search_config import PRESETS, SearchConfig
 from plumbing import config as configuration
 from plumbing.netspec import MODEL_NAME, ONNX_FILENAME
@@ -34,19 +35,28 @@ from plumbing.netspec import MODEL_NAME, ONNX_FILENAME
 
 @dataclass(frozen=True)
 class Agent:
-    """A model (``onnx``) that searches, or a built-in player (``builtin``, no search)."""
+    """A model (``onnx``) that searches, or a built-in player (``builtin``, no search).
+    With ``cards`` set it is a split agent: it bids, and ``cards`` plays the cards."""
     name: str
     onnx: Path | None = None
-    builtin: int = AGENT_RANDOM     # used when onnx is None: AGENT_RANDOM, AGENT_GREEDY or AGENT_EXPERT
+    builtin: int = AGENT_RANDOM     # used when onnx is None: a blobcore.players code
+    cards: "Agent | None" = None
+
+    def parts(self) -> tuple["Agent", ...]:
+        """The single agents this one is made of (itself, or its bidder and card player)."""
+        return (self,) if self.cards is None else (dataclasses.replace(self, cards=None), self.cards)
 
 
-BUILTIN = {"random": AGENT_RANDOM, "greedy": AGENT_GREEDY, "expert": AGENT_EXPERT}
+def split_agent(bids: Agent, cards: Agent) -> Agent:
+    """An agent that bids like ``bids`` and plays its cards like ``cards`` (a diagnostic:
+    which phase loses the points)."""
+    return dataclasses.replace(bids, name=f"{bids.name}(bids)+{cards.name}(cards)", cards=cards)
 
 
 def resolve_agent(spec: str, cfg: configuration.Config) -> Agent:
     """Turn an agent spec into an Agent; raises ValueError saying what was not found."""
-    if spec in BUILTIN:
-        return Agent(spec, None, BUILTIN[spec])
+    if spec in PLAYERS:
+        return Agent(spec, None, PLAYERS[spec].code)
     repo = Path(cfg.storage.model_repository) / MODEL_NAME
     archive = Path(cfg.storage.checkpoint_dir) / "versions"
     if spec == "latest":
@@ -69,10 +79,10 @@ def resolve_agent(spec: str, cfg: configuration.Config) -> Agent:
 
 
 def arena_search(cfg: configuration.Config, preset: str | None = None) -> SearchConfig:
-    """The arena's search: a preset (default ``arena.search_preset``) in the configured
-    perspective — a network trained for one perspective is judged searching in it."""
-    return dataclasses.replace(PRESETS[preset or cfg.arena.search_preset],
-                               perspective=cfg.search.perspective)
+    """The arena's search: the configured ``[search]`` (perspective, play-outs, inference, …)
+    at the size of a preset (default ``arena.search_preset``) — a network is judged searching
+    the way it was trained to. Every command that measures or serves a model uses this."""
+    return cfg.search.build(preset=preset or cfg.arena.search_preset)
 
 
 LINEUPS = ("alternate", "solo")
@@ -144,17 +154,23 @@ def mean_ci(values: list[float]) -> tuple[float, tuple[float, float]]:
     return mean, (mean - half, mean + half)
 
 
-def pool_agents(agents, intra_op_threads: int = 1) -> tuple[list, list[int]]:
+def pool_agents(agents, intra_op_threads: int = 1) -> tuple[list, list]:
     """Evaluators for the model agents among ``agents`` (one per distinct ONNX file) and each
-    agent's SearchPool id: its evaluator index, or its built-in player code."""
+    agent's SearchPool id: its evaluator index, or its built-in player code; a split agent
+    gets the pair (bidding id, card play id)."""
     from selfplay_client.evaluator import OrtEvaluator
 
     evaluators, index = [], {}
     for agent in agents:
-        if agent.onnx is not None and agent.onnx not in index:
-            index[agent.onnx] = len(evaluators)
-            evaluators.append(OrtEvaluator(agent.onnx, intra_op_threads=intra_op_threads))
-    ids = [index[agent.onnx] if agent.onnx is not None else agent.builtin for agent in agents]
+        for part in agent.parts():
+            if part.onnx is not None and part.onnx not in index:
+                index[part.onnx] = len(evaluators)
+                evaluators.append(OrtEvaluator(part.onnx, intra_op_threads=intra_op_threads))
+
+    def pool_id(part: Agent) -> int:
+        return index[part.onnx] if part.onnx is not None else part.builtin
+
+    ids = [pool_id(a) if a.cards is None else (pool_id(a), pool_id(a.cards)) for a in agents]
     return evaluators or [_NoEvaluator()], ids
 
 
@@ -275,6 +291,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     configuration.add_config_arguments(parser)
     parser.add_argument("--a", required=True, help="agent A: random, greedy, expert, latest, v<N> or path.onnx")
     parser.add_argument("--b", default="random", help="agent B (default: random)")
+    parser.add_argument("--a-cards", metavar="AGENT",
+                        help="split agent A: A bids, this agent plays A's cards (e.g. --a expert "
+                             "--a-cards latest: the model's card play behind the expert's bids)")
     parser.add_argument("--rounds", type=int, default=0,
                         help="duplicate deals, or full games with --games (default: arena.rounds)")
     parser.add_argument("--players", type=int, help="players at the table (default: arena.players)")
@@ -301,6 +320,8 @@ def main(args: argparse.Namespace) -> int:
             overrides.append("arena.cards=0")
         cfg = configuration.load(args.config, args.overrides + overrides)
         a, b = resolve_agent(args.a, cfg), resolve_agent(args.b, cfg)
+        if args.a_cards:
+            a = split_agent(a, resolve_agent(args.a_cards, cfg))
     except (configuration.ConfigError, ValueError) as exc:
         print(f"blobzero arena: {exc}", file=sys.stderr)
         return 2

@@ -101,7 +101,7 @@ def format_game(game: dict, names: list[str]) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
-    from blobzero.arena import resolve_agent
+    from blobzero.arena import arena_search, resolve_agent
 
     try:
         cfg = configuration.from_args(args)
@@ -121,7 +121,7 @@ def main(args: argparse.Namespace) -> int:
     except (configuration.ConfigError, ValueError) as exc:
         print(f"blobzero game: {exc}", file=sys.stderr)
         return 2
-    search = PRESETS[args.search or cfg.arena.search_preset]
+    search = arena_search(cfg, args.search)
     games = play(agents, start, args.games, search, seed=args.seed)
     names = [a.name for a in agents]
     wins = [0.0] * n

@@ -159,6 +159,11 @@ class SearchSection:
     temperature_moves: int = 6
     leaves_per_game: int = 1
     perspective: str = "searcher"  # searcher | mover: whose view positions in the tree are encoded from
+    rollout: str = "none"          # none | expert | greedy: play-outs at the leaves (docs/search.md)
+    rollout_weight: float = 0.5    # lambda: leaf value = (1 - lambda) network + lambda play-out
+    rollout_resample: bool = True  # play each leaf out in a freshly sampled deal of the hidden cards
+    inference_candidates: int = 1  # hidden hands weighted by the bids: candidates per draw (1 = uniform)
+    inference_temperature: float = 2.0   # softness of the bidding model, points
 
     def validate(self) -> None:
         _require(self.perspective in ("mover", "searcher"), "search.perspective",
@@ -169,16 +174,25 @@ class SearchSection:
         except ValueError as exc:
             raise ConfigError(f"search: {exc}") from None
 
-    def build(self, for_evaluation: bool = False) -> SearchConfig:
-        base = SEARCH_PRESETS[self.preset]
+    def build(self, for_evaluation: bool = False, preset: str | None = None) -> SearchConfig:
+        """The one place a ``SearchConfig`` is made from the config: self-play, the arena, the
+        strength tracker, ``blobzero game`` and the agent all call this. ``preset`` replaces
+        the configured preset's size (D x S) — explicit determinizations/simulations still win
+        when no preset is passed — and keeps every other setting."""
+        if preset is not None and preset not in SEARCH_PRESETS:
+            raise ValueError(f"unknown search preset {preset!r}; choose one of {sorted(SEARCH_PRESETS)}")
+        base = SEARCH_PRESETS[preset or self.preset]
         cfg = dataclasses.replace(
             base,
-            determinizations=self.determinizations or base.determinizations,
-            simulations=self.simulations or base.simulations,
+            determinizations=(self.determinizations if preset is None else 0) or base.determinizations,
+            simulations=(self.simulations if preset is None else 0) or base.simulations,
             c_puct=self.c_puct, dirichlet_alpha=self.dirichlet_alpha,
             dirichlet_eps=self.dirichlet_eps, temperature=self.temperature,
             temperature_moves=self.temperature_moves, leaves_per_game=self.leaves_per_game,
-            perspective=self.perspective)
+            perspective=self.perspective, rollout=self.rollout,
+            rollout_weight=self.rollout_weight, rollout_resample=self.rollout_resample,
+            inference_candidates=self.inference_candidates,
+            inference_temperature=self.inference_temperature)
         return cfg.for_evaluation() if for_evaluation else cfg
 
 
@@ -264,8 +278,17 @@ class SelfplaySection:
     shard_max_seconds: float = 30.0    # flush a partial shard after this long
     client_id: str = ""                # "" = the host name (a stable id; see plumbing/shards.py)
     seed: int = -1                     # -1 = from the clock
+    opponent: str = ""                 # a built-in player (blobcore/players.py) in some seats; "" = pure self-play
+    opponent_share: float = 0.0        # chance that each seat is that player (one seat always searches)
+    imitate: bool = True               # train on the opponent's moves too (imitation targets)
 
     def validate(self) -> None:
+        from blobcore.players import PLAYERS
+        _require(self.opponent in ("", *PLAYERS), "selfplay.opponent",
+                 f"must be empty (pure self-play) or a built-in player: {', '.join(PLAYERS)}")
+        _require(0.0 <= self.opponent_share < 1.0, "selfplay.opponent_share", "must be in [0, 1)")
+        _require(self.opponent_share == 0.0 or bool(self.opponent), "selfplay.opponent",
+                 "must name a built-in player when selfplay.opponent_share > 0")
         _require(1 <= self.games_in_flight <= 16384, "selfplay.games_in_flight", "must be 1..16384")
         _require(1 <= self.rounds_per_shard <= 100_000, "selfplay.rounds_per_shard", "must be 1..100000")
         _require(0 < self.shard_max_seconds <= 86_400, "selfplay.shard_max_seconds",

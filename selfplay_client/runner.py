@@ -117,10 +117,11 @@ class PooledSearch:
     n_games: rounds in flight in total; split into ``halves`` pools (2 = double buffering).
     rounds: iterable of round specs (see ``SearchPool``); the run ends when it is exhausted.
     stop_after: searched decisions after which each round stops (0 = play it out).
+    record_builtin: record built-in seats' moves as one-visit decisions (imitation targets).
     """
 
     def __init__(self, evaluator, config: SearchConfig, rounds: Iterable, n_games: int,
-                 halves: int = 2, stop_after: int = 0):
+                 halves: int = 2, stop_after: int = 0, record_builtin: bool = False):
         if n_games < 1:
             raise ValueError(f"n_games must be >= 1, got {n_games}")
         halves = max(1, min(halves, n_games))
@@ -131,7 +132,8 @@ class PooledSearch:
         # round before the pool asks it for the next one.
         on_finished = getattr(rounds, "round_finished", None)
         self.pools = [SearchPool(size, config, self._rounds, stop_after=stop_after,
-                                 on_finished=on_finished) for size in sizes]
+                                 on_finished=on_finished, record_builtin=record_builtin)
+                      for size in sizes]
         if isinstance(evaluator, (list, tuple)):
             self._split = _SplitSubmit(list(evaluator))
             self._thread_submit = None

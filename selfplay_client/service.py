@@ -20,6 +20,7 @@ import sys
 import threading
 import time
 
+from blobcore.players import builtin_player
 from plumbing import config as configuration
 from plumbing.fsio import check_writable
 from plumbing.records import to_proto
@@ -181,8 +182,14 @@ def run(cfg: configuration.Config, rounds: int = 0, duration: float = 0, progres
                              max_in_flight=cfg.triton.max_in_flight,
                              reconnect_timeout_s=cfg.triton.reconnect_timeout_s)
     evaluator = ResilientEvaluator(triton, metrics, stop)
-    specs = tables.feed(seed, cfg.table)
-    search = PooledSearch(evaluator, search_config, specs, n_games=cfg.selfplay.games_in_flight)
+    sp = cfg.selfplay
+    opponent = builtin_player(sp.opponent).code if sp.opponent_share > 0 else 0
+    if opponent:
+        log.info("opponent pool: %s in %.0f%% of the seats%s", sp.opponent, 100 * sp.opponent_share,
+                 ", its moves trained on as imitation targets" if sp.imitate else "")
+    specs = tables.feed(seed, cfg.table, opponent, sp.opponent_share)
+    search = PooledSearch(evaluator, search_config, specs, n_games=sp.games_in_flight,
+                          record_builtin=bool(opponent) and sp.imitate)
     bar = _progress_bar(progress, rounds)
     started = time.monotonic()
     done = 0

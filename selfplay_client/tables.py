@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import bisect
 import collections
+import dataclasses
 import itertools
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator
@@ -160,9 +161,29 @@ def game_plans(seed: int, table: TableSection) -> Iterator[GamePlan]:
                        first_dealer=int(_unit(game_seed, 3) * n))
 
 
-def feed(seed: int, table: TableSection):
+def seat_agents(seed: int, n_players: int, opponent: int, share: float) -> tuple[int, ...]:
+    """Who sits where in one self-play round or game: each seat is the built-in player
+    ``opponent`` (a SearchPool code < 0) with chance ``share``, else the network (0); drawn from
+    ``seed``, and one seat always searches (a round of built-in players alone teaches nothing
+    about the network's own play)."""
+    agents = [opponent if _unit(seed, 100 + k) < share else 0 for k in range(n_players)]
+    if 0 not in agents:
+        agents[min(int(_unit(seed, 99) * n_players), n_players - 1)] = 0
+    return tuple(agents)
+
+
+def feed(seed: int, table: TableSection, opponent: int = 0, share: float = 0.0):
     """What self-play deals for ``table``: complete games when ``table.full_games``, else
-    independent rounds drawn from ``table.distribution()``."""
+    independent rounds drawn from ``table.distribution()``. With ``share`` > 0 the built-in
+    player ``opponent`` (its SearchPool code) takes that share of the seats (``seat_agents``):
+    the opponent pool of ``selfplay.opponent``."""
     if table.full_games:
-        return FullGames(game_plans(seed, table), keep_results=False)
-    return table_rounds(seed, table.distribution())
+        plans = game_plans(seed, table)
+        if share > 0:
+            plans = (dataclasses.replace(p, agents=seat_agents(p.seed, p.n_players, opponent, share))
+                     for p in plans)
+        return FullGames(plans, keep_results=False)
+    rounds = table_rounds(seed, table.distribution())
+    if share > 0:
+        rounds = ((r, n, c, -1, -1, seat_agents(r, n, opponent, share)) for r, n, c in rounds)
+    return rounds

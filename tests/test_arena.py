@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from blobzero.arena import Agent, play, resolve_agent, seat_patterns
+from blobzero.arena import Agent, play, pool_agents, resolve_agent, seat_patterns, split_agent
 from plumbing.config import load
 
 
@@ -69,10 +69,10 @@ def test_the_greedy_baseline_beats_random_and_is_seated_by_the_pool():
     # the same heuristic as the demo's Python player (one implementation, blobcore/greedy.pyx)
     from blobcore import Round
     from blobcore.greedy import greedy as greedy_action
-    from blobcore.players import greedy_player
+    from blobcore.players import PLAYERS
     rnd = Round.from_seed(5, 4, 5)
     while not rnd.is_terminal:
-        assert greedy_player(rnd, None) == greedy_action(rnd)
+        assert PLAYERS["greedy"](rnd, None) == greedy_action(rnd)
         rnd.apply(greedy_action(rnd))
 
 
@@ -97,3 +97,34 @@ def test_solo_lineup_seats_one_a_against_the_field():
     assert report["plays_per_deal"] == 4 and report["lineup"] == "solo"
     # one greedy seat among three random players still beats them clearly
     assert report["significant"] and report["difference"] > 1.0
+
+
+def test_a_split_agent_bids_like_one_player_and_plays_like_another():
+    """expert's bids with greedy's card play: every bid is the expert's, every card greedy's."""
+    from blobcore import PHASE_BID, Round
+    from blobcore.expert import expert
+    from blobcore.greedy import greedy
+    from blobcore.search_config import SearchConfig
+    from selfplay_client.runner import PooledSearch
+
+    cfg = load(None, [], env={})
+    split = split_agent(resolve_agent("expert", cfg), resolve_agent("greedy", cfg))
+    evaluators, ids = pool_agents([split, resolve_agent("random", cfg)])
+    specs = [(seed, 4, 5, -1, -1, (ids[0], ids[1], ids[0], ids[1])) for seed in range(40)]
+    runner = PooledSearch(evaluators, SearchConfig(add_noise=False, temperature=0.0), specs, n_games=8)
+    runner.run()
+    records = runner.finished()
+    assert len(records) == 40
+    for rec in records:
+        rnd = Round.from_deal(rec["hands"], rec["trump"], rec["dealer"])
+        for action in rec["actions"]:
+            seat = rnd.current_player
+            if seat % 2 == 0 and len(rnd.legal_actions()) > 1:
+                assert action == (expert(rnd) if rnd.phase == PHASE_BID else greedy(rnd))
+            rnd.apply(action)
+    report = play(split, resolve_agent("expert", cfg), deals=60, lineup="solo")
+    assert report["a"] == "expert(bids)+greedy(cards)"
+    res = subprocess.run([sys.executable, "-m", "blobzero.cli", "arena", "--a", "greedy", "--a-cards",
+                          "expert", "--b", "expert", "--rounds", "20", "--json"],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0 and json.loads(res.stdout)["a"] == "greedy(bids)+expert(cards)"

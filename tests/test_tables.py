@@ -13,7 +13,7 @@ from blobcore import Round, encode
 from blobcore.encode import SLOTS
 from blobcore.game import Game
 from blobcore.mcts import AGENT_EXPERT, AGENT_GREEDY
-from blobcore.players import expert_player, greedy_player
+from blobcore.players import PLAYERS
 from blobcore.rules import game_schedule
 from blobcore.search_config import HEAVY, LIGHT, PRESETS
 from plumbing.config import ConfigError, load
@@ -107,7 +107,7 @@ def test_full_games_in_the_pool_equal_the_game_played_directly(n, start):
     for result in feeder.results:
         game = Game(n, start, seed=result.plan.seed, first_dealer=result.plan.first_dealer)
         while not game.is_over:
-            player = expert_player if game.current_player % 2 else greedy_player
+            player = PLAYERS["expert" if game.current_player % 2 else "greedy"]
             game.apply(player(game.round, None))
         assert result.round_scores == game.round_scores
         assert result.scores == game.scores == list(np.sum(game.round_scores, axis=0))

@@ -12,12 +12,11 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from blobcore.expert import expert
 from blobcore.game import Game
-from blobcore.greedy import greedy
+from blobcore.players import PLAYERS
 from blobcore.rules import Round
 
-KINDS = ("human", "model", "greedy", "expert", "random")
+KINDS = ("human", "model", *PLAYERS)     # a seat: a person, the model, or a built-in player
 
 
 class GameNotFound(KeyError):
@@ -151,13 +150,9 @@ class GameHost:
             legal = rnd.legal_actions()
             if len(legal) == 1:
                 action = legal[0]
-            elif seat.kind == "greedy":
-                action = greedy(rnd)
-            elif seat.kind == "expert":
-                action = expert(rnd)
-            elif seat.kind == "random":
+            elif seat.kind in PLAYERS:
                 rng.seed(hosted.seed * 1_000_003 + hosted.moves)
-                action = rng.choice(legal)
+                action = PLAYERS[seat.kind](rnd, rng)
             else:
                 action = self._advise(rnd, seat, hosted.seed + hosted.moves)
             hosted.apply(action)
