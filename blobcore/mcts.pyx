@@ -118,6 +118,12 @@ cdef struct Slot:
     float dec_value[60][8]
     float dec_q[60][52]       # mean value of each root action for the mover
     float w_acc[52]           # summed root-edge values over determinizations
+    # --- Gumbel root (search.root = "gumbel"): sequential halving over D x S simulations ---
+    float g_logit[52]         # Gumbel sample (self-play) + log prior; legal actions only
+    uint64_t g_left           # actions still in the halving
+    int g_phases              # phases the budget is split into
+    int g_phase_sims          # simulations left in the current phase
+    int g_budget              # simulations left for the decision
     int stop_after            # searched decisions after which the round stops (0 = never)
     int start_ply             # actions already in the history when the slot started
     int8_t agent[8]           # per seat, bidding: evaluator index for its searches, or AGENT_RANDOM/GREEDY/EXPERT
@@ -136,6 +142,9 @@ cdef struct Params:
     int view_searcher         # 1: encode every position from the searching player's view
     int rollout               # 0 none, AGENT_EXPERT_C / AGENT_GREEDY_C: leaf play-out player
     int rollout_resample      # 1: play each leaf out in a freshly sampled world
+    int gumbel                # 1: Gumbel root (sampling without replacement + sequential halving)
+    int gumbel_m              # actions considered at the root
+    float c_visit, c_scale    # sigma(q) = (c_visit + max N) * c_scale * q
     int infer_candidates      # hidden-hand samples weighed per world (1 = uniform)
     float rollout_weight, infer_temperature
     float c_puct, alpha, eps, temperature
@@ -238,6 +247,14 @@ cdef void _advance_forced(RoundState* st) noexcept nogil:
         rs_apply(st, ctz64(legal))
 
 
+cdef inline bint _in(const int* values, int n, int x) noexcept nogil:
+    cdef int i
+    for i in range(n):
+        if values[i] == x:
+            return True
+    return False
+
+
 cdef inline int _agent_to_move(const Slot* s) noexcept nogil:
     """The agent deciding now: the seat's bidder while bidding, its card player after."""
     cdef int seat = s.game.current
@@ -336,6 +353,10 @@ cdef class SearchPool:
         self.p.view_searcher = 1 if config.perspective == "searcher" else 0
         self.p.rollout = {"none": 0, "expert": AGENT_EXPERT_C, "greedy": AGENT_GREEDY_C}[config.rollout]
         self.p.rollout_weight = config.rollout_weight
+        self.p.gumbel = 1 if config.root == "gumbel" else 0
+        self.p.gumbel_m = config.gumbel_actions
+        self.p.c_visit = config.gumbel_c_visit
+        self.p.c_scale = config.gumbel_c_scale
         self.p.rollout_resample = 1 if config.rollout_resample else 0
         self.p.infer_candidates = config.inference_candidates
         self.p.infer_temperature = config.inference_temperature
@@ -644,7 +665,7 @@ cdef class SearchPool:
             bits &= bits - 1
             s.root_prior[a] = s.root_prior[a] / total if total > 0 else 1.0 / n_legal
         memcpy(s.root_value, value_rel, SEATS_C * sizeof(float))
-        if self.p.add_noise and self.p.eps > 0:
+        if self.p.add_noise and self.p.eps > 0 and not self.p.gumbel:
             bits = legal
             while bits:
                 a = ctz64(bits)
@@ -655,7 +676,171 @@ cdef class SearchPool:
             if gsum > 0:
                 for a in range(ACTIONS_C):
                     s.noise[a] /= gsum
+        if self.p.gumbel:
+            self._gumbel_start(s)
         s.root_ready = 1
+
+    # -- Gumbel root ---------------------------------------------------------------
+    cdef void _gumbel_start(self, Slot* s) noexcept nogil:
+        """Draw g(a) (self-play only), keep the top m actions by g + log prior, plan the
+        sequential halving of the decision's D x S simulations."""
+        cdef uint64_t legal = rs_legal(&s.game), bits, left = 0
+        cdef int a, k, best, m = self.p.gumbel_m, n_legal = popcount64(legal)
+        cdef double u
+        cdef float top
+        for a in range(ACTIONS_C):
+            s.g_logit[a] = -1e30
+        bits = legal
+        while bits:
+            a = ctz64(bits)
+            bits &= bits - 1
+            s.g_logit[a] = log(s.root_prior[a] if s.root_prior[a] > 1e-12 else 1e-12)
+            if self.p.add_noise:
+                u = rng_uniform(&s.rng)
+                s.g_logit[a] += -log(-log(u if u > 1e-300 else 1e-300))
+        if m > n_legal:
+            m = n_legal
+        for k in range(m):                       # top m by g + logits, without replacement
+            best = -1
+            top = -1e30
+            bits = legal & ~left
+            while bits:
+                a = ctz64(bits)
+                bits &= bits - 1
+                if best < 0 or s.g_logit[a] > top:
+                    best = a
+                    top = s.g_logit[a]
+            left |= (<uint64_t>1) << best
+        s.g_left = left
+        s.g_phases = 1
+        while (1 << s.g_phases) < m:
+            s.g_phases += 1
+        s.g_budget = self.p.D * self.p.S
+        s.g_phase_sims = 0
+
+    cdef inline int _root_visits(self, Slot* s, int slot, int a) noexcept nogil:
+        """Visits of root action ``a`` in this decision so far (all determinizations)."""
+        cdef Node* root = &self.nodes[<size_t>slot * self.p.node_cap]
+        cdef Edge* ed = &self.edges[<size_t>slot * self.p.edge_cap]
+        cdef int e, n = s.visits_acc[a]
+        if s.n_nodes > 0:
+            for e in range(root.first_edge, root.first_edge + root.n_edges):
+                if ed[e].action == a:
+                    n += ed[e].n
+        return n
+
+    cdef float _root_q(self, Slot* s, int slot, int a, float fallback) noexcept nogil:
+        """Mean value of root action ``a`` for the mover so far, or ``fallback`` if unvisited."""
+        cdef Node* root = &self.nodes[<size_t>slot * self.p.node_cap]
+        cdef Edge* ed = &self.edges[<size_t>slot * self.p.edge_cap]
+        cdef int e, n = s.visits_acc[a]
+        cdef float w = s.w_acc[a]
+        if s.n_nodes > 0:
+            for e in range(root.first_edge, root.first_edge + root.n_edges):
+                if ed[e].action == a:
+                    n += ed[e].n
+                    w += ed[e].w
+        return w / n if n > 0 else fallback
+
+    cdef float _sigma_scale(self, Slot* s, int slot) noexcept nogil:
+        """(c_visit + max_a N(a)) * c_scale: how many logits one unit of value is worth."""
+        cdef uint64_t bits = rs_legal(&s.game)
+        cdef int a, n, top = 0
+        while bits:
+            a = ctz64(bits)
+            bits &= bits - 1
+            n = self._root_visits(s, slot, a)
+            if n > top:
+                top = n
+        return (self.p.c_visit + top) * self.p.c_scale
+
+    cdef int _gumbel_finish(self, Slot* s, int slot, float* target) noexcept nogil:
+        """The decision's move — argmax over the actions left of g + logit + sigma(q) — and
+        the policy target ``target`` (52): softmax over the legal actions of logit +
+        sigma(completed q), unvisited actions completed with the root value."""
+        cdef uint64_t legal = rs_legal(&s.game), bits
+        cdef int a, best = -1
+        cdef float scale = self._sigma_scale(s, slot), fallback = s.root_value[0]
+        cdef float q, logit, top = -1e30, score, z = 0.0
+        memset(target, 0, ACTIONS_C * sizeof(float))
+        bits = legal
+        while bits:
+            a = ctz64(bits)
+            bits &= bits - 1
+            q = self._root_q(s, slot, a, fallback)
+            logit = log(s.root_prior[a] if s.root_prior[a] > 1e-12 else 1e-12)
+            target[a] = logit + scale * q
+            if target[a] > top:
+                top = target[a]
+            if (s.g_left >> a) & 1:
+                score = s.g_logit[a] + scale * q
+                if best < 0 or score > s.g_logit[best] + scale * self._root_q(s, slot, best, fallback):
+                    best = a
+        bits = legal
+        while bits:
+            a = ctz64(bits)
+            bits &= bits - 1
+            target[a] = exp(target[a] - top)
+            z += target[a]
+        bits = legal
+        while bits:
+            a = ctz64(bits)
+            bits &= bits - 1
+            target[a] /= z
+        return best
+
+    cdef int _gumbel_select(self, Slot* s, int slot) noexcept nogil:
+        """The root action of the next simulation: the least visited action still in the
+        halving (ties: the higher g + logit); halves the set when a phase's budget is spent."""
+        cdef uint64_t bits
+        cdef int a, k, n, best, n_left = popcount64(s.g_left), keep
+        cdef float scale, score, top, fallback = s.root_value[0]
+        cdef float scores[52]
+        cdef int order[18]
+        if s.g_phase_sims <= 0:
+            if s.g_phase_sims == 0 and n_left > 1 and s.g_budget < self.p.D * self.p.S:
+                # end of a phase: keep the better half by g + logit + sigma(q)
+                scale = self._sigma_scale(s, slot)
+                bits = s.g_left
+                while bits:
+                    a = ctz64(bits)
+                    bits &= bits - 1
+                    scores[a] = s.g_logit[a] + scale * self._root_q(s, slot, a, fallback)
+                keep = (n_left + 1) // 2
+                for k in range(keep):
+                    best = -1
+                    top = -1e30
+                    bits = s.g_left
+                    while bits:
+                        a = ctz64(bits)
+                        bits &= bits - 1
+                        if not _in(order, k, a) and (best < 0 or scores[a] > top):
+                            best = a
+                            top = scores[a]
+                    order[k] = best
+                s.g_left = 0
+                for k in range(keep):
+                    s.g_left |= (<uint64_t>1) << order[k]
+                n_left = keep
+                s.g_phases -= 1 if s.g_phases > 1 else 0
+            if n_left == 1:
+                s.g_phase_sims = s.g_budget
+            else:
+                k = s.g_budget // (s.g_phases * n_left)
+                s.g_phase_sims = (k if k > 1 else 1) * n_left
+        best = -1
+        top = 0
+        bits = s.g_left
+        while bits:
+            a = ctz64(bits)
+            bits &= bits - 1
+            n = self._root_visits(s, slot, a)
+            if best < 0 or n < <int>top or (n == <int>top and s.g_logit[a] > s.g_logit[best]):
+                best = a
+                top = n
+        s.g_phase_sims -= 1
+        s.g_budget -= 1
+        return best
 
     cdef int _new_root(self, Slot* s, int slot) noexcept nogil:
         """Sample a determinization and make it node 0 of the slot's arena."""
@@ -679,7 +864,7 @@ cdef class SearchPool:
             a = ctz64(legal)
             legal &= legal - 1
             prior = s.root_prior[a]
-            if self.p.add_noise:
+            if self.p.add_noise and not self.p.gumbel:
                 prior = (1.0 - self.p.eps) * prior + self.p.eps * s.noise[a]
             _init_edge(&ed[k], a, prior)
             k += 1
@@ -693,7 +878,7 @@ cdef class SearchPool:
         cdef Edge* ed = &self.edges[<size_t>slot * self.p.edge_cap]
         cdef int path_node[64]
         cdef int path_edge[64]
-        cdef int depth, node, e, best, child, i, mover, blocked
+        cdef int depth, node, e, best, child, i, mover, blocked, gumbel_action
         cdef Node* cur
         cdef Node* ch
         cdef float q, u, score, best_score, sqrt_n, fpu
@@ -720,13 +905,19 @@ cdef class SearchPool:
                 fpu = cur.value[mover]
                 best = cur.first_edge
                 best_score = -1e30
-                for e in range(cur.first_edge, cur.first_edge + cur.n_edges):
-                    q = ed[e].w / ed[e].n if ed[e].n > 0 else fpu
-                    u = self.p.c_puct * ed[e].prior * sqrt_n / (1.0 + ed[e].n)
-                    score = q + u
-                    if score > best_score:
-                        best_score = score
-                        best = e
+                if depth == 0 and self.p.gumbel:
+                    gumbel_action = self._gumbel_select(s, slot)
+                    for e in range(cur.first_edge, cur.first_edge + cur.n_edges):
+                        if ed[e].action == gumbel_action:
+                            best = e
+                else:
+                    for e in range(cur.first_edge, cur.first_edge + cur.n_edges):
+                        q = ed[e].w / ed[e].n if ed[e].n > 0 else fpu
+                        u = self.p.c_puct * ed[e].prior * sqrt_n / (1.0 + ed[e].n)
+                        score = q + u
+                        if score > best_score:
+                            best_score = score
+                            best = e
                 path_node[depth] = node
                 path_edge[depth] = best
                 depth += 1
@@ -886,29 +1077,37 @@ cdef class SearchPool:
         s.n_nodes = 0
         s.n_edges = 0
         if s.det_index == self.p.D:
-            self._finish_decision(s)
+            self._finish_decision(s, slot)
 
-    cdef void _finish_decision(self, Slot* s) noexcept nogil:
+    cdef void _finish_decision(self, Slot* s, int slot) noexcept nogil:
         """Record the policy target, choose the move (temperature), play it."""
         cdef int a, d = s.n_decisions, k, best = -1, chosen
         cdef double total = 0.0, u, w
         cdef int32_t best_n = -1
+        cdef float target[52]
+        if self.p.gumbel:
+            best = self._gumbel_finish(s, slot, target)
         if d < MAX_DECISIONS:
             s.dec_ply[d] = s.game.n_actions
             s.dec_player[d] = s.game.current
             for a in range(ACTIONS_C):
-                s.dec_visits[d][a] = <uint16_t>(s.visits_acc[a] if s.visits_acc[a] < 65535 else 65535)
+                if self.p.gumbel:     # the improved policy, as counts out of 10,000
+                    s.dec_visits[d][a] = <uint16_t>(target[a] * 10000.0 + 0.5)
+                else:
+                    s.dec_visits[d][a] = <uint16_t>(s.visits_acc[a] if s.visits_acc[a] < 65535 else 65535)
             for k in range(SEATS_C):
                 s.dec_value[d][k] = s.value_acc[k] / self.p.D
             for a in range(ACTIONS_C):
                 s.dec_q[d][a] = s.w_acc[a] / s.visits_acc[a] if s.visits_acc[a] > 0 else 0
             s.n_decisions += 1
-        for a in range(ACTIONS_C):
-            if s.visits_acc[a] > best_n:
-                best_n = s.visits_acc[a]
-                best = a
+        if not self.p.gumbel:
+            for a in range(ACTIONS_C):
+                if s.visits_acc[a] > best_n:
+                    best_n = s.visits_acc[a]
+                    best = a
         chosen = best
-        if self.p.temperature > 0 and s.searched_decisions < self.p.temperature_moves:
+        if (not self.p.gumbel and self.p.temperature > 0
+                and s.searched_decisions < self.p.temperature_moves):
             for a in range(ACTIONS_C):
                 if s.visits_acc[a] > 0:
                     total += pow(<double>s.visits_acc[a], 1.0 / self.p.temperature)

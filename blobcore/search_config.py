@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, replace
 
 PERSPECTIVES = ("mover", "searcher")
 ROLLOUTS = ("none", "expert", "greedy")
+ROOTS = ("puct", "gumbel")
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,15 @@ class SearchConfig:
         weighted by how likely each other seat's bid was with that hand
         (blobcore/inference.pyx); 1 = uniform determinization.
     inference_temperature: softness of that bidding model, in points.
+    root: how the root spends the D x S simulations: "puct" (as every other node; the policy
+        target is the visit counts) or "gumbel" (Gumbel AlphaZero: up to ``gumbel_actions``
+        actions drawn without replacement by Gumbel noise + log prior (no noise in
+        evaluation), sequential halving over the simulations, the move is the best of
+        g + logit + sigma(q), the policy target softmax(logit + sigma(completed q)); Dirichlet
+        noise and temperature are not used).
+    gumbel_actions: m, actions the Gumbel root considers.
+    gumbel_c_visit, gumbel_c_scale: sigma(q) = (c_visit + max visits) * c_scale * q, q the
+        normalised value in [0, 1].
     """
 
     determinizations: int = 3
@@ -55,6 +65,10 @@ class SearchConfig:
     rollout_resample: bool = True
     inference_candidates: int = 1
     inference_temperature: float = 2.0
+    root: str = "puct"
+    gumbel_actions: int = 16
+    gumbel_c_visit: float = 50.0
+    gumbel_c_scale: float = 1.0
 
     def __post_init__(self):
         checks = [
@@ -71,6 +85,10 @@ class SearchConfig:
             (0 <= self.rollout_weight <= 1, "rollout_weight must be in [0, 1]"),
             (1 <= self.inference_candidates <= 64, "inference_candidates must be 1..64"),
             (self.inference_temperature > 0, "inference_temperature must be positive"),
+            (self.root in ROOTS, f"root must be one of {ROOTS}"),
+            (2 <= self.gumbel_actions <= 18, "gumbel_actions must be 2..18"),
+            (self.gumbel_c_visit >= 0 and self.gumbel_c_scale > 0,
+             "gumbel_c_visit must be >= 0 and gumbel_c_scale positive"),
         ]
         for ok, message in checks:
             if not ok:

@@ -159,11 +159,15 @@ class SearchSection:
     temperature_moves: int = 6
     leaves_per_game: int = 1
     perspective: str = "searcher"  # searcher | mover: whose view positions in the tree are encoded from
-    rollout: str = "none"          # none | expert | greedy: play-outs at the leaves (docs/search.md)
-    rollout_weight: float = 0.5    # lambda: leaf value = (1 - lambda) network + lambda play-out
+    rollout: str = "expert"        # none | expert | greedy: play-outs at the leaves (docs/search.md)
+    rollout_weight: float = 1.0    # lambda: leaf value = (1 - lambda) network + lambda play-out
     rollout_resample: bool = True  # play each leaf out in a freshly sampled deal of the hidden cards
-    inference_candidates: int = 1  # hidden hands weighted by the bids: candidates per draw (1 = uniform)
-    inference_temperature: float = 2.0   # softness of the bidding model, points
+    inference_candidates: int = 8  # hidden hands weighted by the bids: candidates per draw (1 = uniform)
+    inference_temperature: float = 1.0   # softness of the bidding model, points
+    root: str = "gumbel"           # puct | gumbel: how the root spends the simulations (docs/search.md)
+    gumbel_actions: int = 16       # Gumbel root: actions considered (sequential halving)
+    gumbel_c_visit: float = 50.0   # Gumbel root: sigma(q) = (c_visit + max visits) * c_scale * q
+    gumbel_c_scale: float = 1.0
 
     def validate(self) -> None:
         _require(self.perspective in ("mover", "searcher"), "search.perspective",
@@ -192,7 +196,9 @@ class SearchSection:
             perspective=self.perspective, rollout=self.rollout,
             rollout_weight=self.rollout_weight, rollout_resample=self.rollout_resample,
             inference_candidates=self.inference_candidates,
-            inference_temperature=self.inference_temperature)
+            inference_temperature=self.inference_temperature, root=self.root,
+            gumbel_actions=self.gumbel_actions, gumbel_c_visit=self.gumbel_c_visit,
+            gumbel_c_scale=self.gumbel_c_scale)
         return cfg.for_evaluation() if for_evaluation else cfg
 
 

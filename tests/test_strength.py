@@ -68,8 +68,9 @@ def test_the_watcher_measures_the_newest_version_and_exports_it(cfg, tmp_path):
     assert greedy["minutes"] == pytest.approx(1.5) and greedy["rounds"] == 640 and greedy["deals"] == 30
     lo, hi = greedy["ci95"]
     assert lo <= greedy["difference"] <= hi
-    # an untrained tiny network searching alone at a table of greedy players loses to them
-    assert greedy["difference"] < 0
+    # the configured search is measured: with the default expert play-outs at the leaves even an
+    # untrained tiny network beats a table of greedy players (without them it loses to them)
+    assert greedy["difference"] > 0
     assert any("strength v2 vs greedy" in line for line in lines)
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
     assert 'blobzero_strength_score_difference{opponent="greedy"}' in text
