@@ -212,7 +212,10 @@ class LocalStore(Store):
 
 
 def _s3_client():
+    import logging
+
     import boto3
+    logging.getLogger("botocore").setLevel(logging.WARNING)   # "Found credentials in ..." per client
     from botocore.config import Config as BotoConfig
     # connect quickly, retry a little (callers retry longer with their own backoff and logs)
     return boto3.session.Session().client("s3", config=BotoConfig(
