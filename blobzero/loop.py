@@ -118,36 +118,34 @@ def _stop(proc: subprocess.Popen | None, name: str, timeout: float = 60) -> int 
 class StrengthMirror:
     """With checkpoints in a bucket, the strength tracker (which reads a directory of archived
     versions) measures a local copy of ``<checkpoint_dir>/versions`` that the loop keeps in
-    step every second (``<run_dir>/strength-mirror``); its results go to ``<storage.url>/strength``."""
+    step every second (``<run_dir>/strength-mirror``, services/mirror.py); its results go to
+    ``<storage.url>/strength``."""
 
     def __init__(self, cfg: configuration.Config, run_dir: Path):
-        from plumbing.storage import open_store
-        self.store = open_store(cfg.storage.checkpoint_dir)
-        self.root = run_dir / "strength-mirror"
+        from services.mirror import Mirror
+        root = run_dir / "strength-mirror"
+        self.mirror = Mirror(join(cfg.storage.checkpoint_dir, "versions"), root / "versions")
         self.cfg = dataclasses.replace(cfg, storage=dataclasses.replace(
-            cfg.storage, url="", checkpoint_dir=str(self.root)))
-        self.results = open_store(join(cfg.storage.url, "strength")) if cfg.storage.url else None
+            cfg.storage, url="", checkpoint_dir=str(root)))
+        self.results = join(cfg.storage.url, "strength") if cfg.storage.url else None
         self.config_path = run_dir / "strength.toml"
-        self.copied: set[str] = set()
         atomic_write_text(self.config_path, "# blobzero loop: the strength tracker's view of a run "
                           "whose checkpoints are in a bucket\n\n" + self.cfg.to_toml())
 
     def sync(self) -> None:
-        """Copy archived versions not copied yet: each ONNX file before its manifest."""
         try:
-            entries = [e.key for e in self.store.list("versions/") if e.key not in self.copied]
-            for key in sorted(entries, key=lambda k: (not k.endswith(".onnx"), k)):
-                self.store.get_to_file(key, self.root / key)
-                self.copied.add(key)
+            self.mirror.sync()
         except OSError as exc:          # the endpoint is down: next second
             print(f"  (strength mirror: {exc})", file=sys.stderr)
 
     def upload_results(self, paths) -> None:
         if self.results is None:
             return
+        from plumbing.storage import open_store
+        store = open_store(self.results)
         for path in paths:
             if path and Path(path).is_file():
-                self.results.put(Path(path).name, Path(path).read_bytes())
+                store.put(Path(path).name, Path(path).read_bytes())
 
 
 class _Interrupted(Exception):

@@ -34,11 +34,11 @@ case "$repo" in
       esac
     fi
     export AWS_DEFAULT_REGION="${AWS_DEFAULT_REGION:-${AWS_REGION:-us-east-1}}"
-    wait_s=0 ;;
+    remote=1 ;;
 esac
 
 waited=0
-while [ "$wait_s" -gt 0 ] && [ ! -d "$repo" ]; do
+while [ -z "${remote:-}" ] && [ ! -d "$repo" ]; do
   if [ "$waited" -ge "$wait_s" ]; then
     echo "blobzero-triton: $repo still does not exist after ${wait_s}s; is the trainer running with the same models volume?" >&2
     exit 1
