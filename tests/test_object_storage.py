@@ -289,3 +289,10 @@ def test_shard_reader_on_a_bucket_quarantines_a_corrupt_object(s3, protos):
     assert games.exists(f"quarantine/{object_key(1, 'x', 0)}.reason")
     assert not games.exists(object_key(1, "x", 0))
     assert isinstance(games, S3Store)
+
+
+def test_bench_train_measures_ingest_from_a_bucket(s3, protos):
+    from blobzero.bench import train
+    result = train.ingest_rate_bucket(protos[:8], shards=2, rounds_per_shard=4, url=_prefix("bench"))
+    assert result["shards"] == 2 and result["rounds_per_s"] > 0 and result["rounds_per_cpu_s"] > 0
+    assert result["bucket"].startswith("s3://blobzero/")
