@@ -3,6 +3,7 @@ Kubernetes overlay without any claim (`kubectl kustomize` + `kubernetes-validate
 the compose override with its MinIO profile (`docker-compose config` + the compose-spec
 schema), and the Triton image's entry point turning an s3:// repository into Triton's form."""
 import json
+import re
 import os
 import subprocess
 
@@ -127,3 +128,33 @@ def test_the_triton_entrypoint_serves_an_s3_repository(tmp_path, endpoint, expec
     assert result.returncode == 0, explain(result)
     assert f"--model-repository={expected}" in argv_file.read_text().split()
     assert "waiting" not in result.stderr
+
+
+def test_one_registry_variable_points_compose_and_the_overlays_at_your_images(tmp_path):
+    import shutil
+    import sys
+    env = {"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s", "REGISTRY": "registry.example.com/team",
+           "BLOBZERO_TAG": "0.2.0"}
+    model = json.loads(_compose(env).stdout)
+    images = {name: svc["image"] for name, svc in model["services"].items() if "build" in svc}
+    assert images and all(i.startswith("registry.example.com/team/blobzero/") and i.endswith(":0.2.0")
+                          for i in images.values()), images
+    unset = json.loads(_compose({"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"}).stdout)
+    assert unset["services"]["trainer"]["image"] == "blobzero/trainer:0.1.0"      # unchanged default
+    # the overlays: k8s/set_images.py (what `make images` runs) on a copy of k8s/
+    copy = tmp_path / "k8s"
+    shutil.copytree(ROOT / "k8s", copy)
+    (tmp_path / "monitoring").symlink_to(ROOT / "monitoring")
+    result = run([sys.executable, str(copy / "set_images.py"), "registry.example.com/team", "0.2.0"])
+    assert result.returncode == 0, explain(result)
+    for overlay, suffix in (("gpu", ""), ("gpu-shared", ""), ("objectstore", ""), ("cpu-dev", "-cpu")):
+        rendered = run([tool("kubectl"), "kustomize", str(copy / "overlays" / overlay)])
+        assert rendered.returncode == 0, explain(rendered)
+        found = set(re.findall(r"image: (\S+)", rendered.stdout))
+        assert f"registry.example.com/team/blobzero/triton:0.2.0{suffix}" in found, (overlay, found)
+        assert f"registry.example.com/team/blobzero/trainer:0.2.0{suffix}" in found
+        assert "registry.example.com/team/blobzero/selfplay:0.2.0" in found
+        assert not [i for i in found if i.startswith("blobzero/")], found
+    assert "# Production on GPU nodes" in (copy / "overlays" / "gpu" / "kustomization.yaml").read_text()
+    bad = run([sys.executable, str(copy / "set_images.py"), "Not A Registry", "0.2.0"])
+    assert bad.returncode == 2 and "not a registry path" in bad.stderr
