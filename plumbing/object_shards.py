@@ -167,14 +167,24 @@ class ObjectShardReader:
         """Records of one shard ([] when it is gone or corrupt). While the endpoint is
         unreachable it retries with backoff until it answers or ``stop`` (an Event the trainer
         sets on SIGTERM) is set: the trainer waits, and nothing listed is skipped."""
+        blob = self.read_bytes(path)
+        if blob is None:
+            return []
+        try:
+            return decode_shard(blob)
+        except CorruptShard as exc:
+            self.quarantine(path, str(exc), blob)
+            return []
+
+    def read_bytes(self, path) -> bytes | None:
+        """A shard's bytes (None when it is gone), retried while the endpoint is down."""
         key = path.key if isinstance(path, ObjectRef) else str(path)
         delay = 1.0
         while True:
             try:
-                blob = self.store.get(key)
-                break
+                return self.store.get(key)
             except FileNotFoundError:
-                return []
+                return None
             except StorageUnavailable as exc:
                 if self.stop is not None and self.stop.is_set():
                     raise
@@ -184,11 +194,6 @@ class ObjectShardReader:
                 else:
                     time.sleep(delay)
                 delay = min(delay * 2, 30.0)
-        try:
-            return decode_shard(blob)
-        except CorruptShard as exc:
-            self.quarantine(path, str(exc), blob)
-            return []
 
     def quarantine(self, path, reason: str, blob: bytes | None = None):
         key = path.key if isinstance(path, ObjectRef) else str(path)

@@ -36,7 +36,7 @@ from plumbing.netspec import MODEL_NAME
 from plumbing.object_shards import open_reader
 from plumbing.shards import NAME_RE
 from plumbing.storage import StorageError, is_remote, join, open_store
-from trainer.compact_window import CompactWindow, pack_records
+from trainer.compact_window import CompactWindow, pack_shard
 from trainer.device import TrainDevice
 from trainer.metrics import TrainerMetrics
 from trainer.retention import RetentionPolicy
@@ -355,16 +355,23 @@ class Trainer:
         """(checked compact rounds or None, number of usable records) of one shard. A record
         that does not replay costs that record only, whatever it raises; a shard with no usable
         record is quarantined (``quarantine``). One log line per shard, naming a few bad records."""
-        records = self.reader.read(path)
-        if not records:
+        from plumbing.shards import CorruptShard
+        blob = self.reader.read_bytes(path)
+        if blob is None:
             return None, 0
-        packed, bad = pack_records(records, all_views=self.all_views)
+        try:       # parsed in C straight from the wire bytes (blobcore/shardparse.pyx)
+            packed, bad, n_records = pack_shard(blob, all_views=self.all_views)
+        except CorruptShard as exc:
+            self.reader.quarantine(path, str(exc))
+            return None, 0
+        if not n_records:
+            return None, 0
         if bad:
             more = f"; {len(bad) - RECORD_WARNINGS} more" if len(bad) > RECORD_WARNINGS else ""
-            log.warning("skipped %d of %d records of %s (%s%s)", len(bad), len(records), path.name,
+            log.warning("skipped %d of %d records of %s (%s%s)", len(bad), n_records, path.name,
                         "; ".join(bad[:RECORD_WARNINGS]), more)
             if not packed.rounds and quarantine:
-                self.reader.quarantine(path, f"none of its {len(records)} records is usable; "
+                self.reader.quarantine(path, f"none of its {n_records} records is usable; "
                                              + "; ".join(bad[:RECORD_WARNINGS]) + more)
         return (packed, packed.rounds) if packed.rounds else (None, 0)
 
