@@ -2,7 +2,6 @@
 API server on loopback (tests/s3_helpers.py): the storage interface on both kinds of location,
 start-up refusals naming the config key, the trainer ingesting from a bucket incrementally and
 publishing to it, retention, partial uploads never ingested, and the endpoint going down."""
-import itertools
 import json
 import os
 import subprocess
@@ -14,11 +13,11 @@ import pytest
 
 from plumbing.config import ConfigError, load
 from plumbing.object_shards import KEY_RE, ObjectShardReader, ObjectShardWriter, object_key
-from plumbing.records import to_proto
 from plumbing.shards import encode_shard
 from plumbing.storage import (LocalStore, S3Store, StorageUnavailable, join, open_store,
                               triton_repository_url)
 from s3_helpers import S3Server, s3_environment
+from test_training import protos  # noqa: F401  (the module-scoped fixture: real self-play records)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -30,17 +29,6 @@ def s3():
         server.bucket("blobzero")
         yield server
     server.stop()
-
-
-@pytest.fixture(scope="module")
-def protos():
-    from blobcore.search_config import LIGHT
-    from selfplay_client.evaluator import UniformEvaluator
-    from selfplay_client.runner import PooledSearch, round_specs
-    search = PooledSearch(UniformEvaluator(), LIGHT, itertools.islice(round_specs(11, 4, (3, 6)), 40),
-                          n_games=20)
-    search.run()
-    return [to_proto(r, "t", model_version=1) for r in search.finished()]
 
 
 def _prefix(name: str) -> str:

@@ -35,6 +35,7 @@ def test_blobzero_loop_runs_end_to_end_through_a_bucket(tmp_path):
                                     env=dict(os.environ))
             assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
             assert "stopped cleanly" in result.stdout
+            print(result.stdout[-2500:])                # the run's figures (pytest -s shows them)
             games = open_store(f"{url}/games")
             shards = [KEY_RE.match(e.key) for e in games.list()]
             assert shards and all(shards)

@@ -4,32 +4,16 @@ protobuf + ``pack_records``, on real records of every table, full-game context, 
 malformed record, other valid encodings of the same message, and randomly damaged shards; and
 it reaches the ingest target (issue 19: >= 50k rounds per CPU-second)."""
 import gzip
-import itertools
 import time
 
 import numpy as np
 import pytest
 
-from blobcore.search_config import LIGHT
-from plumbing.records import to_proto
 from plumbing.shards import MAGIC, CorruptShard, _varint, decode_shard, encode_shard
-from selfplay_client.evaluator import UniformEvaluator
-from selfplay_client.runner import PooledSearch, round_specs
 from trainer.compact_window import DECISION_FIELDS, ROUND_FIELDS, pack_records, pack_shard
-from test_compact_window import HOW, TABLES, corrupt, with_context
+from test_compact_window import HOW, corrupt, records, with_context  # noqa: F401 (fixture)
 
 FIELDS = ROUND_FIELDS + DECISION_FIELDS + ("d_probs", "views")
-
-
-@pytest.fixture(scope="module")
-def records():
-    out = []
-    for i, (n, cards) in enumerate(TABLES):
-        specs = itertools.islice(round_specs(300 + 11 * i, n, cards), 5)
-        search = PooledSearch(UniformEvaluator(), LIGHT, specs, n_games=5)
-        search.run()
-        out += [to_proto(r, f"client-{i}", model_version=3) for r in search.finished()]
-    return out
 
 
 def both(blob: bytes, all_views: bool = True):
