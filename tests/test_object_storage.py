@@ -230,9 +230,12 @@ def _raw_truncated_put(s3, path, blob):
     time.sleep(0.5)
 
 
-def test_the_endpoint_down_for_a_while_loses_nothing_and_ingests_nothing_twice(s3, protos):
+OUTAGE_S = 30.0
+
+
+def test_the_endpoint_down_for_30_s_loses_nothing_and_ingests_nothing_twice(s3, protos):
     """Self-play keeps finished shards and retries; the trainer waits; after the endpoint is
-    back every round is ingested exactly once."""
+    back (30 s later) every round is ingested exactly once."""
     from trainer.service import Trainer
     cfg = _trainer_cfg(_prefix("outage"), **{"trainer.min_positions": 10 ** 9})   # ingest only
     games = open_store(cfg.storage.games_dir)
@@ -245,6 +248,7 @@ def test_the_endpoint_down_for_a_while_loses_nothing_and_ingests_nothing_twice(s
     trainer._ingest_new()
     assert trainer.progress.rounds_seen == 10
     s3.stop()                                                     # the endpoint goes away
+    down_since = time.monotonic()
     try:
         for rec in protos[10:25]:
             writer.add(rec)                                       # rounds keep coming
@@ -255,8 +259,10 @@ def test_the_endpoint_down_for_a_while_loses_nothing_and_ingests_nothing_twice(s
         waiting = threading.Thread(target=trainer._read_shard,
                                    args=(trainer.reader.root / object_key(1, "sp-0", 0),))
         waiting.start()                                           # a read retries until it answers
-        time.sleep(1.5)
-        assert waiting.is_alive()
+        while time.monotonic() - down_since < OUTAGE_S:           # self-play goes on meanwhile
+            writer.flush()
+            time.sleep(1.0)
+        assert waiting.is_alive() and writer.pending_rounds == 15
     finally:
         s3.start()                                                # back on the same port
     waiting.join(30)
