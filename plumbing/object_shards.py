@@ -52,6 +52,7 @@ class ObjectShardWriter(ShardWriter):
         self.first_buffered_at = None
         self.pending: list[tuple[str, bytes, int]] = []     # (key, shard bytes, rounds)
         self.upload_errors = 0
+        self.on_upload_error = None        # callable: the service counts errors{kind="storage"}
         self._backoff_initial, self._backoff_max = backoff_initial_s, backoff_max_s
         self._backoff = backoff_initial_s
         self._retry_at = 0.0
@@ -96,6 +97,8 @@ class ObjectShardWriter(ShardWriter):
                 self.store.put(key, data)
             except StorageUnavailable as exc:
                 self.upload_errors += 1
+                if self.on_upload_error is not None:
+                    self.on_upload_error()
                 self._retry_at = time.monotonic() + self._backoff
                 log.warning("cannot upload shard %s (%s); %d shards (%d rounds) wait, retrying "
                             "in %.0f s", key, exc, len(self.pending), self.pending_rounds,

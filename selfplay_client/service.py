@@ -188,6 +188,8 @@ def run(cfg: configuration.Config, rounds: int = 0, duration: float = 0, progres
         claim.release()
         raise
     writer = open_writer(cfg.storage.games_dir, client_id, cfg.selfplay.rounds_per_shard)
+    if hasattr(writer, "on_upload_error"):     # a bucket: each failed upload (kept, retried) counts
+        writer.on_upload_error = metrics.errors.labels("storage").inc
     seed = cfg.selfplay.seed if cfg.selfplay.seed >= 0 else time.time_ns() & 0xFFFFFFFF
     search_config = cfg.search.build()
     log.info("client %s (shards from seq %d): %s, %d rounds in flight, search %dx%d, Triton %s, "

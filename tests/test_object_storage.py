@@ -241,6 +241,8 @@ def test_the_endpoint_down_for_30_s_loses_nothing_and_ingests_nothing_twice(s3, 
     games = open_store(cfg.storage.games_dir)
     writer = ObjectShardWriter(games, "sp-0", rounds_per_shard=5, backoff_initial_s=0.2,
                                backoff_max_s=0.5)
+    failures = []
+    writer.on_upload_error = lambda: failures.append(1)
     for rec in protos[:10]:
         writer.add(rec)
     trainer = Trainer(cfg)
@@ -254,6 +256,7 @@ def test_the_endpoint_down_for_30_s_loses_nothing_and_ingests_nothing_twice(s3, 
             writer.add(rec)                                       # rounds keep coming
         writer.flush()
         assert len(writer.pending) == 3 and writer.pending_rounds == 15 and writer.upload_errors
+        assert len(failures) == writer.upload_errors
         with pytest.raises(StorageUnavailable):
             trainer._ingest_new()                                 # the trainer's loop logs and waits
         waiting = threading.Thread(target=trainer._read_shard,
