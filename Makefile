@@ -46,3 +46,5 @@ clean:
 include mk/deploy.mk
 # The agent's browser tests: browser-tools.
 include mk/agent.mk
+# Images in your registry: make images REGISTRY=registry.example.com/you [BLOBZERO_TAG=...].
+include mk/images.mk

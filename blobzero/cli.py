@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "publish": ("services.publish", "publish an ONNX file as the next model version (e.g. a rollback)"),
     "strength": ("blobzero.strength", "measure published versions against built-in players; learning curve"),
     "loop": ("blobzero.loop", "the whole training loop as local processes (what `make run` runs)"),
+    "mirror": ("services.mirror", "keep a local directory in step with an s3:// prefix (and push results back)"),
     "agent": ("blobzero.agent.server", "the trained agent as a gRPC service and a web page to play it"),
 }
 

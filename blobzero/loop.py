@@ -26,6 +26,7 @@ from pathlib import Path
 from blobzero.strength import CURVE, DEFAULT_OPPONENTS, RESULTS, parse_opponents
 from plumbing import config as configuration
 from plumbing.fsio import atomic_write_text
+from plumbing.storage import is_remote, join
 
 LOG_TAIL = 30
 
@@ -96,8 +97,8 @@ def prepare(cfg: configuration.Config, run_dir: Path) -> configuration.Config:
     return cfg
 
 
-def _spawn(name: str, args: list[str], run_dir: Path) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "blobzero.cli", *args, "--config", str(run_dir / "blobzero.toml")]
+def _spawn(name: str, args: list[str], run_dir: Path, config: Path | None = None) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "blobzero.cli", *args, "--config", str(config or run_dir / "blobzero.toml")]
     with open(run_dir / "logs" / f"{name}.log", "ab") as log:   # the child keeps its own copy
         return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
@@ -112,6 +113,39 @@ def _stop(proc: subprocess.Popen | None, name: str, timeout: float = 60) -> int 
         print(f"  {name} ignored SIGTERM for {timeout:.0f} s; killing it", file=sys.stderr)
         proc.kill()
         return proc.wait()
+
+
+class StrengthMirror:
+    """With checkpoints in a bucket, the strength tracker (which reads a directory of archived
+    versions) measures a local copy of ``<checkpoint_dir>/versions`` that the loop keeps in
+    step every second (``<run_dir>/strength-mirror``, services/mirror.py); its results go to
+    ``<storage.url>/strength``."""
+
+    def __init__(self, cfg: configuration.Config, run_dir: Path):
+        from services.mirror import Mirror
+        root = run_dir / "strength-mirror"
+        self.mirror = Mirror(join(cfg.storage.checkpoint_dir, "versions"), root / "versions")
+        self.cfg = dataclasses.replace(cfg, storage=dataclasses.replace(
+            cfg.storage, url="", checkpoint_dir=str(root)))
+        self.results = join(cfg.storage.url, "strength") if cfg.storage.url else None
+        self.config_path = run_dir / "strength.toml"
+        atomic_write_text(self.config_path, "# blobzero loop: the strength tracker's view of a run "
+                          "whose checkpoints are in a bucket\n\n" + self.cfg.to_toml())
+
+    def sync(self) -> None:
+        try:
+            self.mirror.sync()
+        except OSError as exc:          # the endpoint is down: next second
+            print(f"  (strength mirror: {exc})", file=sys.stderr)
+
+    def upload_results(self, paths) -> None:
+        if self.results is None:
+            return
+        from plumbing.storage import open_store
+        store = open_store(self.results)
+        for path in paths:
+            if path and Path(path).is_file():
+                store.put(Path(path).name, Path(path).read_bytes())
 
 
 class _Interrupted(Exception):
@@ -134,10 +168,12 @@ def run_loop(cfg: configuration.Config, run_dir: Path, minutes: float, out=sys.s
     if init.wait() != 0:
         raise LoopError("the trainer could not prepare the model repository:\n"
                         + _tail(run_dir / "logs" / "trainer-init.log"))
-    server = LocalTriton(ServerConfig(Path(cfg.storage.model_repository), run_dir / "triton",
+    # a directory or an s3:// repository (storage.url = s3://...: Triton reads the bucket)
+    server = LocalTriton(ServerConfig(cfg.storage.model_repository, run_dir / "triton",
                                       grpc_port=cfg.triton.grpc_port, http_port=cfg.triton.http_port,
                                       metrics_port=cfg.triton.metrics_port, instances=1))
     selfplay = trainer = watcher = None
+    mirror = StrengthMirror(cfg, run_dir) if is_remote(cfg.storage.checkpoint_dir) else None
     summary: dict = {}
     previous = {s: signal.signal(s, _raise_interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -149,7 +185,8 @@ def run_loop(cfg: configuration.Config, run_dir: Path, minutes: float, out=sys.s
             # niced and single-threaded: on a 2-core box it takes what self-play leaves
             watcher = _spawn("strength", ["strength", "--watch", "--nice", "10", "--deals", str(watch_deals),
                                           "--opponents", ",".join(opponents),
-                                          "--out", str(run_dir / RESULTS)], run_dir)
+                                          "--out", str(run_dir / RESULTS)], run_dir,
+                             mirror.config_path if mirror else None)
         started = time.monotonic()
         deadline = started + minutes * 60
         last_line = 0.0
@@ -161,6 +198,8 @@ def run_loop(cfg: configuration.Config, run_dir: Path, minutes: float, out=sys.s
             if server.poll() is not None:
                 raise LoopError("tritonserver exited:\n" + server.log_tail())
             summary = _status(cfg, started, watcher is not None)
+            if mirror is not None:
+                mirror.sync()
             now = time.monotonic()
             if interactive:
                 print("\r" + summary["line"].ljust(110), end="", file=out, flush=True)
@@ -189,6 +228,9 @@ def run_loop(cfg: configuration.Config, run_dir: Path, minutes: float, out=sys.s
             _tail(run_dir / "logs" / f"{k}.log") for k in bad))
     print("stopped cleanly: self-play and trainer exited 0, tritonserver stopped", file=out)
     summary["config"] = cfg
+    if mirror is not None:
+        mirror.sync()
+        summary["mirror"] = mirror
     return summary
 
 
@@ -269,6 +311,9 @@ def main(args: argparse.Namespace) -> int:
         return 130
     cfg = summary["config"]
     from blobzero.strength import archive_dir, load_results, manifests, plot, remeasure
+    mirror = summary.get("mirror")
+    if mirror is not None:      # measure from the local copy of the bucket's version archive
+        cfg = mirror.cfg
     found = manifests(archive_dir(cfg))
     points = load_results(run_dir / RESULTS)
     if found and args.arena_deals:
@@ -291,6 +336,8 @@ def main(args: argparse.Namespace) -> int:
               "strength": points, "table": table,
               "learning_curve": str(curve) if curve else None}
     atomic_write_text(run_dir / "report.json", json.dumps(report, indent=2, default=str))
+    if mirror is not None:
+        mirror.upload_results([run_dir / RESULTS, run_dir / "report.json", curve])
     if curve:
         print(f"learning curve: {curve}")
     print(f"\nreport saved to {run_dir / 'report.json'}")

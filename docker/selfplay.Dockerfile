@@ -18,13 +18,13 @@ ENV PIP_NO_CACHE_DIR=1 \
 WORKDIR /app
 COPY requirements.txt ./
 # Runtime packages of the client (numpy, gRPC client, metrics, ONNX Runtime for arena players
-# given as .onnx files) and the build tools (Cython, grpcio-tools). Every version is pinned by
+# given as .onnx files, boto3 for s3:// storage) and the build tools (Cython, grpcio-tools). Every version is pinned by
 # requirements.txt; setuptools/wheel are not in it, so they are pinned here.
 RUN python -m venv /opt/venv \
  && pip install setuptools==84.2.1 wheel==0.48.0 \
  && pip install --constraint requirements.txt \
       numpy "tritonclient[grpc]" grpcio grpcio-health-checking grpcio-reflection protobuf \
-      prometheus_client onnxruntime tqdm Cython grpcio-tools
+      prometheus_client onnxruntime tqdm boto3 Cython grpcio-tools
 COPY pyproject.toml setup.py README.md ./
 COPY proto/ proto/
 COPY blobcore/ blobcore/

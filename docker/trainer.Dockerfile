@@ -26,7 +26,7 @@ RUN python -m venv /opt/venv \
     fi \
  && pip install --constraint requirements.txt torch \
  && pip install --constraint requirements.txt \
-      numpy onnx onnxruntime "tritonclient[grpc]" grpcio protobuf prometheus_client tqdm \
+      numpy onnx onnxruntime "tritonclient[grpc]" grpcio protobuf prometheus_client tqdm boto3 \
       Cython grpcio-tools
 COPY pyproject.toml setup.py README.md ./
 COPY proto/ proto/

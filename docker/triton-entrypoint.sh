@@ -17,8 +17,28 @@ repo="${BLOBZERO__STORAGE__MODEL_REPOSITORY:-/var/lib/blobzero/models/repository
 wait_s="${BLOBZERO_REPOSITORY_WAIT_S:-900}"
 poll_s="${TRITON_POLL_SECS:-5}"
 
+# An s3:// repository (storage.url = s3://bucket/prefix; docs/deploy.md, "A cluster without a
+# shared filesystem"): Triton reads the bucket itself, with AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY
+# (and AWS_DEFAULT_REGION); a custom endpoint (AWS_ENDPOINT_URL, e.g. MinIO) goes into Triton's
+# spelling s3://host:port/bucket/prefix (s3://https://host:port/... for TLS). Nothing to wait for:
+# poll mode loads blobnet once the trainer has written version 1.
+case "$repo" in
+  s3://*)
+    if [ -n "${AWS_ENDPOINT_URL:-}" ]; then
+      hostport="${AWS_ENDPOINT_URL#*://}"; hostport="${hostport%%/*}"
+      case "$AWS_ENDPOINT_URL" in
+        https://*) case "$hostport" in *:*) ;; *) hostport="$hostport:443" ;; esac
+                   repo="s3://https://$hostport/${repo#s3://}" ;;
+        *)         case "$hostport" in *:*) ;; *) hostport="$hostport:80" ;; esac
+                   repo="s3://$hostport/${repo#s3://}" ;;
+      esac
+    fi
+    export AWS_DEFAULT_REGION="${AWS_DEFAULT_REGION:-${AWS_REGION:-us-east-1}}"
+    remote=1 ;;
+esac
+
 waited=0
-while [ ! -d "$repo" ]; do
+while [ -z "${remote:-}" ] && [ ! -d "$repo" ]; do
   if [ "$waited" -ge "$wait_s" ]; then
     echo "blobzero-triton: $repo still does not exist after ${wait_s}s; is the trainer running with the same models volume?" >&2
     exit 1

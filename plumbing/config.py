@@ -245,6 +245,15 @@ class TritonSection:
 
 @dataclass(frozen=True)
 class StorageSection:
+    """Where games, the model repository and checkpoints live (plumbing/storage.py).
+
+    url: "" = the three locations below as given (the default, what ``make run`` uses); else a
+        local path, ``file:///path`` or ``s3://bucket/prefix``, which places them at
+        ``<url>/games``, ``<url>/model_repository`` and ``<url>/checkpoints`` (overriding the
+        three keys). S3 endpoint and credentials come from the standard AWS environment
+        (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION).
+    Each of games_dir, model_repository, checkpoint_dir may also be an ``s3://`` URL itself."""
+    url: str = ""
     games_dir: str = "var/games"
     model_repository: str = "var/model_repository"
     checkpoint_dir: str = "var/checkpoints"
@@ -254,9 +263,20 @@ class StorageSection:
     retain_hours: float = 24.0
     retain_gb: float = 0.0
 
+    def __post_init__(self):
+        if self.url:
+            from plumbing.storage import is_remote, join, local_path
+            base = self.url if is_remote(self.url) else str(local_path(self.url))
+            for key, sub in (("games_dir", "games"), ("model_repository", "model_repository"),
+                             ("checkpoint_dir", "checkpoints")):
+                object.__setattr__(self, key, join(base, sub))
+
     def validate(self) -> None:
-        for key in ("games_dir", "model_repository", "checkpoint_dir"):
-            _require(bool(getattr(self, key)), f"storage.{key}", "must not be empty")
+        from plumbing.storage import validate_location
+        for key in ("url", "games_dir", "model_repository", "checkpoint_dir"):
+            _require(bool(getattr(self, key)) or key == "url", f"storage.{key}", "must not be empty")
+            why = validate_location(getattr(self, key), f"storage.{key}") if getattr(self, key) else None
+            _require(why is None, "storage.url" if self.url else f"storage.{key}", why or "")
         _require(0 <= self.retain_hours <= 24 * 365, "storage.retain_hours",
                  "must be 0 (keep by age) .. 8760 hours")
         _require(0 <= self.retain_gb <= 1_000_000, "storage.retain_gb",

@@ -33,6 +33,7 @@ import numpy as np
 
 from plumbing.fsio import copy_file_synced, fsync_dir
 from plumbing.netspec import INPUTS, MASK, MODEL_NAME, ONNX_FILENAME, OUTPUTS, STATE
+from plumbing.storage import is_remote, join, open_store
 
 _LOCK_NAME = "publish.lock"
 
@@ -47,6 +48,9 @@ class InvalidModelError(ModelRepositoryError):
 
 def list_versions(model_dir: str | os.PathLike) -> list[int]:
     """Version numbers present in ``model_dir`` (numeric directories, no leading zero), ascending."""
+    if is_remote(model_dir):
+        return sorted(int(n) for n in open_store(model_dir).children("")
+                      if n.isdigit() and not n.startswith("0"))
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
         return []
@@ -156,6 +160,8 @@ def check_servable(repo_root: str | os.PathLike, model_name: str = MODEL_NAME) -
 
     Validates the newest version's file (the one Triton will load) with ``validate_onnx``.
     """
+    if is_remote(repo_root):
+        return _check_servable_remote(str(repo_root), model_name)
     repo_root = Path(repo_root)
     hint = ("publish one with plumbing.model_repository.publish_version, or start with "
             "`blobzero serve --init-preset tiny` to export a freshly initialised network as version 1")
@@ -211,6 +217,8 @@ def publish_version(repo_root: str | os.PathLike, onnx_path: str | os.PathLike, 
     """
     if keep_last < 1:
         raise ValueError(f"keep_last must be >= 1, got {keep_last}")
+    if is_remote(repo_root):
+        return _publish_remote(str(repo_root), onnx_path, keep_last, model_name)
     repo_root = Path(repo_root)
     model_dir = repo_root / model_name
     staging = staging_dir(repo_root)
@@ -266,6 +274,8 @@ def set_aside_unusable(repo_root: str | os.PathLike, model_name: str = MODEL_NAM
     newest first, until the newest one left is usable or none is left; returns
     ``[(version, why), ...]``. With poll mode and ``latest: 1``, Triton would otherwise try only
     the broken newest version and never serve the good one below it."""
+    if is_remote(repo_root):
+        return _set_aside_remote(str(repo_root), model_name)
     model_dir = Path(repo_root) / model_name
     moved = []
     for version in reversed(list_versions(model_dir)):
@@ -279,3 +289,121 @@ def set_aside_unusable(repo_root: str | os.PathLike, model_name: str = MODEL_NAM
             fsync_dir(model_dir)
             moved.append((version, str(exc)))
     return moved
+
+
+# -- the repository in a bucket (storage.model_repository = s3://...; plumbing/storage.py) ----
+# A version is one object, ``<repo>/blobnet/<n>/model.onnx``, written with one PUT after the
+# file was validated locally: Triton (poll mode on the s3:// repository) sees no new version or
+# a complete one. Old versions leave by deleting that object. The trainer is the one publisher.
+
+def version_mtime(model_dir: str | os.PathLike, version: int) -> float:
+    """When ``version`` was published (unix seconds)."""
+    if is_remote(model_dir):
+        entries = open_store(model_dir).list(f"{version}/")
+        return max((e.mtime for e in entries), default=time.time())
+    return (Path(model_dir) / str(version)).stat().st_mtime
+
+
+def _download(store, key: str) -> Path:
+    """One object into a private temporary file (the caller removes its directory)."""
+    directory = Path(tempfile.mkdtemp(prefix="blobzero-model-"))
+    return store.get_to_file(key, directory / ONNX_FILENAME)
+
+
+def _publish_remote(repo_url: str, onnx_path: str | os.PathLike, keep_last: int,
+                    model_name: str) -> int:
+    validate_onnx(onnx_path)                  # before anything is written
+    store = open_store(join(repo_url, model_name))
+    version = max(list_versions(store.url), default=0) + 1
+    store.put(f"{version}/{ONNX_FILENAME}", Path(onnx_path).read_bytes())
+    for old in list_versions(store.url)[:-keep_last]:
+        store.rmtree(str(old))
+    return version
+
+
+def _check_servable_remote(repo_url: str, model_name: str) -> list[int]:
+    model_url = join(repo_url, model_name)
+    versions = list_versions(model_url)
+    if not versions:
+        raise ModelRepositoryError(
+            f"model repository {repo_url} has no version of '{model_name}' (expected "
+            f"{model_url}/<n>/{ONNX_FILENAME}); the trainer publishes version 1 at start "
+            f"(blobzero train --init-only)")
+    path = _download(open_store(model_url), f"{versions[-1]}/{ONNX_FILENAME}")
+    try:
+        validate_onnx(path)
+    except InvalidModelError as exc:
+        raise ModelRepositoryError(f"model repository {repo_url} is malformed: newest version "
+                                   f"{versions[-1]} is unusable: {exc}") from exc
+    finally:
+        shutil.rmtree(path.parent, ignore_errors=True)
+    return versions
+
+
+def _set_aside_remote(repo_url: str, model_name: str) -> list[tuple[int, str]]:
+    """Remote ``set_aside_unusable``: an unusable newest version is copied under the sibling
+    prefix ``.<repo>.rejected/`` (outside what Triton scans) and removed."""
+    store = open_store(join(repo_url, model_name))
+    base, _, name = repo_url.rstrip("/").rpartition("/")
+    rejected = open_store(f"{base}/.{name}.rejected")
+    moved = []
+    for version in reversed(list_versions(store.url)):
+        key = f"{version}/{ONNX_FILENAME}"
+        try:
+            path = _download(store, key)
+        except FileNotFoundError:
+            path = None
+        try:
+            if path is None:
+                raise InvalidModelError(f"{store.url}/{key}: no such object")
+            validate_onnx(path)
+            break
+        except InvalidModelError as exc:
+            if path is not None:
+                rejected.put(f"{model_name}-{version}-{time.time_ns()}/{ONNX_FILENAME}",
+                             path.read_bytes())
+            store.rmtree(str(version))
+            moved.append((version, str(exc)))
+        finally:
+            if path is not None:
+                shutil.rmtree(path.parent, ignore_errors=True)
+    return moved
+
+
+def put_config_if_changed(model_url: str, text: str) -> bool:
+    """Write ``<model>/config.pbtxt`` unless it already holds ``text`` (a rewrite makes a
+    polling server reload the model); returns whether it wrote."""
+    store = open_store(model_url)
+    try:
+        if store.get("config.pbtxt").decode() == text:
+            return False
+    except FileNotFoundError:
+        pass
+    store.put("config.pbtxt", text.encode())
+    return True
+
+
+def prepare_remote_config(repo_url: str, flavour: str, gpu_instances: int = 1,
+                          accelerator: str = "none", model_name: str = MODEL_NAME) -> None:
+    """The trainer's ``_prepare_repository`` for a bucket: the production config of the
+    [triton] settings, or (local flavour) the generated local config unless one is there."""
+    from plumbing import triton_config
+    model_url = join(repo_url, model_name)
+    if flavour == "local":
+        store = open_store(model_url)
+        try:
+            current = store.get("config.pbtxt").decode()
+        except FileNotFoundError:
+            store.put("config.pbtxt", triton_config.render(triton_config.local_config()).encode())
+            return
+        if not current.startswith(triton_config.GENERATED_HEADER):
+            raise ModelRepositoryError(f"{model_url}/config.pbtxt is not the generated local "
+                                       f"flavour; remove it (the local server generates it)")
+        return
+    text = triton_config.production_text(gpu_instances, accelerator)
+    try:
+        same = triton_config.same_config(open_store(model_url).get("config.pbtxt").decode(), text)
+    except FileNotFoundError:
+        same = False
+    if not same:
+        open_store(model_url).put("config.pbtxt", text.encode())

@@ -251,6 +251,13 @@ class ShardReader:
                                  int(match["seq"]), mtime))
         return sorted(out, key=lambda s: (s.mtime, s.path.name))
 
+    def read_bytes(self, path: str | os.PathLike) -> bytes | None:
+        """A shard's bytes, None when it is gone (the trainer parses them: pack_shard)."""
+        try:
+            return Path(path).read_bytes()
+        except FileNotFoundError:
+            return None
+
     def read(self, path: str | os.PathLike) -> list[records_pb2.RoundRecord]:
         """Records of one shard; a corrupt shard is quarantined and yields []."""
         path = Path(path)

@@ -16,6 +16,7 @@ import argparse
 import concurrent.futures
 import logging
 import signal
+import socket
 import sys
 import threading
 import time
@@ -24,12 +25,15 @@ from blobcore.players import builtin_player
 from plumbing import config as configuration
 from plumbing.fsio import check_writable
 from plumbing.records import to_proto
-from plumbing.shards import ClientClaim, ClientIdInUse, ShardWriter
+from plumbing.object_shards import open_writer
+from plumbing.shards import ClientClaim, ClientIdInUse, sanitize_client_id
+from plumbing.storage import is_remote, open_store
 from selfplay_client.metrics import SelfplayMetrics
 from selfplay_client import tables
 from selfplay_client.runner import PooledSearch
 
 log = logging.getLogger("blobzero.selfplay")
+DRAIN_S = 60.0      # at stop, how long finished shards keep retrying an unreachable bucket
 
 
 class Stopped(Exception):
@@ -143,6 +147,9 @@ def claim_storage(cfg: configuration.Config) -> ClientClaim:
     """Check that the games directory takes files and claim this client's id there; raises
     ConfigError naming the key (a read-only volume must not cost minutes of rounds first)."""
     games = cfg.storage.games_dir
+    if is_remote(games):        # a bucket: checked at start; ids unique by construction (no locks)
+        open_store(games).check("storage.games_dir")
+        return _UnlockedClaim(sanitize_client_id(cfg.selfplay.client_id or socket.gethostname()))
     try:
         check_writable(games)
     except OSError as exc:
@@ -154,6 +161,17 @@ def claim_storage(cfg: configuration.Config) -> ClientClaim:
     except ClientIdInUse as exc:
         raise configuration.ConfigError(f"config key 'selfplay.client_id': {exc}; give each "
                                         f"client its own id (or leave it empty)") from None
+
+
+class _UnlockedClaim:
+    """The client id on object storage: the configured id or the host name (a StatefulSet's
+    pod name), unique per live writer by construction; there is nothing to lock."""
+
+    def __init__(self, client_id: str):
+        self.id = client_id
+
+    def release(self) -> None:
+        pass
 
 
 def run(cfg: configuration.Config, rounds: int = 0, duration: float = 0, progress: str = "auto") -> int:
@@ -170,7 +188,9 @@ def run(cfg: configuration.Config, rounds: int = 0, duration: float = 0, progres
     except configuration.ConfigError:
         claim.release()
         raise
-    writer = ShardWriter(cfg.storage.games_dir, client_id, cfg.selfplay.rounds_per_shard)
+    writer = open_writer(cfg.storage.games_dir, client_id, cfg.selfplay.rounds_per_shard)
+    if hasattr(writer, "on_upload_error"):     # a bucket: each failed upload (kept, retried) counts
+        writer.on_upload_error = metrics.errors.labels("storage").inc
     seed = cfg.selfplay.seed if cfg.selfplay.seed >= 0 else time.time_ns() & 0xFFFFFFFF
     search_config = cfg.search.build()
     log.info("client %s (shards from seq %d): %s, %d rounds in flight, search %dx%d, Triton %s, "
@@ -240,6 +260,9 @@ def run(cfg: configuration.Config, rounds: int = 0, duration: float = 0, progres
     finally:
         try:
             flush()
+            if getattr(writer, "pending", None) and writer.drain(DRAIN_S):   # a bucket was down
+                metrics.errors.labels("storage").inc()
+                code = 1
         except StorageFailed:
             code = 1
         if bar is not None:

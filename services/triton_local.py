@@ -50,6 +50,7 @@ from plumbing.netspec import MODEL_NAME, ONNX_FILENAME
 from services import triton_dist
 from plumbing.model_repository import (ModelRepositoryError, check_servable, list_versions, publish_version,
                                        set_aside_unusable)
+from plumbing.storage import is_remote, join, open_store, triton_repository_url
 from plumbing.triton_config import check_not_foreign, write_local_config
 
 log = logging.getLogger("blobzero.serve")
@@ -94,7 +95,8 @@ class ServerConfig:
     watchdog_s: float = 1.0
 
     def __post_init__(self):
-        object.__setattr__(self, "model_repository", Path(self.model_repository))
+        if not is_remote(self.model_repository):       # an s3:// URL stays a URL
+            object.__setattr__(self, "model_repository", Path(self.model_repository))
         object.__setattr__(self, "work_dir", Path(self.work_dir))
 
     @classmethod
@@ -105,6 +107,13 @@ class ServerConfig:
     @property
     def ports(self) -> dict[str, int]:
         return {"gRPC": self.grpc_port, "HTTP": self.http_port, "metrics": self.metrics_port}
+
+
+def repository_argument(model_repository) -> str:
+    """``--model-repository`` for a directory (absolute) or a bucket (Triton's s3:// form)."""
+    if is_remote(model_repository):
+        return triton_repository_url(model_repository)
+    return str(Path(model_repository).resolve())
 
 
 class ServeError(RuntimeError):
@@ -177,7 +186,7 @@ class LocalTriton:
         c = self.config
         return [
             str(triton_dist.locate().binary),
-            f"--model-repository={c.model_repository.resolve()}",
+            f"--model-repository={repository_argument(c.model_repository)}",
             f"--backend-directory={backends}",
             "--model-control-mode=poll", f"--repository-poll-secs={c.poll_secs}",
             "--disable-auto-complete-config",  # our config is complete; never guess
@@ -201,7 +210,13 @@ class LocalTriton:
         for version, why in set_aside_unusable(c.model_repository):
             log.warning("moved unusable version %d out of the repository (%s)", version, why)
         versions = check_servable(c.model_repository)
-        write_local_config(c.model_repository / MODEL_NAME, c.instances, c.intra_op_threads)
+        if is_remote(c.model_repository):
+            from plumbing.model_repository import put_config_if_changed
+            from plumbing.triton_config import local_config, render
+            put_config_if_changed(join(c.model_repository, MODEL_NAME),
+                                  render(local_config(c.instances, c.intra_op_threads)))
+        else:
+            write_local_config(c.model_repository / MODEL_NAME, c.instances, c.intra_op_threads)
         backends = triton_dist.provision_backends(c.work_dir)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log_file:
@@ -232,8 +247,27 @@ class LocalTriton:
         return [pid for pid, comm, state in _children(self.process.pid)
                 if comm.startswith("triton_python") and state == "Z"]
 
+    def _reload_remote(self, why: str) -> int | None:
+        """``reload_served_version`` on a bucket: rewrite the newest version's object (same
+        bytes, new modification time), which poll mode reloads."""
+        store = open_store(join(self.config.model_repository, MODEL_NAME))
+        versions = list_versions(store.url)
+        if not versions:
+            return None
+        key = f"{versions[-1]}/{ONNX_FILENAME}"
+        try:
+            store.put(key, store.get(key))
+        except OSError as exc:
+            log.error("%s, but cannot rewrite %s/%s to reload it: %s", why, store.url, key, exc)
+            return None
+        self.heals += 1
+        log.warning("%s: reloading %s version %d", why, MODEL_NAME, versions[-1])
+        return versions[-1]
+
     def reload_served_version(self, why: str) -> int | None:
         """Make poll mode reload the newest version (touch its model file); returns it."""
+        if is_remote(self.config.model_repository):
+            return self._reload_remote(why)
         versions = list_versions(self.config.model_repository / MODEL_NAME)
         if not versions:
             return None

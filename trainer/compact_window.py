@@ -178,6 +178,16 @@ def pack_records(records: list[records_pb2.RoundRecord], all_views: bool
             visits[k, :m] = d_visits
             k += 1
     dec_start[n_rec] = k
+    return _finish(rounds, n_actions, scores, dec, visits, dec_start, k, bad,
+                   lambda i: _bad_reason(records[i]), all_views)
+
+
+def _finish(rounds: dict, n_actions, scores, dec: dict, visits, dec_start, k: int, bad: dict,
+            reason, all_views: bool) -> tuple[CompactRounds, list[str]]:
+    """The part of packing after the records are read: replay-check every round in C, turn
+    visits into policy targets, drop the bad rounds. ``reason(i)`` names why record i fails
+    the replay check."""
+    n_rec = len(n_actions)
     for name in dec:
         dec[name] = dec[name][:k]
     exact = np.ones(k, np.uint8)
@@ -187,7 +197,7 @@ def pack_records(records: list[records_pb2.RoundRecord], all_views: bool
                         visits[:k], dec["d_probs"], exact, rounds["value"], rounds["tricks"], status)
     for i in np.flatnonzero(status > 0):
         if i not in bad:
-            bad[int(i)] = _bad_reason(records[i])
+            bad[int(i)] = reason(int(i))
     for j in np.flatnonzero(exact == 0):      # huge visit totals: numpy's float32 arithmetic
         m = dec["d_n"][j]
         v = visits[j, :m].astype(np.float32)
@@ -202,6 +212,57 @@ def pack_records(records: list[records_pb2.RoundRecord], all_views: bool
         np.ones(len(packed["d_round"]), np.uint8)
     reasons = [f"record {i}: {why}" for i, why in sorted(bad.items())]
     return CompactRounds(**packed, views=n_views), reasons
+
+
+def pack_shard(blob: bytes, all_views: bool) -> tuple[CompactRounds, list[str], int]:
+    """``pack_records(decode_shard(blob))`` without a protobuf object per record: the records
+    are parsed from the wire bytes in C (``blobcore/shardparse.pyx``), bit for bit the same
+    arrays. A shard the fast path does not vouch for in full (a malformed or unusual record)
+    goes through protobuf and ``pack_records``, which names the problem; a corrupt shard raises
+    ``CorruptShard`` as ``decode_shard`` does. Returns (packed, bad-record reasons, records)."""
+    import gzip
+    import zlib
+
+    from blobcore import shardparse
+    from plumbing.shards import MAGIC, decode_shard
+
+    def slow():
+        records = decode_shard(blob)           # raises CorruptShard saying what is wrong
+        return (*pack_records(records, all_views=all_views), len(records))
+
+    try:
+        raw = gzip.decompress(blob)
+    except (OSError, EOFError, zlib.error):
+        return slow()
+    if not raw.startswith(MAGIC):
+        return slow()
+    data = np.frombuffer(raw, np.uint8)
+    try:
+        starts, ends, n_dec = shardparse.frame(data, len(MAGIC))
+    except ValueError:
+        return slow()
+    n_rec = len(starts)
+    rounds = _alloc(_ROUND_SHAPES, n_rec)
+    n_actions = np.zeros(n_rec, np.int16)
+    scores = np.zeros((n_rec, VALUE_SEATS), np.int32)
+    dec_start = np.zeros(n_rec + 1, np.int64)
+    np.cumsum(n_dec, out=dec_start[1:])
+    k = int(dec_start[-1])
+    dec = _alloc(_DECISION_SHAPES, k)
+    visits = np.zeros((k, MAX_DEC), np.uint32)
+    flags = np.zeros(n_rec, np.uint8)
+    if shardparse.parse(data, starts, ends, dec_start, rounds["hands"], rounds["meta"],
+                        rounds["actions"], n_actions, scores, rounds["ctx"], dec["d_round"],
+                        dec["d_ply"], dec["d_player"], dec["d_n"], dec["d_actions"], visits, flags):
+        return slow()
+
+    def reason(i: int) -> str:
+        record = records_pb2.RoundRecord()
+        record.ParseFromString(raw[starts[i]:ends[i]])
+        return _bad_reason(record)
+
+    return (*_finish(rounds, n_actions, scores, dec, visits, dec_start, k, {}, reason, all_views),
+            n_rec)
 
 
 class CompactWindow:

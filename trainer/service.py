@@ -30,15 +30,17 @@ from pathlib import Path
 import numpy as np
 
 from plumbing import config as configuration
-from plumbing.fsio import (atomic_write_bytes, atomic_write_text, check_writable, copy_file_synced,
+from plumbing.fsio import (atomic_write_bytes, check_writable,
                            fsync_dir)
 from plumbing.netspec import MODEL_NAME
-from plumbing.shards import NAME_RE, ShardReader
-from trainer.compact_window import CompactWindow, pack_records
+from plumbing.object_shards import open_reader
+from plumbing.shards import NAME_RE
+from plumbing.storage import StorageError, is_remote, join, open_store
+from trainer.compact_window import CompactWindow, pack_shard
 from trainer.device import TrainDevice
 from trainer.metrics import TrainerMetrics
 from trainer.retention import RetentionPolicy
-from trainer.shard_index import ShardIndex
+from trainer.shard_index import index_for
 from trainer.window import window_capacity
 
 log = logging.getLogger("blobzero.train")
@@ -111,11 +113,17 @@ class Trainer:
             log.warning("trainer.batch_size %d is small for a GPU (it idles between steps); the GPU "
                         "profile config/gpu.toml trains with 4096 and a learning rate scaled up "
                         "with its square root", self.t.batch_size)
-        self.repo = Path(cfg.storage.model_repository)
-        self.model_dir = self.repo / MODEL_NAME
-        self.checkpoint_dir = Path(cfg.storage.checkpoint_dir)
-        self.archive = self.checkpoint_dir / "versions"     # every published ONNX, for rollbacks
-        self.staging = self.checkpoint_dir / STAGING
+        # each location is a directory or an s3:// URL (plumbing/storage.py)
+        self.remote_repo = is_remote(cfg.storage.model_repository)
+        self.repo = cfg.storage.model_repository if self.remote_repo else Path(cfg.storage.model_repository)
+        self.model_dir = join(self.repo, MODEL_NAME) if self.remote_repo else self.repo / MODEL_NAME
+        self.checkpoints = open_store(cfg.storage.checkpoint_dir)
+        self.checkpoint_dir = self.checkpoints.root if self.checkpoints.local else None
+        self.archive = join(cfg.storage.checkpoint_dir, "versions")  # every published ONNX, for rollbacks
+        # exports are staged on a local disk (a bucket has no rename): beside the checkpoints,
+        # else in a private temporary directory
+        self.staging = (self.checkpoint_dir / STAGING if self.checkpoint_dir is not None
+                        else Path(tempfile.gettempdir()) / f"blobzero-trainer-{os.getpid()}{STAGING}")
         self.net = build(cfg.network.preset, seed=self.t.seed,
                          value_head=cfg.network.value_head).to(self.device.device)
         self.optimizer = torch.optim.AdamW(self.net.parameters(), lr=self.t.learning_rate,
@@ -124,11 +132,12 @@ class Trainer:
         # a searcher-perspective search asks for every seat's view of a position (examples.py)
         self.all_views = cfg.search.perspective == "searcher"
         self.window = CompactWindow(self.t.window_max, views_min=3 if self.all_views else 1)
-        self.reader = ShardReader(cfg.storage.games_dir)
+        self.reader = open_reader(cfg.storage.games_dir)
         self.metrics = TrainerMetrics()
         self.rng = np.random.default_rng(self.t.seed)
         self.stop = threading.Event()
-        self.index = ShardIndex(self.reader)       # what is on disk, learned incrementally
+        self.index = index_for(self.reader)        # what is on disk, learned incrementally
+        self.reader.stop = self.stop               # a bucket read retries until this is set
         self.retention = RetentionPolicy(cfg.storage.retain_hours, cfg.storage.retain_gb)
         self._scanned = False                      # the first scan meets shards of earlier runs
         self._last_retention = time.monotonic()
@@ -167,7 +176,11 @@ class Trainer:
             if duration and time.monotonic() - started >= duration:
                 break
             if time.monotonic() - last_scan > 1.0:
-                self._ingest_new()
+                try:
+                    self._ingest_new()
+                except StorageError as exc:          # the bucket's endpoint is down: wait
+                    log.warning("cannot list new game shards (%s); retrying", exc)
+                    self.stop.wait(5.0)
                 last_scan = time.monotonic()
                 if time.monotonic() - self._last_retention > RETENTION_EVERY_S:
                     self._retain_when_due()
@@ -193,21 +206,28 @@ class Trainer:
     def _report_published(self) -> None:
         """After a restart, report the newest served version and when it was published, so
         "trainer not publishing" alerts measure real silence, not process age."""
+        from plumbing.model_repository import version_mtime
         versions = self._versions()
         if versions:
-            newest = self.model_dir / str(versions[-1])
             self.metrics.published_version.set(versions[-1])
-            self.metrics.last_publish.set(newest.stat().st_mtime)
+            self.metrics.last_publish.set(version_mtime(self.model_dir, versions[-1]))
 
     def _versions(self) -> list[int]:
         from plumbing.model_repository import list_versions
-        return list_versions(self.model_dir) if self.model_dir.is_dir() else []
+        return list_versions(self.model_dir)
 
     def _check_storage(self) -> None:
         """Fail at start, naming the key, when a directory the trainer writes cannot be written."""
         from plumbing.model_repository import staging_dir
-        for key, path in (("storage.checkpoint_dir", self.checkpoint_dir),
-                          ("storage.model_repository", staging_dir(self.repo))):
+        for key, location in (("storage.checkpoint_dir", self.cfg.storage.checkpoint_dir),
+                              ("storage.model_repository", self.cfg.storage.model_repository),
+                              ("storage.games_dir", self.cfg.storage.games_dir)):
+            if is_remote(location):                # names the key, the bucket and the variable
+                open_store(location).check(key)
+        checked = [("storage.checkpoint_dir", self.checkpoint_dir or self.staging)]
+        if not self.remote_repo:
+            checked.append(("storage.model_repository", staging_dir(self.repo)))
+        for key, path in checked:
             try:
                 check_writable(path)
             except OSError as exc:
@@ -228,6 +248,11 @@ class Trainer:
     def _prepare_repository(self) -> None:
         """Write blobnet/config.pbtxt of the configured flavour (the trainer owns the repo)."""
         from plumbing import triton_config
+        if self.remote_repo:
+            from plumbing.model_repository import prepare_remote_config
+            prepare_remote_config(self.repo, self.cfg.triton.flavour, self.cfg.triton.gpu_instances,
+                                  self.cfg.triton.accelerator)
+            return
         self.model_dir.mkdir(parents=True, exist_ok=True)
         if self.cfg.triton.flavour == "local":
             # Keep a local config the server already generated (it may run more instances):
@@ -303,7 +328,7 @@ class Trainer:
                 break
             self.index.forget(shard.name)
             deleted += 1
-        if deleted:
+        if deleted and getattr(self.reader, "local", True):
             try:
                 fsync_dir(self.reader.root)
             except OSError:
@@ -317,6 +342,8 @@ class Trainer:
         return deleted
 
     def _report_volume(self) -> None:
+        if not getattr(self.reader, "local", True):
+            return                                 # a bucket has no volume to fill
         try:
             fs = os.statvfs(self.reader.root)
         except OSError:
@@ -328,16 +355,23 @@ class Trainer:
         """(checked compact rounds or None, number of usable records) of one shard. A record
         that does not replay costs that record only, whatever it raises; a shard with no usable
         record is quarantined (``quarantine``). One log line per shard, naming a few bad records."""
-        records = self.reader.read(path)
-        if not records:
+        from plumbing.shards import CorruptShard
+        blob = self.reader.read_bytes(path)
+        if blob is None:
             return None, 0
-        packed, bad = pack_records(records, all_views=self.all_views)
+        try:       # parsed in C straight from the wire bytes (blobcore/shardparse.pyx)
+            packed, bad, n_records = pack_shard(blob, all_views=self.all_views)
+        except CorruptShard as exc:
+            self.reader.quarantine(path, str(exc))
+            return None, 0
+        if not n_records:
+            return None, 0
         if bad:
             more = f"; {len(bad) - RECORD_WARNINGS} more" if len(bad) > RECORD_WARNINGS else ""
-            log.warning("skipped %d of %d records of %s (%s%s)", len(bad), len(records), path.name,
+            log.warning("skipped %d of %d records of %s (%s%s)", len(bad), n_records, path.name,
                         "; ".join(bad[:RECORD_WARNINGS]), more)
             if not packed.rounds and quarantine:
-                self.reader.quarantine(path, f"none of its {len(records)} records is usable; "
+                self.reader.quarantine(path, f"none of its {n_records} records is usable; "
                                              + "; ".join(bad[:RECORD_WARNINGS]) + more)
         return (packed, packed.rounds) if packed.rounds else (None, 0)
 
@@ -406,9 +440,9 @@ class Trainer:
         log.error("weights turned non-finite by step %d: not checkpointed or published; rolled "
                   "back to the last checkpoint (trainer.learning_rate %g too high?)",
                   self.progress.step, self.t.learning_rate)
-        path = self.checkpoint_dir / CHECKPOINT
-        if path.exists():
-            state = torch.load(path, map_location="cpu", weights_only=False)
+        if self.checkpoints.exists(CHECKPOINT):
+            state = torch.load(io.BytesIO(self.checkpoints.get(CHECKPOINT)), map_location="cpu",
+                               weights_only=False)
             self.net.load_state_dict(state["net"])
             self.optimizer.load_state_dict(state["optimizer"])
         else:                                     # nothing saved yet: fresh weights
@@ -431,6 +465,9 @@ class Trainer:
         except InvalidModelError as exc:
             log.error("not publishing at %s: %s", why, exc)
             return None
+        except StorageError as exc:                 # the bucket is unreachable: publish later
+            log.error("cannot publish at %s: %s; the served version stays", why, exc)
+            return None
 
     def _cpu_net(self):
         """The network on the CPU for export (a copy when it trains on CUDA)."""
@@ -446,16 +483,12 @@ class Trainer:
         with tempfile.TemporaryDirectory(prefix="blobnet-export-", dir=self.staging) as tmp:
             onnx_path = export_onnx(self._cpu_net(), Path(tmp) / "model.onnx")
             version = publish_version(self.repo, onnx_path, keep_last=self.t.keep_versions)
-            self.archive.mkdir(parents=True, exist_ok=True)
-            archived = self.archive / f"v{version:06d}.onnx"
-            staged = self.archive / f".v{version:06d}.onnx.tmp"
-            staged.unlink(missing_ok=True)
-            copy_file_synced(onnx_path, staged)
-            staged.replace(archived)
+            # crash-safe either way (temporary name + fsync + rename, or one PUT)
+            self.checkpoints.put(f"versions/v{version:06d}.onnx", Path(onnx_path).read_bytes())
             # what this version was trained on: the x axes of the learning curve
-            atomic_write_text(self.archive / f"v{version:06d}.json", json.dumps({
+            self.checkpoints.put(f"versions/v{version:06d}.json", json.dumps({
                 "version": version, "step": self.progress.step, "rounds_seen": self.progress.rounds_seen,
-                "positions_seen": self.progress.positions_seen, "published_unix": time.time()}))
+                "positions_seen": self.progress.positions_seen, "published_unix": time.time()}).encode())
         self.progress.version = version
         self.metrics.published_version.set(version)
         self.metrics.last_publish.set(time.time())
@@ -469,15 +502,20 @@ class Trainer:
                          "progress": self.progress.__dict__, "network": self.cfg.network.preset,
                          "value_head": self.cfg.network.value_head,
                          "rng": self.rng.bit_generator.state}, buffer)
-        atomic_write_bytes(self.checkpoint_dir / CHECKPOINT, buffer.getvalue())
+        try:
+            self.checkpoints.put(CHECKPOINT, buffer.getvalue())
+        except StorageError as exc:     # no retention either: it must follow a saved state
+            log.error("cannot save the checkpoint (%s); trying again at the next one", exc)
+            return
         self._retain()                  # from exactly the state now on disk
 
     def _load_checkpoint(self) -> bool:
-        path = self.checkpoint_dir / CHECKPOINT
-        if not path.exists():
+        path = join(self.cfg.storage.checkpoint_dir, CHECKPOINT)
+        if not self.checkpoints.exists(CHECKPOINT):
             return False
         try:
-            state = self.torch.load(path, map_location="cpu", weights_only=False)
+            state = self.torch.load(io.BytesIO(self.checkpoints.get(CHECKPOINT)), map_location="cpu",
+                                    weights_only=False)
         except Exception as exc:  # an unreadable checkpoint must not be silently replaced
             raise SystemExit(f"blobzero train: checkpoint {path} is unreadable ({exc}); move it "
                              f"away to start fresh") from None

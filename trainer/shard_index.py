@@ -71,3 +71,57 @@ class ShardIndex:
         shard = self.present.pop(name, None)
         if shard is not None:
             self.bytes -= shard.size
+
+
+class ObjectShardIndex(ShardIndex):
+    """``ShardIndex`` over a bucket (plumbing/object_shards.py): each scan lists the client
+    prefixes (one call with a delimiter) and then each client's keys after the newest one it
+    knows (``StartAfter``), so a scan costs O(clients + new shards) requests and bytes, not
+    O(all shards). Shards that vanish by other hands than the trainer's are not noticed (the
+    trainer is the one deleter); reading one then yields nothing."""
+
+    def __init__(self, reader):
+        super().__init__(reader)
+        self.after: dict[str, str] = {}     # client -> newest key listed
+
+    def scan(self) -> list[IndexedShard]:
+        from plumbing.object_shards import KEY_RE
+        from plumbing.shards import QUARANTINE
+        from plumbing.storage import StorageError
+        store = self.reader.store
+        new = []
+        self.error = None
+        try:
+            clients = store.children("")
+        except StorageError as exc:
+            self.error = exc
+            clients = []
+        for client in clients:
+            if client == QUARANTINE:
+                continue
+            try:        # one client's listing is all or nothing: what it found is kept
+                entries = store.list(f"{client}/", start_after=self.after.get(client, ""))
+            except StorageError as exc:
+                self.error = exc
+                break
+            for entry in entries:
+                self.after[client] = entry.key
+                match = KEY_RE.match(entry.key)
+                if not match or entry.key in self.present or entry.key in self.reader.skipped:
+                    continue
+                self.stat_calls += 1
+                shard = IndexedShard(entry.key, match["client"], int(match["seq"]), entry.mtime,
+                                     entry.size)
+                self.present[entry.key] = shard
+                self.bytes += shard.size
+                new.append(shard)
+                if self.newest_mtime is None or shard.mtime > self.newest_mtime:
+                    self.newest_mtime = shard.mtime
+        if self.error is not None and not new:
+            raise self.error                    # the trainer logs it and waits
+        return sorted(new, key=lambda s: (s.mtime, s.name))
+
+
+def index_for(reader) -> ShardIndex:
+    """The index for a reader of either kind (a directory or a bucket)."""
+    return ShardIndex(reader) if getattr(reader, "local", True) else ObjectShardIndex(reader)

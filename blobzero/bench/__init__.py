@@ -31,6 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tables", metavar="NxC,...",
                         help="tables for bench search/selfplay, players x cards per seat "
                              f"(default: {','.join(f'{n}x{c}' for n, c in DEFAULT_TABLES)})")
+    parser.add_argument("--bucket", metavar="s3://BUCKET/PREFIX", default="",
+                        help="bench train: measure ingest from this bucket (AWS_* environment; "
+                             "default: a loopback S3 server)")
 
 
 #: The tables ``bench search`` and ``bench selfplay`` measure: the default training table first,

@@ -6,7 +6,9 @@
 * **sampler samples/s**: the compact window alone (replay + encode in C), the part of a step
   that stays on the CPU.
 * **ingest**: shards/s, rounds/s and positions/s through the trainer's ingest path (read and
-  gunzip the shard file, parse, check every record by replaying it, pack, add to the window).
+  gunzip the shard file, parse the records in C from the wire bytes, check every record by
+  replaying it, pack, add to the window), from a local directory and from a bucket
+  (``ingest_bucket``: S3 listing + GET; ``--bucket``, else a loopback S3 server).
   A GPU box making 265k rounds/min needs ~4,400 rounds/s.
 * **window memory**: bytes per position of the compact window (at 3 and 4 players' views), what
   10 M positions take, against the old float32 rows.
@@ -44,30 +46,95 @@ def make_records(n_rounds: int, seed: int = 3) -> list:
 def ingest_rate(records: list, shards: int, rounds_per_shard: int = 64) -> dict:
     """Write ``shards`` real shard files, then time the trainer's ingest of each."""
     from plumbing.shards import ShardReader, ShardWriter
-    from trainer.compact_window import CompactWindow, pack_records
     with tempfile.TemporaryDirectory() as tmp:
         writer = ShardWriter(tmp, "bench", rounds_per_shard)
         for rec in itertools.islice(itertools.cycle(records), shards * rounds_per_shard):
             writer.add(rec)
         writer.flush()
         reader = ShardReader(tmp)
-        window = CompactWindow(2_000_000, views_min=3)
-        rounds = positions = 0
-        started, cpu = time.perf_counter(), time.process_time()
-        for shard in reader.list():
-            packed, bad = pack_records(reader.read(shard.path), all_views=True)
-            assert not bad, bad[:3]
-            window.add(packed)
-            rounds += packed.rounds
-            positions += packed.positions
-        seconds = time.perf_counter() - started
-        cpu_seconds = time.process_time() - cpu
+        figures = _timed_ingest(reader, [s.path for s in reader.list()], rounds_per_shard)
         shard_bytes = sum(s.path.stat().st_size for s in reader.list())
-    return {"shards_per_s": round(shards / seconds, 1), "rounds_per_s": round(rounds / seconds),
+    return {**figures, "bytes_per_round_on_disk": round(shard_bytes / (shards * rounds_per_shard), 1)}
+
+
+def _timed_ingest(reader, paths: list, rounds_per_shard: int) -> dict:
+    """Time the trainer's ingest of ``paths`` (bytes -> C parse -> check -> window)."""
+    from trainer.compact_window import CompactWindow, pack_shard
+    window = CompactWindow(2_000_000, views_min=3)
+    rounds = positions = 0
+    started, cpu = time.perf_counter(), time.process_time()
+    for path in paths:
+        packed, bad, _ = pack_shard(reader.read_bytes(path), all_views=True)
+        assert not bad, bad[:3]
+        window.add(packed)
+        rounds += packed.rounds
+        positions += packed.positions
+    seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu
+    return {"shards_per_s": round(len(paths) / seconds, 1), "rounds_per_s": round(rounds / seconds),
             "positions_per_s": round(positions / seconds),
-            "rounds_per_cpu_s": round(rounds / cpu_seconds), "shards": shards,
-            "rounds_per_shard": rounds_per_shard,
-            "bytes_per_round_on_disk": round(shard_bytes / rounds, 1)}
+            "rounds_per_cpu_s": round(rounds / cpu_seconds), "shards": len(paths),
+            "rounds_per_shard": rounds_per_shard}
+
+
+def ingest_rate_bucket(records: list, shards: int, rounds_per_shard: int = 64, url: str = "") -> dict:
+    """``ingest_rate`` through object storage: shards uploaded as objects to ``url``
+    (``s3://bucket/prefix``; endpoint and credentials from the AWS environment), then the
+    trainer's bucket path timed: incremental listing (``ObjectShardIndex``), GET, parse, pack.
+    Without ``url`` a loopback S3 server (moto, in this process) stands in for the bucket, so
+    the figure is the client's cost plus a local server's, not a network's."""
+    import os
+
+    from plumbing.object_shards import ObjectShardReader, ObjectShardWriter
+    from plumbing.storage import open_store
+    from trainer.shard_index import ObjectShardIndex
+    server, saved = None, {}
+    if not url:
+        try:
+            from moto.server import ThreadedMotoServer
+        except ImportError:
+            return {"skipped": "no --bucket given and moto (the loopback S3 server) is not installed"}
+        import logging
+        import socket
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        server.start()
+        env = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "bench",
+               "AWS_SECRET_ACCESS_KEY": "bench", "AWS_REGION": "us-east-1"}
+        saved = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
+        open_store("s3://bench/x").client.create_bucket(Bucket="bench")
+        url = "s3://bench/ingest"
+    try:
+        store = open_store(f"{url.rstrip('/')}/bench-{time.time_ns()}")
+        writer = ObjectShardWriter(store, "bench", rounds_per_shard)
+        for rec in itertools.islice(itertools.cycle(records), shards * rounds_per_shard):
+            writer.add(rec)
+        writer.flush()
+        reader = ObjectShardReader(store)
+        started, cpu = time.perf_counter(), time.process_time()
+        listed = [shard.path(reader.root) for shard in ObjectShardIndex(reader).scan()]
+        figures = _timed_ingest(reader, listed, rounds_per_shard)
+        listing_s, listing_cpu_s = time.perf_counter() - started, time.process_time() - cpu
+        for entry in store.list():
+            store.delete(entry.key)
+    finally:
+        if server is not None:
+            server.stop()
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+    # the listing counts too: rates over listing + reading + parsing
+    rounds = shards * rounds_per_shard
+    figures.update(shards_per_s=round(shards / listing_s, 1), rounds_per_s=round(rounds / listing_s),
+                   rounds_per_cpu_s=round(rounds / listing_cpu_s))
+    figures.pop("positions_per_s")
+    return {**figures,
+            "bucket": "loopback S3 server (moto) in this process" if server is not None else url}
 
 
 def filled_window(records: list, positions: int):
@@ -144,6 +211,8 @@ def run(args) -> dict:
         "window": window_memory(records),
         "sampler": sampler_rate(window, 1024, 0.5 if quick else 3.0),
         "ingest": ingest_rate(records, 8 if quick else 64),
+        "ingest_bucket": ingest_rate_bucket(records, 8 if quick else 64,
+                                            url=getattr(args, "bucket", "") or ""),
         "train_cpu": [train_rate(window, "full", "cpu", 256, 3 if quick else 15),
                       train_rate(window, "small", "cpu", 256, 3 if quick else 15)],
         "workload": "Medium-search records (uniform evaluator), 4 players, 5 cards, all views",
