@@ -249,7 +249,7 @@ class MetricsSection:
     selfplay_port: int = 9100
     trainer_port: int = 9101
     strength_port: int = 9102      # blobzero strength --watch (the loop's strength tracker)
-    agent_port: int = 9103         # blobzero agent (also at /metrics of agent.http_port)
+    agent_port: int = 9103         # blobzero agent
 
     def validate(self) -> None:
         _require(bool(self.host), "metrics.host", "must not be empty")
@@ -353,9 +353,35 @@ class AgentSection:
     max_games: int = 1000            # hosted games held in memory
     game_ttl_s: float = 21600.0      # an idle hosted game is dropped after this long
     ort_threads: int = 1             # ONNX Runtime intra-op threads (in-process network)
+    # Running it in public (docs/agent.md). The token itself is never a config key: it comes
+    # from $BLOBZERO_AGENT_TOKEN or from the file named here (a mounted secret).
+    token_file: str = ""             # "" = no token (unless $BLOBZERO_AGENT_TOKEN is set)
+    tls_cert: str = ""               # PEM certificate chain for gRPC and the page; "" = plain text
+    tls_key: str = ""                # its PEM private key
+    rate_limit: float = 0.0          # requests per second per client IP (0 = no limit)
+    rate_burst: int = 20             # requests one client may make at once above the rate
+    max_games_per_client: int = 20   # hosted games one client IP holds; a new one replaces its oldest
+    allowed_origins: str = ""        # extra origins (comma-separated) the JSON API accepts besides its own
+    http_workers: int = 32           # JSON API calls answered at once (more wait; twice that: 503)
+    http_timeout_s: float = 10.0     # the most a client may take to send a request body
+    model_deadline_s: float = 10.0   # the most one network evaluation may take before its requests fail
+    max_models: int = 4              # model versions with an evaluator at once (least recently used go)
 
     def validate(self) -> None:
         _require(bool(self.host), "agent.host", "must not be empty")
+        _require(bool(self.tls_cert) == bool(self.tls_key), "agent.tls_cert",
+                 "and agent.tls_key must be set together (certificate and private key files)")
+        _require(0 <= self.rate_limit <= 1e6, "agent.rate_limit", "must be 0 (no limit) .. 1000000 per second")
+        _require(1 <= self.rate_burst <= 1_000_000, "agent.rate_burst", "must be 1..1000000")
+        _require(1 <= self.max_games_per_client <= 1_000_000, "agent.max_games_per_client",
+                 "must be 1..1000000")
+        _require(all(re.fullmatch(r"https?://[A-Za-z0-9.\-\[\]:]+", o.strip())
+                     for o in self.allowed_origins.split(",") if o.strip()), "agent.allowed_origins",
+                 "must be comma-separated origins like https://play.example.org")
+        _require(1 <= self.http_workers <= 4096, "agent.http_workers", "must be 1..4096")
+        _require(0 < self.http_timeout_s <= 600, "agent.http_timeout_s", "must be in (0, 600] seconds")
+        _require(0 < self.model_deadline_s <= 3600, "agent.model_deadline_s", "must be in (0, 3600] seconds")
+        _require(1 <= self.max_models <= 64, "agent.max_models", "must be 1..64")
         _require(0 < self.grpc_port < 65536, "agent.grpc_port", "must be a port 1..65535")
         _require(0 <= self.http_port < 65536, "agent.http_port", "must be a port (0 = off)")
         if self.triton_url:
