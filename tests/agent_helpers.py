@@ -12,8 +12,8 @@ class AgentProcess(process.AgentProcess):
         return metric(self.metrics(), name, **labels)
 
 
-def start_agent(work: Path, *args: str, timeout: float = 60.0) -> AgentProcess:
+def start_agent(work: Path, *args: str, timeout: float = 60.0, tls_root: bytes | None = None) -> AgentProcess:
     """The agent on free ports, without a model repository of its own (``work/no-repository``)."""
     agent = process.start_agent(work, *args, "--set", f"storage.model_repository={work / 'no-repository'}",
-                                timeout=timeout)
+                                timeout=timeout, tls_root=tls_root)
     return AgentProcess(**vars(agent))

@@ -75,8 +75,12 @@ def _json(status: int, payload: dict, **headers: str) -> web.Response:
                         headers={**SECURITY_HEADERS, **headers})
 
 
-def _error(status: int, code: str, message: str, **headers: str) -> web.Response:
-    return _json(status, {"code": code, "message": message}, **headers)
+def _error(status: int, code: str, message: str, close: bool = False, **headers: str) -> web.Response:
+    """close: end the connection after answering (a body left unread is never parsed as a request)."""
+    response = _json(status, {"code": code, "message": message}, **headers)
+    if close:
+        response.force_close()
+    return response
 
 
 class _Protocol(web.RequestHandler):
@@ -208,14 +212,14 @@ class WebFront:
         if request.content_type != "application/json":
             return _error(415, "INVALID_ARGUMENT", "the API takes Content-Type: application/json")
         if request.content_length is not None and request.content_length > MAX_BODY:
-            return _error(413, "INVALID_ARGUMENT", "request body over 1 MiB", Connection="close")
+            return _error(413, "INVALID_ARGUMENT", "request body over 1 MiB", close=True)
         try:
             raw = await asyncio.wait_for(request.read(), self.timeout_s)
         except web.HTTPRequestEntityTooLarge:
-            return _error(413, "INVALID_ARGUMENT", "request body over 1 MiB", Connection="close")
+            return _error(413, "INVALID_ARGUMENT", "request body over 1 MiB", close=True)
         except asyncio.TimeoutError:
             return _error(408, "INVALID_ARGUMENT", f"request body not received within {self.timeout_s:g} s",
-                          Connection="close")
+                          close=True)
         try:
             body = json.loads(raw or b"{}")
             if not isinstance(body, dict):
