@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import ipaddress
 import math
 import os
 import re
@@ -252,7 +253,8 @@ class MetricsSection:
     agent_port: int = 9103         # blobzero agent
 
     def validate(self) -> None:
-        _require(bool(self.host), "metrics.host", "must not be empty")
+        _require(_is_host(self.host), "metrics.host",
+                 f"must be an IP address or a host name (no port, no scheme), got {self.host!r}")
         for key in ("selfplay_port", "trainer_port", "strength_port", "agent_port"):
             _require(0 <= getattr(self, key) < 65536, f"metrics.{key}", "must be a port (0 = off)")
 
@@ -368,7 +370,8 @@ class AgentSection:
     max_models: int = 4              # model versions with an evaluator at once (least recently used go)
 
     def validate(self) -> None:
-        _require(bool(self.host), "agent.host", "must not be empty")
+        _require(_is_host(self.host), "agent.host",
+                 f"must be an IP address or a host name (no port, no scheme), got {self.host!r}")
         _require(bool(self.tls_cert) == bool(self.tls_key), "agent.tls_cert",
                  "and agent.tls_key must be set together (certificate and private key files)")
         _require(0 <= self.rate_limit <= 1e6, "agent.rate_limit", "must be 0 (no limit) .. 1000000 per second")
@@ -471,6 +474,21 @@ def _toml_value(value) -> str:
     return repr(value)
 
 
+_HOST_LABEL_RE = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+#: str keys whose TOML value may be written as a number (``players = 4``, ``model = 7``)
+_NUMBER_AS_TEXT = {"table.players", "table.player_weights", "agent.model"}
+
+
+def _is_host(host: str) -> bool:
+    """An IP address (v4 or v6) or an RFC 1123 host name: what a bind address may be."""
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        pass
+    return 0 < len(host) <= 253 and all(_HOST_LABEL_RE.match(label) for label in host.split("."))
+
+
 def _require(ok: bool, key: str, why: str) -> None:
     if not ok:
         raise ConfigError(f"config key '{key}' {why}")
@@ -509,6 +527,8 @@ def _coerce(key: str, raw, typ: type):
                 return ",".join(str(x) for x in raw)      # e.g. table.players = [3, 4, 6]
             if not isinstance(raw, (str, int, float)) or isinstance(raw, bool):
                 raise ValueError
+            if not isinstance(raw, str) and key not in _NUMBER_AS_TEXT:
+                raise ValueError          # e.g. storage.games_dir = 5: a number is not a path
             return str(raw)
     except ConfigError:
         raise
