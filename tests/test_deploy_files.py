@@ -1278,6 +1278,6 @@ def test_storage_class_component_sets_the_shared_volumes_class(tmp_path):
 
 def test_time_slicing_config_shares_one_gpu():
     doc = yaml.safe_load((ROOT / "k8s" / "overlays" / "gpu-shared" / "time-slicing.yaml").read_text())
-    sharing = yaml.safe_load(doc["data"]["any"])["sharing"]["timeSlicing"]
+    sharing = yaml.safe_load(doc["data"]["blobzero-shared"])["sharing"]["timeSlicing"]
     [resource] = sharing["resources"]
     assert resource["name"] == "nvidia.com/gpu" and resource["replicas"] >= 2
