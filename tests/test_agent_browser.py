@@ -105,3 +105,31 @@ def test_play_a_round_by_clicking_and_check_the_score_table(agent, tmp_path):
     assert shown == rnd.scores() == totals
     assert winners == [s for s, v in enumerate(rnd.scores()) if v == max(rnd.scores())]
     assert f"with {max(rnd.scores())} points" in banner
+
+
+def test_the_page_sends_the_token_it_was_opened_with(tmp_path):
+    """An agent with a token (issue 20): the page opened as /#token=... deals; the token leaves the
+    address bar, and without it the page says the agent refused."""
+    onnx = export_tiny(tmp_path / "tiny.onnx", seed=4)
+    token = tmp_path / "token"
+    token.write_text("page-token-1234\n")
+    proc = start_agent(tmp_path / "agent", "--onnx", str(onnx), "--set", f"agent.token_file={token}")
+    [driver_port] = free_ports(1)
+    try:
+        with Browser(driver_port, tmp_path / "chromedriver.log") as b:
+            for url, dealt in ((proc.page, False), (proc.page + "#token=page-token-1234", True)):
+                b.get("about:blank")                # a fresh load, not a same-page fragment change
+                b.get(url)
+                b.wait_for(lambda: b.script("return document.getElementById('model-info').textContent"),
+                           what="the agent's info")
+                b.select("#opponent-kind", "greedy")
+                b.click(b.find("#start"))
+                if dealt:
+                    b.wait_for(lambda: idle(b) and not b.script("return document.getElementById('game').hidden"),
+                               what="the deal")
+                    assert "token" not in b.script("return location.href")
+                else:
+                    b.wait_for(lambda: idle(b) and "Bearer" in b.script(
+                        "return document.getElementById('message').textContent"), what="the refusal")
+    finally:
+        assert proc.stop() == 0

@@ -432,3 +432,61 @@ def test_row6_pinned_version_through_triton_works_or_is_refused_at_once(tmp_path
             assert proc.stop() == 0, proc.log.read_text()[-2000:]
     finally:
         server.stop()
+
+
+# -- the engine: a stalled model source never holds up another's requests ----------------------------
+
+class StallingSource:
+    """A model source whose version "9" stalls (a Triton that stopped answering) and whose
+    "latest" answers through the real uniform evaluator."""
+
+    def __init__(self, stall_s: float):
+        from selfplay_client.evaluator import UniformEvaluator
+        self.uniform, self.stall_s = UniformEvaluator(), stall_s
+        self.release = threading.Event()
+
+    def key(self, spec: str) -> str:
+        return "9" if spec == "9" else ""
+
+    def evaluate(self, key, states, masks):
+        if key == "9":
+            self.release.wait(self.stall_s)
+        policy, value = self.uniform.evaluate(states, masks)
+        return policy, value, key or "uniform"
+
+
+def test_a_stalled_source_fails_its_requests_at_its_deadline_and_blocks_no_other():
+    from blobcore.rules import Round
+    from blobcore.search_config import PRESETS
+    from blobzero.agent.engine import Engine, EngineUnavailable
+
+    source = StallingSource(stall_s=30)
+    engine = Engine(source, slots=8, deadline_s=3.0)
+    try:
+        rnd = Round.from_seed(3, 4, 5)
+        config = PRESETS["light"].for_evaluation()
+        started = time.monotonic()
+        stalled = engine.submit(rnd, config, "9", seed=1)
+        healthy = [engine.submit(rnd, config, "latest", seed=s) for s in range(4)]
+        for future in healthy:                      # answered while "9" stalls
+            assert future.result(10).model_version == "uniform"
+        assert not stalled.done()
+        with pytest.raises(EngineUnavailable, match="has not answered"):
+            stalled.result(10)
+        assert time.monotonic() - started < 6      # at its deadline (3 s), not the source's 30 s
+        with pytest.raises(EngineUnavailable, match="has not answered"):   # refused at once meanwhile
+            engine.submit(rnd, config, "9", seed=2)
+        source.release.set()                                              # the source answers again
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                assert engine.submit(rnd, config, "9", seed=3).result(10).model_version == "9"
+                break
+            except EngineUnavailable:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+        threads = [t for t in threading.enumerate() if t.name.startswith("agent-evaluate")]
+        assert len(threads) <= 4
+    finally:
+        source.release.set()
+        engine.close()
