@@ -23,9 +23,9 @@ from blobzero import agent_pb2_grpc as pb_grpc
 from blobzero.agent.access import Access, RateLimiter, client_of_peer, load_token
 from plumbing import config as configuration
 from services.triton_local import free_ports
-from agent_helpers import start_agent
+from agent_helpers import agent_behind_triton, start_agent
 from test_agent import endgame
-from triton_helpers import export_tiny, make_repository, start_server
+from triton_helpers import export_tiny
 
 
 @pytest.fixture(scope="module")
@@ -72,10 +72,9 @@ def read_response(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
     return status, headers, body
 
 
-def raw_request(port: int, head: str, body: bytes = b"", timeout: float = 10.0):
+def raw_request(port: int, head: str, body: bytes = b"", timeout: float = 20.0):
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-        sock.sendall(head.encode("latin-1") + body)
-        return read_response(sock)
+        return send_while_reading(sock, [head.encode("latin-1") + body])
 
 
 def api_head(port: int, method: str = "Advise", **headers: str) -> str:
@@ -97,14 +96,20 @@ def flood(port: int, head: str, total_mb: int) -> tuple[int, dict, bytes]:
 def send_while_reading(sock: socket.socket, chunks) -> tuple[int, dict, bytes]:
     """Send ``chunks`` while another thread reads the response (the server answers early)."""
     result: list = []
-    reader = threading.Thread(target=lambda: result.append(read_response(sock)), daemon=True)
+
+    def read() -> None:
+        try:
+            result.append(read_response(sock))
+        except OSError as exc:
+            raise AssertionError(f"no response: {exc!r}") from exc
+    reader = threading.Thread(target=read, daemon=True)
     reader.start()
     try:
         for chunk in chunks:
             sock.sendall(chunk)
     except OSError:            # the server answered and closed: what the test expects
         pass
-    reader.join(20)
+    reader.join(sock.gettimeout())
     assert result, "no response"
     return result[0]
 
@@ -408,30 +413,22 @@ def test_row5_thirty_concurrent_advise_with_triton_unreachable_all_fail_fast(age
 
 
 def test_row6_pinned_version_through_triton_works_or_is_refused_at_once(tmp_path, onnx):
-    repo = make_repository(tmp_path, onnx)
-    server = start_server(tmp_path, repo)
-    try:
-        proc = start_agent(tmp_path / "agent", "--triton", server.url)
-        try:
-            with grpc.insecure_channel(proc.target) as channel:
-                stub = pb_grpc.BlobAgentStub(channel)
-                answer = stub.Advise(endgame(search="light", model_version="1"), timeout=60)
-                assert answer.model_version == "1" and answer.recommended.card == "3S"
-                started = time.monotonic()
-                with pytest.raises(grpc.RpcError) as caught:
-                    stub.Advise(endgame(search="light", model_version="7"), timeout=30)
-                assert time.monotonic() - started < 2
-                assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-                assert "servable now: 1" in caught.value.details(), caught.value.details()
-                with pytest.raises(grpc.RpcError) as caught:     # a hosted game's model seat, too
-                    stub.StartGame(pb.StartGameRequest(players=3, cards=1, single_round=True,
-                                                       opponents=pb.SeatSpec(kind="model", model_version="7")),
-                                   timeout=30)
-                assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-        finally:
-            assert proc.stop() == 0, proc.log.read_text()[-2000:]
-    finally:
-        server.stop()
+    with agent_behind_triton(tmp_path, onnx) as (_server, proc):
+        with grpc.insecure_channel(proc.target) as channel:
+            stub = pb_grpc.BlobAgentStub(channel)
+            answer = stub.Advise(endgame(search="light", model_version="1"), timeout=60)
+            assert answer.model_version == "1" and answer.recommended.card == "3S"
+            started = time.monotonic()
+            with pytest.raises(grpc.RpcError) as caught:
+                stub.Advise(endgame(search="light", model_version="7"), timeout=30)
+            assert time.monotonic() - started < 2
+            assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert "servable now: 1" in caught.value.details(), caught.value.details()
+            with pytest.raises(grpc.RpcError) as caught:     # a hosted game's model seat, too
+                stub.StartGame(pb.StartGameRequest(players=3, cards=1, single_round=True,
+                                                   opponents=pb.SeatSpec(kind="model", model_version="7")),
+                               timeout=30)
+            assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
 # -- the engine: a stalled model source never holds up another's requests ----------------------------

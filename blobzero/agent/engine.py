@@ -245,12 +245,6 @@ class Engine:
             log.warning("evaluation of %d positions (model %s) failed: %s", batch.positions, model, exc)
             error = EngineUnavailable(f"the network (model {model or 'latest'}) did not answer: {exc}")
             self._fail_model(model, [t for t, _, _ in batch.items], error)
-            # requests that came in while it was failing would only ask the same source again
-            with self._cond:
-                waiting = [j for j in self._new if j.model == model]
-                self._new = [j for j in self._new if j.model != model]
-            for job in waiting:
-                _fail(job, error)
             return
         if self.metrics is not None:
             self.metrics.observe_batch(batch.positions, time.monotonic() - batch.started)
@@ -278,13 +272,7 @@ class Engine:
                     batch.positions, model or "latest", self.deadline_s)
         with self._cond:
             self._stalled[model] = batch.started
-        error = EngineUnavailable(self._stalled_message(model))
-        self._fail_model(model, [t for t, _, _ in batch.items], error)
-        with self._cond:
-            waiting = [j for j in self._new if j.model == model]
-            self._new = [j for j in self._new if j.model != model]
-        for job in waiting:
-            _fail(job, error)
+        self._fail_model(model, [t for t, _, _ in batch.items], EngineUnavailable(self._stalled_message(model)))
 
         def recovered(_future) -> None:
             with self._cond:
@@ -319,8 +307,10 @@ class Engine:
         job.future.set_result(advice)
 
     def _fail_model(self, model: str, targets: list, error: Exception) -> None:
-        """The network failed mid-step: the pools of ``model`` hold unanswered leaves, so they
-        are dropped with their jobs (answered with ``error``); other models carry on."""
+        """The network failed (or passed its deadline) mid-step: the pools of ``model`` hold
+        unanswered leaves, so they are dropped with their jobs, and the requests for ``model``
+        that came in meanwhile fail too (they would only ask the same source again); all are
+        answered with ``error``. Other models carry on."""
         for target in targets:
             if isinstance(target, _Job):
                 _fail(target, error)
@@ -329,6 +319,10 @@ class Engine:
                 _, feed = self._pools.pop(key)
                 for job in [*feed.active, *feed.queue]:
                     _fail(job, error)
+            waiting = [j for j in self._new if j.model == model]
+            self._new = [j for j in self._new if j.model != model]
+        for job in waiting:
+            _fail(job, error)
 
     def _fail_all(self, error: Exception) -> None:
         with self._cond:
