@@ -441,12 +441,14 @@ class StallingSource:
         from selfplay_client.evaluator import UniformEvaluator
         self.uniform, self.stall_s = UniformEvaluator(), stall_s
         self.release = threading.Event()
+        self.stalled_calls = 0
 
     def key(self, spec: str) -> str:
         return "9" if spec == "9" else ""
 
     def evaluate(self, key, states, masks):
         if key == "9":
+            self.stalled_calls += 1
             self.release.wait(self.stall_s)
         policy, value = self.uniform.evaluate(states, masks)
         return policy, value, key or "uniform"
@@ -473,6 +475,8 @@ def test_a_stalled_source_fails_its_requests_at_its_deadline_and_blocks_no_other
         assert time.monotonic() - started < 6      # at its deadline (3 s), not the source's 30 s
         with pytest.raises(EngineUnavailable, match="has not answered"):   # refused at once meanwhile
             engine.submit(rnd, config, "9", seed=2)
+        time.sleep(0.5)
+        assert source.stalled_calls == 1           # nothing more was sent to the stalled source
         source.release.set()                                              # the source answers again
         deadline = time.monotonic() + 10
         while True:

@@ -175,10 +175,11 @@ class Engine:
         return entry
 
     def _launchable(self) -> bool:
-        """Work for a model with no evaluation in flight (call under the lock)."""
-        if any(job.model not in self._inflight for job in self._new):
+        """Work for a model with no evaluation in flight or stalled (call under the lock)."""
+        busy = self._inflight.keys() | self._stalled.keys()
+        if any(job.model not in busy for job in self._new):
             return True
-        return any((feed.queue or feed.active) and key[0] not in self._inflight
+        return any((feed.queue or feed.active) and key[0] not in busy
                    for key, (_, feed) in self._pools.items())
 
     def _wake(self, _future=None) -> None:
@@ -202,14 +203,16 @@ class Engine:
                     break
                 finished = [(m, self._inflight.pop(m)) for m in done]
                 expired = [(m, self._inflight.pop(m)) for m in late]
-                pools = [(k, v) for k, v in self._pools.items() if k[0] not in self._inflight]
-                new = [j for j in self._new if j.model not in self._inflight]
-                self._new = [j for j in self._new if j.model in self._inflight]
             try:
                 for model, batch in finished:
                     self._finish(model, batch)
                 for model, batch in expired:
                     self._expire(model, batch)
+                with self._cond:          # after both: a failed model's pools are gone by now
+                    busy = self._inflight.keys() | self._stalled.keys()
+                    pools = [(k, v) for k, v in self._pools.items() if k[0] not in busy]
+                    new = [j for j in self._new if j.model not in busy]
+                    self._new = [j for j in self._new if j.model in busy]
                 self._launch(pools, new)
             except Exception as exc:         # never let one bad step stop the service
                 log.exception("agent search step failed")
