@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import ipaddress
 import math
 import os
 import re
@@ -289,10 +290,11 @@ class MetricsSection:
     selfplay_port: int = 9100
     trainer_port: int = 9101
     strength_port: int = 9102      # blobzero strength --watch (the loop's strength tracker)
-    agent_port: int = 9103         # blobzero agent (also at /metrics of agent.http_port)
+    agent_port: int = 9103         # blobzero agent
 
     def validate(self) -> None:
-        _require(bool(self.host), "metrics.host", "must not be empty")
+        _require(_is_host(self.host), "metrics.host",
+                 f"must be an IP address or a host name (no port, no scheme), got {self.host!r}")
         for key in ("selfplay_port", "trainer_port", "strength_port", "agent_port"):
             _require(0 <= getattr(self, key) < 65536, f"metrics.{key}", "must be a port (0 = off)")
 
@@ -402,9 +404,36 @@ class AgentSection:
     max_games: int = 1000            # hosted games held in memory
     game_ttl_s: float = 21600.0      # an idle hosted game is dropped after this long
     ort_threads: int = 1             # ONNX Runtime intra-op threads (in-process network)
+    # Running it in public (docs/agent.md). The token itself is never a config key: it comes
+    # from $BLOBZERO_AGENT_TOKEN or from the file named here (a mounted secret).
+    token_file: str = ""             # "" = no token (unless $BLOBZERO_AGENT_TOKEN is set)
+    tls_cert: str = ""               # PEM certificate chain for gRPC and the page; "" = plain text
+    tls_key: str = ""                # its PEM private key
+    rate_limit: float = 0.0          # requests per second per client IP (0 = no limit)
+    rate_burst: int = 20             # requests one client may make at once above the rate
+    max_games_per_client: int = 20   # hosted games one client IP holds; a new one replaces its oldest
+    allowed_origins: str = ""        # extra origins (comma-separated) the JSON API accepts besides its own
+    http_workers: int = 32           # JSON API calls answered at once (more wait; twice that: 503)
+    http_timeout_s: float = 10.0     # the most a client may take to send a request body
+    model_deadline_s: float = 10.0   # the most one network evaluation may take before its requests fail
+    max_models: int = 4              # model versions with an evaluator at once (least recently used go)
 
     def validate(self) -> None:
-        _require(bool(self.host), "agent.host", "must not be empty")
+        _require(_is_host(self.host), "agent.host",
+                 f"must be an IP address or a host name (no port, no scheme), got {self.host!r}")
+        _require(bool(self.tls_cert) == bool(self.tls_key), "agent.tls_cert",
+                 "and agent.tls_key must be set together (certificate and private key files)")
+        _require(0 <= self.rate_limit <= 1e6, "agent.rate_limit", "must be 0 (no limit) .. 1000000 per second")
+        _require(1 <= self.rate_burst <= 1_000_000, "agent.rate_burst", "must be 1..1000000")
+        _require(1 <= self.max_games_per_client <= 1_000_000, "agent.max_games_per_client",
+                 "must be 1..1000000")
+        _require(all(re.fullmatch(r"https?://[A-Za-z0-9.\-\[\]:]+", o.strip())
+                     for o in self.allowed_origins.split(",") if o.strip()), "agent.allowed_origins",
+                 "must be comma-separated origins like https://play.example.org")
+        _require(1 <= self.http_workers <= 4096, "agent.http_workers", "must be 1..4096")
+        _require(0 < self.http_timeout_s <= 600, "agent.http_timeout_s", "must be in (0, 600] seconds")
+        _require(0 < self.model_deadline_s <= 3600, "agent.model_deadline_s", "must be in (0, 3600] seconds")
+        _require(1 <= self.max_models <= 64, "agent.max_models", "must be 1..64")
         _require(0 < self.grpc_port < 65536, "agent.grpc_port", "must be a port 1..65535")
         _require(0 <= self.http_port < 65536, "agent.http_port", "must be a port (0 = off)")
         if self.triton_url:
@@ -494,6 +523,21 @@ def _toml_value(value) -> str:
     return repr(value)
 
 
+_HOST_LABEL_RE = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+#: str keys whose TOML value may be written as a number (``players = 4``, ``model = 7``)
+_NUMBER_AS_TEXT = {"table.players", "table.player_weights", "agent.model"}
+
+
+def _is_host(host: str) -> bool:
+    """An IP address (v4 or v6) or an RFC 1123 host name: what a bind address may be."""
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        pass
+    return 0 < len(host) <= 253 and all(_HOST_LABEL_RE.match(label) for label in host.split("."))
+
+
 def _require(ok: bool, key: str, why: str) -> None:
     if not ok:
         raise ConfigError(f"config key '{key}' {why}")
@@ -532,6 +576,8 @@ def _coerce(key: str, raw, typ: type):
                 return ",".join(str(x) for x in raw)      # e.g. table.players = [3, 4, 6]
             if not isinstance(raw, (str, int, float)) or isinstance(raw, bool):
                 raise ValueError
+            if not isinstance(raw, str) and key not in _NUMBER_AS_TEXT:
+                raise ValueError          # e.g. storage.games_dir = 5: a number is not a path
             return str(raw)
     except ConfigError:
         raise

@@ -50,10 +50,12 @@ class ResilientEvaluator:
     out, or an answer holds NaN/inf (refused: a search on it would record garbage), logs it,
     counts ``blobzero_selfplay_errors_total{kind}`` and retries the same batch with backoff
     until it succeeds or a stop is requested. Contract and request errors are not retried:
-    they are bugs, and retrying would hide them."""
+    they are bugs, and retrying would hide them. The pause between attempts doubles up to
+    ``backoff_max_s`` only (each attempt already waits out ``triton.reconnect_timeout_s``), so
+    self-play resumes within a few seconds of Triton's return however long the outage was."""
 
     def __init__(self, evaluator, metrics: SelfplayMetrics, stop: threading.Event,
-                 backoff_initial_s: float = 1.0, backoff_max_s: float = 30.0):
+                 backoff_initial_s: float = 0.5, backoff_max_s: float = 2.0):
         self.evaluator = evaluator
         self.metrics = metrics
         self.stop = stop

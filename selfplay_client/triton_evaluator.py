@@ -38,6 +38,27 @@ from plumbing.netspec import INPUTS, MASK, MODEL_NAME, OUTPUTS, POLICY, STATE, V
 from selfplay_client.evaluator import check_batch, empty_result
 
 
+#: gRPC's own reconnect back-off grows to 120 s by default: after a long outage the channel would
+#: sleep through Triton's return (issue 20: self-play resumed 19.6 s late). Capped at 1 s here.
+RECONNECT_BACKOFF_MS = 1000
+
+
+def channel_args() -> list[tuple[str, int]]:
+    """tritonclient's default channel options (message sizes, keepalive) plus a bounded
+    reconnect back-off."""
+    from tritonclient.grpc import MAX_GRPC_MESSAGE_SIZE, KeepAliveOptions
+
+    keepalive = KeepAliveOptions()
+    return [("grpc.max_send_message_length", MAX_GRPC_MESSAGE_SIZE),
+            ("grpc.max_receive_message_length", MAX_GRPC_MESSAGE_SIZE),
+            ("grpc.keepalive_time_ms", keepalive.keepalive_time_ms),
+            ("grpc.keepalive_timeout_ms", keepalive.keepalive_timeout_ms),
+            ("grpc.keepalive_permit_without_calls", keepalive.keepalive_permit_without_calls),
+            ("grpc.http2.max_pings_without_data", keepalive.http2_max_pings_without_data),
+            ("grpc.initial_reconnect_backoff_ms", 200), ("grpc.min_reconnect_backoff_ms", 200),
+            ("grpc.max_reconnect_backoff_ms", RECONNECT_BACKOFF_MS)]
+
+
 class TritonEvaluatorError(RuntimeError):
     """Base class of the evaluator's errors."""
 
@@ -182,7 +203,8 @@ class TritonEvaluator:
         await self._client.close()
 
     async def _open(self):
-        return grpc_aio.InferenceServerClient(self.url), asyncio.Semaphore(self.max_in_flight)
+        return (grpc_aio.InferenceServerClient(self.url, channel_args=channel_args()),
+                asyncio.Semaphore(self.max_in_flight))
 
     async def _with_retries(self, call):
         """Await ``call()``; on transient errors back off exponentially within the reconnect budget."""

@@ -1,10 +1,11 @@
 """Start a real ``blobzero agent`` process for the agent tests (gRPC, web page, metrics)."""
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 from blobzero.agent import process
-from triton_helpers import metric
+from triton_helpers import make_repository, metric, start_server
 
 
 class AgentProcess(process.AgentProcess):
@@ -12,8 +13,23 @@ class AgentProcess(process.AgentProcess):
         return metric(self.metrics(), name, **labels)
 
 
-def start_agent(work: Path, *args: str, timeout: float = 60.0) -> AgentProcess:
+def start_agent(work: Path, *args: str, timeout: float = 60.0, tls_root: bytes | None = None) -> AgentProcess:
     """The agent on free ports, without a model repository of its own (``work/no-repository``)."""
     agent = process.start_agent(work, *args, "--set", f"storage.model_repository={work / 'no-repository'}",
-                                timeout=timeout)
+                                timeout=timeout, tls_root=tls_root)
     return AgentProcess(**vars(agent))
+
+
+@contextlib.contextmanager
+def agent_behind_triton(root: Path, onnx: Path, *args: str):
+    """A real tritonserver serving ``onnx`` as version 1, and the agent asking it: yields
+    (server, agent); both stopped after (the agent must exit 0)."""
+    server = start_server(root, make_repository(root, onnx))
+    try:
+        proc = start_agent(root / "agent", "--triton", server.url, *args)
+        try:
+            yield server, proc
+        finally:
+            assert proc.stop() == 0, proc.log.read_text()[-2000:]
+    finally:
+        server.stop()

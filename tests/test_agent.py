@@ -18,9 +18,9 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from blobcore.rules import Rng, Round, card_name
 from blobzero import agent_pb2 as pb
 from blobzero import agent_pb2_grpc as pb_grpc
-from helpers import advance
-from agent_helpers import start_agent
-from triton_helpers import PROJECT_ROOT, PYTHON, export_tiny, make_repository, metric, start_server
+from helpers import advance, wait_until
+from agent_helpers import agent_behind_triton, start_agent
+from triton_helpers import PROJECT_ROOT, PYTHON, export_tiny, metric
 
 
 @pytest.fixture(scope="module")
@@ -290,20 +290,13 @@ def test_64_concurrent_clients_share_one_batch_per_search_step(agent, stub):
 # -- the Triton path -----------------------------------------------------------------------------
 
 def test_advise_through_a_real_triton_server(tmp_path, onnx):
-    repo = make_repository(tmp_path, onnx)
-    server = start_server(tmp_path, repo)
-    try:
-        proc = start_agent(tmp_path / "agent", "--triton", server.url)
-        try:
-            with grpc.insecure_channel(proc.target) as channel:
-                answer = pb_grpc.BlobAgentStub(channel).Advise(endgame(search="light"), timeout=60)
-                with pytest.raises(grpc.RpcError) as caught:
-                    pb_grpc.BlobAgentStub(channel).Advise(_with(endgame(), cards=0), timeout=30)
-            assert answer.recommended.card == "3S" and answer.model_version == "1"
-            assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-            nv_count = server.metrics()
-        finally:
-            assert proc.stop() == 0, proc.log.read_text()[-2000:]
-    finally:
-        server.stop()
-    assert metric(nv_count, "nv_inference_request_success", model="blobnet") >= 1
+    with agent_behind_triton(tmp_path, onnx) as (server, proc):
+        with grpc.insecure_channel(proc.target) as channel:
+            answer = pb_grpc.BlobAgentStub(channel).Advise(endgame(search="light"), timeout=60)
+            with pytest.raises(grpc.RpcError) as caught:
+                pb_grpc.BlobAgentStub(channel).Advise(_with(endgame(), cards=0), timeout=30)
+        assert answer.recommended.card == "3S" and answer.model_version == "1"
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        # Triton counts a request once it is released, a moment after the answer went out
+        wait_until(lambda: metric(server.metrics(), "nv_inference_request_success", model="blobnet") >= 1,
+                   10, "Triton to count the agent's requests")

@@ -48,6 +48,12 @@ def test_play_a_round_by_clicking_and_check_the_score_table(agent, tmp_path):
         b.get(agent.page)
         b.wait_for(lambda: b.script("return document.getElementById('model-info').textContent"),
                    what="the agent's info")
+        # the page plays under its Content-Security-Policy (issue 20): any violation is recorded
+        csp = b.script("const x = new XMLHttpRequest(); x.open('GET', '/', false); x.send(); "
+                       "return x.getResponseHeader('Content-Security-Policy')")
+        assert "script-src 'self'" in csp and "style-src 'self'" in csp, csp
+        b.script("window.violations = []; document.addEventListener('securitypolicyviolation', "
+                 "e => window.violations.push(e.violatedDirective + ' ' + e.blockedURI));")
         for css, value in (("#players", "4"), ("#cards", "3"), ("#length", "round"),
                            ("#opponent-kind", "model"), ("#preset", "light")):
             b.select(css, value)
@@ -72,12 +78,15 @@ def test_play_a_round_by_clicking_and_check_the_score_table(agent, tmp_path):
                     legal = b.script("return state.legal_cards")
                     assert len(rows) == len(legal) and all("%" in r for r in rows)
                     assert "The agent suggests" in b.text(b.find("#hint-box"))
+                    widths = b.script("return [...document.querySelectorAll('#hint-box .bar')].map(e => e.style.width)")
+                    assert widths and all(w.endswith("px") for w in widths), widths
                     hinted = 1
                 seen_cards = max(seen_cards, check_cards_read_at_a_glance(b))
                 b.click(rng.choice(b.find_all(".hand .card.legal")))
             b.wait_for(lambda: idle(b), what="the agents' moves")
         shot = b.screenshot(tmp_path / "round-over.png")
         assert shot.stat().st_size > 10_000 and hinted and seen_cards >= 4
+        assert b.script("return window.violations") == []
 
         banner = b.text(b.find("#game-over"))
         winners = [int(s) for s in b.attribute(b.find("#game-over"), "data-winners").split(",")]
@@ -96,3 +105,31 @@ def test_play_a_round_by_clicking_and_check_the_score_table(agent, tmp_path):
     assert shown == rnd.scores() == totals
     assert winners == [s for s, v in enumerate(rnd.scores()) if v == max(rnd.scores())]
     assert f"with {max(rnd.scores())} points" in banner
+
+
+def test_the_page_sends_the_token_it_was_opened_with(tmp_path):
+    """An agent with a token (issue 20): the page opened as /#token=... deals; the token leaves the
+    address bar, and without it the page says the agent refused."""
+    onnx = export_tiny(tmp_path / "tiny.onnx", seed=4)
+    token = tmp_path / "token"
+    token.write_text("page-token-1234\n")
+    proc = start_agent(tmp_path / "agent", "--onnx", str(onnx), "--set", f"agent.token_file={token}")
+    [driver_port] = free_ports(1)
+    try:
+        with Browser(driver_port, tmp_path / "chromedriver.log") as b:
+            for url, dealt in ((proc.page, False), (proc.page + "#token=page-token-1234", True)):
+                b.get("about:blank")                # a fresh load, not a same-page fragment change
+                b.get(url)
+                b.wait_for(lambda: b.script("return document.getElementById('model-info').textContent"),
+                           what="the agent's info")
+                b.select("#opponent-kind", "greedy")
+                b.click(b.find("#start"))
+                if dealt:
+                    b.wait_for(lambda: idle(b) and not b.script("return document.getElementById('game').hidden"),
+                               what="the deal")
+                    assert "token" not in b.script("return location.href")
+                else:
+                    b.wait_for(lambda: idle(b) and "Bearer" in b.script(
+                        "return document.getElementById('message').textContent"), what="the refusal")
+    finally:
+        assert proc.stop() == 0

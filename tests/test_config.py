@@ -144,3 +144,29 @@ def test_services_refuse_bad_configs_with_exit_2_and_no_traceback(tmp_path, comm
     assert res.returncode == 2, res.stderr
     assert message in res.stderr and f"blobzero {command}:" in res.stderr
     assert "Traceback" not in res.stderr
+
+
+# -- issue 20: the holes fault injection found next -------------------------------------------
+
+@pytest.mark.parametrize("toml,message", [
+    ("[storage]\ngames_dir = 5\n", "'storage.games_dir' must be str, got 5"),
+    ("[storage]\nmodel_repository = 1.5\n", "'storage.model_repository' must be str"),
+    ("[metrics]\nhost = 7\n", "'metrics.host' must be str"),
+    ('[metrics]\nhost = "0.0.0.0:9100"\n', "'metrics.host' must be an IP address or a host name"),
+    ('[metrics]\nhost = "http://prometheus"\n', "'metrics.host' must be an IP address or a host name"),
+    ('[metrics]\nhost = "not a host"\n', "'metrics.host' must be an IP address or a host name"),
+    ('[agent]\nhost = "-bad-"\n', "'agent.host' must be an IP address or a host name"),
+])
+def test_numbers_for_paths_and_bad_hosts_are_refused(tmp_path, toml, message):
+    path = tmp_path / "c.toml"
+    path.write_text(toml)
+    with pytest.raises(ConfigError, match=message):
+        load(path, env={})
+
+
+def test_numbers_still_work_where_a_number_is_the_text(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('[table]\nplayers = 4\n[agent]\nmodel = 7\n[metrics]\nhost = "::"\n')
+    cfg = load(path, env={})
+    assert (cfg.table.players, cfg.agent.model, cfg.metrics.host) == ("4", "7", "::")
+    assert load(None, ["metrics.host=prometheus-0.monitoring.svc"], env={}).metrics.host.endswith(".svc")

@@ -219,6 +219,7 @@ def test_malformed_records_cost_one_record_not_the_trainer(tmp_path, records):
     assert "Traceback" not in out
     skipped = [line for line in out.splitlines() if "skipped" in line and "records of" in line]
     assert len(skipped) == 2, skipped                      # one summary line per bad shard
+    assert sum(empty.name in line for line in out.splitlines()) == 1, out   # quarantined: still one line
     assert "skipped 4 of 8 records of " + mixed.name in out
     assert "skipped 2000 of 2000 records of " + empty.name in out and "1997 more" in out
     assert "none of its 2000 records is usable" in quarantined.read_text()
@@ -322,6 +323,26 @@ def test_kill_9_during_publish_leaks_nothing(tmp_path):
            restart_to_version_1_s=round(time.monotonic() - started, 1))
 
 
+def test_a_restart_right_after_a_publish_does_not_publish_that_step_again(tmp_path, records):
+    games = tmp_path / "games"
+    games.mkdir()
+    write_shard(games, "fixture", records)
+    args = settings(tmp_path, trainer__steps_per_publish=2, trainer__checkpoint_every=1000)
+    versions = lambda: list_versions(tmp_path / "models" / MODEL_NAME)      # noqa: E731
+    result = run_cli("train", args + ["--init-only"])                     # v1 and a checkpoint at step 0
+    assert result.returncode == 0, result.stderr
+    checkpoint = tmp_path / "checkpoints" / "trainer.pt"
+    at_step_0 = checkpoint.read_bytes()
+    result = run_cli("train", args + ["--steps", "2"])
+    assert result.returncode == 0, result.stderr
+    assert versions() == [1, 2]
+    checkpoint.write_bytes(at_step_0)      # as if killed after publishing v2, before its checkpoint
+    result = run_cli("train", args + ["--steps", "4"])
+    assert result.returncode == 0, result.stderr
+    assert versions() == [1, 2, 3]         # step 2 stays v2; step 4 is v3
+    assert "step 2 is already published as version 2" in result.stdout + result.stderr
+
+
 # -- 5. non-finite weights are never checkpointed or published -----------------------------------
 
 def test_non_finite_weights_and_losses_never_reach_a_checkpoint(tmp_path, records):
@@ -382,6 +403,38 @@ def test_validation_catches_models_that_are_fine_on_zeros_only(tmp_path, kind, m
     with pytest.raises(InvalidModelError):
         publish_version(repo, model)
     assert list_versions(repo / MODEL_NAME) == [1]
+
+
+@pytest.mark.slow
+def test_selfplay_resumes_within_seconds_of_tritons_return_after_a_long_outage(tmp_path):
+    """The retry pause is bounded (2 s), so a long outage does not leave self-play asleep for
+    tens of seconds after Triton is back (issue 20: 19.6 s after a 61 s outage)."""
+    import threading
+
+    from selfplay_client.metrics import SelfplayMetrics
+    from selfplay_client.service import ResilientEvaluator
+    from services.triton_local import LocalTriton
+
+    repo = make_repository(tmp_path, export_tiny(tmp_path / "v1.onnx", seed=1))
+    server = start_server(tmp_path, repo, instances=1, exit_timeout_s=2)
+    stop_event = threading.Event()
+    with TritonEvaluator(server.url, reconnect_timeout_s=1.0) as triton:
+        resilient = ResilientEvaluator(triton, SelfplayMetrics(), stop_event)
+        assert resilient.submit(*random_batch(4)).result(30).policy.shape == (4, 52)
+        server.stop()
+        pending = resilient.submit(*random_batch(4))
+        time.sleep(20)                                   # the outage; retries back off meanwhile
+        assert not pending.done()
+        server = LocalTriton(server.config).start()      # the same ports: Triton is back
+        back = time.monotonic()
+        try:
+            assert pending.result(30).policy.shape == (4, 52)
+            resumed_s = time.monotonic() - back
+        finally:
+            stop_event.set()
+            server.stop()
+    assert resumed_s < 4, resumed_s
+    report("20 s Triton outage", resumed_after_return_s=round(resumed_s, 1))
 
 
 # -- the serving drill: one server, one self-play client, faults one after another -----------------

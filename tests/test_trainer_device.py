@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from plumbing.config import ConfigError, load
-from trainer.device import TrainDevice, resolve_device
+from trainer.device import TrainDevice, autocast_dtype, resolve_device
 from trainer.examples import FIELDS
 
 
@@ -64,3 +64,21 @@ def test_blobzero_train_refuses_cuda_without_cuda(tmp_path):
     assert "config key 'trainer.device' is \"cuda\" but torch sees no CUDA device" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "m").exists()                 # refused before touching storage
+
+
+@pytest.mark.parametrize("cuda,capability,expected", [
+    (True, (9, 0), "bfloat16"),      # H100 / H200
+    (True, (8, 0), "bfloat16"),      # A100
+    (True, (8, 9), "bfloat16"),      # L4, RTX 40xx
+    (True, (7, 5), None),            # T4, RTX 20xx: no native bf16 -> float32
+    (True, (7, 0), None),            # V100
+    (True, (6, 0), None),            # P100
+    (False, None, None),
+])
+def test_bf16_only_where_the_gpu_computes_it(cuda, capability, expected):
+    assert autocast_dtype(cuda, capability) == expected
+
+
+def test_the_cpu_has_no_autocast():
+    device = TrainDevice(torch, "cpu")
+    assert device.amp is None and device.describe() == "cpu (float32)"

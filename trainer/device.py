@@ -5,8 +5,11 @@ its logic is tested on machines without a GPU; the CUDA-only lines are the few i
 ``TrainDevice`` that move tensors and enable autocast.
 
 On CUDA the trainer runs the forward/backward under bf16 autocast (the weights and the
-optimiser stay float32) and stages each batch in pinned host memory, copied to the GPU
-asynchronously. On the CPU it is exactly the float32 path it always was.
+optimiser stay float32) where the GPU computes bf16 natively — compute capability 8.0 and later
+(Ampere, Ada, Hopper, Blackwell) — and in float32 on older GPUs (Pascal, Volta, Turing: T4, V100),
+where bf16 is emulated and slower than float32 (``autocast_dtype``; the start-up line says which).
+Each batch is staged in pinned host memory, copied to the GPU asynchronously. On the CPU it is
+exactly the float32 path it always was.
 """
 from __future__ import annotations
 
@@ -33,6 +36,18 @@ def resolve_device(setting: str, cuda_available: bool, cuda_devices: int = 1) ->
     return setting
 
 
+#: the first compute capability with native bf16 (Ampere)
+BF16_CAPABILITY = (8, 0)
+
+
+def autocast_dtype(cuda: bool, capability: tuple[int, int] | None) -> str | None:
+    """"bfloat16" on a GPU of compute capability >= 8.0; None (float32, no autocast) on older
+    GPUs and on the CPU. fp16 would need loss scaling, which the trainer does not do."""
+    if cuda and capability is not None and tuple(capability) >= BF16_CAPABILITY:
+        return "bfloat16"
+    return None
+
+
 @dataclass
 class Staging:
     """Two sets of batch buffers, alternated so the next batch is written while the previous
@@ -57,19 +72,26 @@ class TrainDevice:
         self.cuda = self.name == "cuda"
         self.device = torch.device(self.name)
         self.staging: Staging | None = None
+        self.capability = None
         if self.cuda:                               # CUDA only
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
+            self.capability = tuple(torch.cuda.get_device_capability(0))
+        self.amp = autocast_dtype(self.cuda, self.capability)
 
     def describe(self) -> str:
         if self.cuda:                               # CUDA only
-            return f"cuda ({self.torch.cuda.get_device_name(0)}, bf16 autocast)"
+            major, minor = self.capability
+            precision = ("bf16 autocast" if self.amp else
+                         f"float32: no native bf16 below compute capability 8.0, this GPU is {major}.{minor}")
+            return (f"cuda ({self.torch.cuda.get_device_name(0)}, CUDA runtime {self.torch.version.cuda}, "
+                    f"{precision})")
         return "cpu (float32)"
 
     def autocast(self):
-        """bf16 autocast on CUDA; nothing on the CPU."""
-        if self.cuda:                               # CUDA only
-            return self.torch.autocast(device_type="cuda", dtype=self.torch.bfloat16)
+        """bf16 autocast on a GPU with native bf16; nothing elsewhere."""
+        if self.amp:                                # CUDA only
+            return self.torch.autocast(device_type="cuda", dtype=getattr(self.torch, self.amp))
         return nullcontext()
 
     def buffers(self, batch: int) -> Examples:

@@ -192,7 +192,8 @@ class Trainer:
                 continue
             if self.progress.step % self.t.steps_per_publish == 0:
                 if self._weights_finite():
-                    self._publish_safely(f"step {self.progress.step}")
+                    if not self._published_already(self.progress.step):
+                        self._publish_safely(f"step {self.progress.step}")
                     self._save_checkpoint()
             elif self.progress.step % self.t.checkpoint_every == 0:
                 if self._weights_finite():
@@ -368,11 +369,12 @@ class Trainer:
             return None, 0
         if bad:
             more = f"; {len(bad) - RECORD_WARNINGS} more" if len(bad) > RECORD_WARNINGS else ""
-            log.warning("skipped %d of %d records of %s (%s%s)", len(bad), n_records, path.name,
-                        "; ".join(bad[:RECORD_WARNINGS]), more)
-            if not packed.rounds and quarantine:
-                self.reader.quarantine(path, f"none of its {n_records} records is usable; "
+            summary = f"skipped {len(bad)} of {n_records} records of {path.name}"
+            if not packed.rounds and quarantine:      # the quarantine's line is the shard's one line
+                self.reader.quarantine(path, f"{summary}: none of its {n_records} records is usable; "
                                              + "; ".join(bad[:RECORD_WARNINGS]) + more)
+            else:
+                log.warning("%s (%s%s)", summary, "; ".join(bad[:RECORD_WARNINGS]), more)
         return (packed, packed.rounds) if packed.rounds else (None, 0)
 
     def _refill_window(self) -> None:
@@ -455,6 +457,22 @@ class Trainer:
     def _finite(self, state_dict: dict) -> bool:
         return all(bool(self.torch.isfinite(t).all()) for t in state_dict.values()
                    if t.is_floating_point())
+
+    def _published_already(self, step: int) -> bool:
+        """Whether the newest served version was published at ``step``: a trainer killed between
+        a publish and its checkpoint resumes from an earlier step and reaches this one again;
+        publishing it twice would serve one step under two version numbers."""
+        versions = self._versions()
+        try:
+            meta = json.loads((self.archive / f"v{versions[-1]:06d}.json").read_text())
+        except (IndexError, OSError, ValueError):
+            return False
+        if meta.get("step") != step:
+            return False
+        self.progress.version = versions[-1]
+        log.info("step %d is already published as version %d (before a restart): not publishing it again",
+                 step, versions[-1])
+        return True
 
     def _publish_safely(self, why: str) -> int | None:
         """``_publish``, but a model that fails validation is logged and skipped (the served

@@ -14,7 +14,7 @@ from blobcore.rules import card_name
 from blobcore.search_config import PRESETS, SearchConfig
 from blobzero import agent_pb2 as pb
 from blobzero.agent.engine import Advice, Engine, EngineUnavailable
-from blobzero.agent.games import KINDS, GameHost, GameNotFound, HostedGame, Seat
+from blobzero.agent.games import GAME_ID_LENGTH, KINDS, GameHost, GameNotFound, HostedGame, Seat
 from blobzero.agent.position import (SUITS, PositionError, Play, SeatKnowledge, build_round, check_table,
                                      parse_card, parse_trump)
 from blobzero.arena import arena_search
@@ -37,7 +37,8 @@ class AgentApi:
         self.cfg = cfg
         self.engine = engine
         self.metrics = metrics
-        self.games = GameHost(self._agent_move, max_games=cfg.agent.max_games, ttl_s=cfg.agent.game_ttl_s)
+        self.games = GameHost(self._agent_move, max_games=cfg.agent.max_games, ttl_s=cfg.agent.game_ttl_s,
+                              max_per_owner=cfg.agent.max_games_per_client)
 
     # -- search settings ------------------------------------------------------------------
     def search_config(self, preset: str, simulations: int = 0, determinizations: int = 0) -> SearchConfig:
@@ -138,9 +139,13 @@ class AgentApi:
                 self.engine.models.key(spec.model_version or self.cfg.agent.model)
             except ValueError as exc:
                 raise ApiError("INVALID_ARGUMENT", f"{where}.model_version: {exc}") from None
+            except EngineUnavailable as exc:
+                raise ApiError("UNAVAILABLE", str(exc)) from None
         return Seat(kind, search, spec.model_version or self.cfg.agent.model)
 
-    def start_game(self, req: pb.StartGameRequest) -> pb.GameState:
+    def start_game(self, req: pb.StartGameRequest, client: str = "") -> pb.GameState:
+        """``client``: who asks (an address); it holds at most agent.max_games_per_client games,
+        a new one replaces its own least recently used, never another client's."""
         try:
             check_table(req.players, req.cards)
         except PositionError as exc:
@@ -151,7 +156,7 @@ class AgentApi:
             seats = [Seat("human")] + [self._seat(req.opponents, "opponents", "model")] * (req.players - 1)
         try:
             hosted = self.games.start(req.players, req.cards, seats, req.single_round, req.seed,
-                                      req.first_dealer)
+                                      req.first_dealer, owner=client)
         except ValueError as exc:
             raise ApiError("INVALID_ARGUMENT", str(exc)) from None
         if self.metrics is not None:
@@ -200,6 +205,9 @@ class AgentApi:
                               config, started)
 
     def _game(self, game_id: str) -> HostedGame:
+        if len(game_id) > 4 * GAME_ID_LENGTH:
+            raise ApiError("INVALID_ARGUMENT", f"game_id must be the {GAME_ID_LENGTH} hex digits StartGame "
+                                               f"returned, got {len(game_id)} characters")
         try:
             return self.games.get(game_id)
         except GameNotFound as exc:

@@ -8,7 +8,9 @@ the pool pulls a new request whenever a slot is free, at every step. One thread 
     requests) -> evaluate -> apply() the slices back -> finished searches answer their callers
 
 so N concurrent requests cost one network call per search step, not N (``tests/test_agent.py``
-checks it on 64 clients through the metrics). A request's answer depends only on the position,
+checks it on 64 clients through the metrics). The evaluations of different models run at once on
+a small bounded thread pool, each with a deadline (``agent.model_deadline_s``): a model source
+that stalls fails its own requests and never holds up another model's. A request's answer depends only on the position,
 the settings and its seed: slots are private (docs/search.md, reproducibility).
 """
 from __future__ import annotations
@@ -82,22 +84,42 @@ class _Feed:
         return (job.rnd, job.seed, None, job)
 
 
+@dataclass(eq=False)
+class _Batch:
+    """One network evaluation in flight: its future and the targets its rows go back to."""
+    future: concurrent.futures.Future
+    items: list                        # [(target, states, masks)]: a _Job or a (pool, feed)
+    positions: int
+    started: float
+    deadline: float
+
+
 class Engine:
     """Searches positions for many callers at once.
 
     models: ``ModelSource`` (evaluators per model version; blobzero/agent/models.py).
     slots: rounds one pool searches at once (more requests wait for a free slot).
     metrics: ``AgentMetrics`` or None.
+    deadline_s: the most one evaluation may take. Each model's batch is evaluated on a small
+        thread pool of its own, concurrently with the other models': a stalled source fails its
+        own requests after ``deadline_s`` (and fails new ones at once until it answers again),
+        never holding up another model's requests.
     """
 
-    def __init__(self, models, slots: int = 256, metrics=None, max_pools: int = 16):
+    def __init__(self, models, slots: int = 256, metrics=None, max_pools: int = 16,
+                 deadline_s: float = 10.0, evaluation_threads: int = 4):
         self.models = models
         self.slots = slots
         self.metrics = metrics
         self.max_pools = max_pools
+        self.deadline_s = deadline_s
         self._cond = threading.Condition()
         self._pools: dict[tuple[str, SearchConfig], tuple[SearchPool, _Feed]] = {}
         self._new: list[_Job] = []           # submitted, root prior not evaluated yet
+        self._inflight: dict[str, _Batch] = {}       # model -> its evaluation in flight
+        self._stalled: dict[str, float] = {}         # model -> since when its late evaluation runs
+        self._executor = concurrent.futures.ThreadPoolExecutor(evaluation_threads,
+                                                               thread_name_prefix="agent-evaluate")
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="agent-engine", daemon=True)
         self._thread.start()
@@ -116,6 +138,8 @@ class Engine:
         with self._cond:
             if self._stopping:
                 raise EngineUnavailable("the agent is shutting down")
+            if key in self._stalled:
+                raise EngineUnavailable(self._stalled_message(key))
             self._new.append(job)
             if len(legal) > 1:              # a forced move needs the prior and value only
                 self._pool(key, config)[1].queue.append(job)
@@ -131,6 +155,11 @@ class Engine:
             self._stopping = True
             self._cond.notify()
         self._thread.join(timeout=10)
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    def _stalled_message(self, model: str) -> str:
+        return (f"the network (model {model or 'latest'}) has not answered for "
+                f"{time.monotonic() - self._stalled[model]:.0f} s (agent.model_deadline_s = {self.deadline_s:g})")
 
     # -- the step loop (one thread) ---------------------------------------------------------
     def _pool(self, key: str, config: SearchConfig) -> tuple[SearchPool, _Feed]:
@@ -138,34 +167,61 @@ class Engine:
         if entry is None:
             if len(self._pools) >= self.max_pools:
                 for k, (_, feed) in list(self._pools.items()):
-                    if not feed.queue and not feed.active:
+                    if not feed.queue and not feed.active and k[0] not in self._inflight:
                         del self._pools[k]
             feed = _Feed()
             entry = (SearchPool(self.slots, config, feed, stop_after=1), feed)
             self._pools[(key, config)] = entry
         return entry
 
-    def _has_work(self) -> bool:
-        return bool(self._new) or any(feed.queue or feed.active for _, feed in self._pools.values())
+    def _launchable(self) -> bool:
+        """Work for a model with no evaluation in flight or stalled (call under the lock)."""
+        busy = self._inflight.keys() | self._stalled.keys()
+        if any(job.model not in busy for job in self._new):
+            return True
+        return any((feed.queue or feed.active) and key[0] not in busy
+                   for key, (_, feed) in self._pools.items())
+
+    def _wake(self, _future=None) -> None:
+        with self._cond:
+            self._cond.notify()
 
     def _run(self) -> None:
         while True:
             with self._cond:
-                while not self._stopping and not self._has_work():
-                    self._cond.wait()
+                while True:
+                    if self._stopping:
+                        break
+                    now = time.monotonic()
+                    done = [m for m, b in self._inflight.items() if b.future.done()]
+                    late = [m for m, b in self._inflight.items() if not b.future.done() and now >= b.deadline]
+                    if done or late or self._launchable():
+                        break
+                    deadlines = [b.deadline for b in self._inflight.values()]
+                    self._cond.wait(min(deadlines) - now if deadlines else None)
                 if self._stopping:
                     break
-                pools = list(self._pools.items())
-                new, self._new = self._new, []
+                finished = [(m, self._inflight.pop(m)) for m in done]
+                expired = [(m, self._inflight.pop(m)) for m in late]
             try:
-                self._step(pools, new)
+                for model, batch in finished:
+                    self._finish(model, batch)
+                for model, batch in expired:
+                    self._expire(model, batch)
+                with self._cond:          # after both: a failed model's pools are gone by now
+                    busy = self._inflight.keys() | self._stalled.keys()
+                    pools = [(k, v) for k, v in self._pools.items() if k[0] not in busy]
+                    new = [j for j in self._new if j.model not in busy]
+                    self._new = [j for j in self._new if j.model in busy]
+                self._launch(pools, new)
             except Exception as exc:         # never let one bad step stop the service
                 log.exception("agent search step failed")
                 self._fail_all(EngineUnavailable(f"search step failed: {exc}"))
         self._fail_all(EngineUnavailable("the agent is shutting down"))
 
-    def _step(self, pools, new: list[_Job]) -> None:
-        # 1. every pool advances to its next leaves (new requests are pulled in here)
+    def _launch(self, pools, new: list[_Job]) -> None:
+        """Every pool of a model with no evaluation in flight advances to its next leaves (new
+        requests are pulled in here); one evaluation per model starts on the thread pool."""
         parts: dict[str, list] = collections.defaultdict(list)   # model -> [(target, states, masks)]
         for (model, _config), (pool, feed) in pools:
             states, masks = pool.collect()     # pulls queued jobs (deque: safe beside submit())
@@ -174,37 +230,58 @@ class Engine:
                 parts[model].append(((pool, feed), states, masks))
         for job in new:
             parts[job.model].append((job, job.obs[None, :], job.mask[None, :]))
-        # 2. one evaluation per model; 3. the slices go back
         for model, items in parts.items():
             states = np.concatenate([s for _, s, _ in items]) if len(items) > 1 else items[0][1]
             masks = np.concatenate([m for _, _, m in items]) if len(items) > 1 else items[0][2]
-            t0 = time.perf_counter()
-            try:
-                policy, value, version = self.models.evaluate(model, np.ascontiguousarray(states),
-                                                              np.ascontiguousarray(masks))
-            except Exception as exc:
-                log.warning("evaluation of %d positions (model %s) failed: %s", len(states), model, exc)
-                self._fail_model(model, [t for t, _, _ in items], EngineUnavailable(
-                    f"the network (model {model}) did not answer: {exc}"))
-                continue
-            if self.metrics is not None:
-                self.metrics.observe_batch(len(states), time.perf_counter() - t0)
-            row = 0
-            for target, s, _ in items:
-                n = len(s)
-                if isinstance(target, _Job):
-                    target.prior = policy[row].copy()
-                    target.value0 = float(value[row, 0])
-                    target.version = version
-                    self._maybe_done(target)
-                else:
-                    pool, feed = target
-                    pool.apply(policy[row:row + n], value[row:row + n])
-                    for job in feed.active:
-                        job.version = version
-                row += n
+            now = time.monotonic()
+            future = self._executor.submit(self.models.evaluate, model, np.ascontiguousarray(states),
+                                           np.ascontiguousarray(masks))
+            with self._cond:
+                self._inflight[model] = _Batch(future, items, len(states), now, now + self.deadline_s)
+            future.add_done_callback(self._wake)
+
+    def _finish(self, model: str, batch: _Batch) -> None:
+        """3. an evaluation answered: its slices go back to the pools and new requests."""
+        try:
+            policy, value, version = batch.future.result()
+        except Exception as exc:
+            log.warning("evaluation of %d positions (model %s) failed: %s", batch.positions, model, exc)
+            error = EngineUnavailable(f"the network (model {model or 'latest'}) did not answer: {exc}")
+            self._fail_model(model, [t for t, _, _ in batch.items], error)
+            return
+        if self.metrics is not None:
+            self.metrics.observe_batch(batch.positions, time.monotonic() - batch.started)
+        row = 0
+        for target, s, _ in batch.items:
+            n = len(s)
+            if isinstance(target, _Job):
+                target.prior = policy[row].copy()
+                target.value0 = float(value[row, 0])
+                target.version = version
+                self._maybe_done(target)
+            else:
+                pool, feed = target
+                pool.apply(policy[row:row + n], value[row:row + n])
+                for job in feed.active:
+                    job.version = version
+            row += n
         if self.metrics is not None:
             self.metrics.steps.inc()
+
+    def _expire(self, model: str, batch: _Batch) -> None:
+        """An evaluation passed its deadline: its requests fail now, and so do new ones for this
+        model until the late evaluation returns (one thread per stalled model, never more)."""
+        log.warning("evaluation of %d positions (model %s) passed agent.model_deadline_s = %g s",
+                    batch.positions, model or "latest", self.deadline_s)
+        with self._cond:
+            self._stalled[model] = batch.started
+        self._fail_model(model, [t for t, _, _ in batch.items], EngineUnavailable(self._stalled_message(model)))
+
+        def recovered(_future) -> None:
+            with self._cond:
+                self._stalled.pop(model, None)
+                self._cond.notify()
+        batch.future.add_done_callback(recovered)
 
     def _collect_finished(self, pool: SearchPool, feed: _Feed) -> None:
         for record in pool.pop_finished():
@@ -233,8 +310,10 @@ class Engine:
         job.future.set_result(advice)
 
     def _fail_model(self, model: str, targets: list, error: Exception) -> None:
-        """The network failed mid-step: the pools of ``model`` hold unanswered leaves, so they
-        are dropped with their jobs (answered with ``error``); other models carry on."""
+        """The network failed (or passed its deadline) mid-step: the pools of ``model`` hold
+        unanswered leaves, so they are dropped with their jobs, and the requests for ``model``
+        that came in meanwhile fail too (they would only ask the same source again); all are
+        answered with ``error``. Other models carry on."""
         for target in targets:
             if isinstance(target, _Job):
                 _fail(target, error)
@@ -243,6 +322,10 @@ class Engine:
                 _, feed = self._pools.pop(key)
                 for job in [*feed.active, *feed.queue]:
                     _fail(job, error)
+            waiting = [j for j in self._new if j.model == model]
+            self._new = [j for j in self._new if j.model != model]
+        for job in waiting:
+            _fail(job, error)
 
     def _fail_all(self, error: Exception) -> None:
         with self._cond:

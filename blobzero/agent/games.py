@@ -17,6 +17,7 @@ from blobcore.players import PLAYERS
 from blobcore.rules import Round
 
 KINDS = ("human", "model", *PLAYERS)     # a seat: a person, the model, or a built-in player
+GAME_ID_LENGTH = 16                 # secrets.token_hex(8)
 
 
 class GameNotFound(KeyError):
@@ -59,6 +60,7 @@ class HostedGame:
     touched: float = field(default_factory=time.monotonic)
     last_trick: tuple[int, list[tuple[int, int]], int] | None = None   # (round, [(seat, card)], winner)
     moves: int = 0
+    owner: str = ""                  # the client that started it (agent.max_games_per_client)
     finished_rounds: list[Round] = field(default_factory=list)   # terminal rounds, in order
 
     @property
@@ -84,11 +86,13 @@ class HostedGame:
 class GameHost:
     """The hosted games of one server. ``advise(round, seat_spec, seed) -> action`` searches a
     model seat's move (the engine); built-in seats move here. Games idle for ``ttl_s`` are
-    dropped; at most ``max_games`` are held (the least recently used goes first)."""
+    dropped; at most ``max_games`` are held (the least recently used goes first), and at most
+    ``max_per_owner`` per owner (a client's new game replaces its own least recently used one,
+    so one client cannot push other clients' games out)."""
 
-    def __init__(self, advise, max_games: int = 1000, ttl_s: float = 6 * 3600):
+    def __init__(self, advise, max_games: int = 1000, ttl_s: float = 6 * 3600, max_per_owner: int = 1000):
         self._advise = advise
-        self.max_games, self.ttl_s = max_games, ttl_s
+        self.max_games, self.ttl_s, self.max_per_owner = max_games, ttl_s, max_per_owner
         self._games: dict[str, HostedGame] = {}
         self._lock = threading.Lock()
 
@@ -96,7 +100,7 @@ class GameHost:
         return len(self._games)
 
     def start(self, players: int, cards: int, seats: list[Seat], single_round: bool = False,
-              seed: int = 0, first_dealer: int = 0) -> HostedGame:
+              seed: int = 0, first_dealer: int = 0, owner: str = "") -> HostedGame:
         if len(seats) != players:
             raise ValueError(f"seats: need one per player ({players}), got {len(seats)}")
         for i, s in enumerate(seats):
@@ -106,9 +110,13 @@ class GameHost:
             raise ValueError(f"first_dealer must be a seat 0..{players - 1}, got {first_dealer}")
         seed = seed or secrets.randbits(48)
         game = (SingleRound if single_round else Game)(players, cards, seed, first_dealer)
-        hosted = HostedGame(secrets.token_hex(8), tuple(seats), game, single_round, seed)
+        hosted = HostedGame(secrets.token_hex(GAME_ID_LENGTH // 2), tuple(seats), game, single_round, seed,
+                            owner=owner)
         with self._lock:
             self._expire()
+            own = [h for h in self._games.values() if h.owner == owner]
+            for old in sorted(own, key=lambda h: h.touched)[:max(0, len(own) - self.max_per_owner + 1)]:
+                del self._games[old.id]
             self._games[hosted.id] = hosted
         with hosted.lock:
             self._play_agents(hosted)
@@ -118,8 +126,8 @@ class GameHost:
         with self._lock:
             hosted = self._games.get(game_id)
         if hosted is None:
-            raise GameNotFound(f"no hosted game {game_id!r} (finished games expire after "
-                               f"{self.ttl_s:.0f} s idle)")
+            raise GameNotFound(f"no hosted game {game_id[:32]!r} (games expire after {self.ttl_s:.0f} s "
+                               f"idle, or when their client starts more than {self.max_per_owner})")
         hosted.touched = time.monotonic()
         return hosted
 

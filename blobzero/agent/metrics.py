@@ -1,7 +1,7 @@
 """Prometheus metrics of ``blobzero agent`` (names are a contract with monitoring/metric_names.txt).
 
-Served on their own port (``metrics.agent_port``) and also at ``/metrics`` of the agent's web
-port, so one scrape target is enough.
+Served on their own port (``metrics.agent_port``) only: the web port faces users, the metrics
+port faces Prometheus (docs/agent.md, "Running it in public").
 """
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from plumbing.metrics_http import serve
 
 #: gRPC status codes the agent answers with (pre-created so dashboards see zeros)
-CODES = ("OK", "INVALID_ARGUMENT", "NOT_FOUND", "UNAVAILABLE", "INTERNAL")
+CODES = ("OK", "INVALID_ARGUMENT", "NOT_FOUND", "UNAVAILABLE", "INTERNAL", "UNAUTHENTICATED",
+         "RESOURCE_EXHAUSTED")
 METHODS = ("Advise", "StartGame", "Act", "GetState", "Hint")
 
 

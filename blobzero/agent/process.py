@@ -67,9 +67,10 @@ class AgentProcess:
         return self.process.returncode
 
 
-def start_agent(work: Path, *args: str, timeout: float = 60.0) -> AgentProcess:
+def start_agent(work: Path, *args: str, timeout: float = 60.0, tls_root: bytes | None = None) -> AgentProcess:
     """``blobzero agent ARGS`` on free ports (its log in ``work/agent.log``), returned once its
-    gRPC health check says SERVING; RuntimeError with the log's tail if it exits or stalls."""
+    gRPC health check says SERVING; RuntimeError with the log's tail if it exits or stalls.
+    tls_root: the CA certificate (PEM) to check the agent's TLS port with, when it serves TLS."""
     work.mkdir(parents=True, exist_ok=True)
     grpc_port, http_port, metrics_port = free_ports(3)
     log = work / "agent.log"
@@ -79,7 +80,9 @@ def start_agent(work: Path, *args: str, timeout: float = 60.0) -> AgentProcess:
         process = subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=out, stderr=subprocess.STDOUT)
     agent = AgentProcess(process, log, grpc_port, http_port, metrics_port)
     deadline = time.monotonic() + timeout
-    with grpc.insecure_channel(agent.target) as channel:
+    channel = (grpc.secure_channel(agent.target, grpc.ssl_channel_credentials(tls_root)) if tls_root
+               else grpc.insecure_channel(agent.target))
+    with channel:
         stub = health_pb2_grpc.HealthStub(channel)
         while True:
             if process.poll() is not None:

@@ -59,12 +59,12 @@ def build_models(cfg: configuration.Config, local_triton: bool):
                                           grpc_port=cfg.triton.grpc_port, http_port=cfg.triton.http_port,
                                           metrics_port=cfg.triton.metrics_port)).start()
         return TritonModels(server.url, cfg.triton.model_name, cfg.triton.max_in_flight,
-                            cfg.triton.reconnect_timeout_s), server
+                            cfg.triton.reconnect_timeout_s, cfg.agent.max_models), server
     if cfg.agent.triton_url:
         return TritonModels(cfg.agent.triton_url, cfg.triton.model_name, cfg.triton.max_in_flight,
-                            cfg.triton.reconnect_timeout_s), None
+                            cfg.triton.reconnect_timeout_s, cfg.agent.max_models), None
     return OnnxModels(cfg, Path(cfg.agent.onnx_file) if cfg.agent.onnx_file else None,
-                      cfg.agent.ort_threads), None
+                      cfg.agent.ort_threads, cfg.agent.max_models), None
 
 
 def main(args: argparse.Namespace) -> int:
@@ -75,8 +75,12 @@ def main(args: argparse.Namespace) -> int:
     from blobzero.agent.service import start_grpc
     from blobzero.agent.web import start_http
 
+    from blobzero.agent.access import Access, server_ssl_context, tls_files
+
     try:
         cfg = _config(args)
+        access = Access.from_config(cfg)
+        tls, ssl_context = tls_files(cfg), server_ssl_context(cfg)
         models, triton = build_models(cfg, args.local_triton)
     except (configuration.ConfigError, ValueError) as exc:
         print(f"blobzero agent: {exc}", file=sys.stderr)
@@ -86,14 +90,15 @@ def main(args: argparse.Namespace) -> int:
         return 2
     a = cfg.agent
     metrics = AgentMetrics()
-    engine = Engine(models, slots=a.slots, metrics=metrics)
+    engine = Engine(models, slots=a.slots, metrics=metrics, deadline_s=a.model_deadline_s,
+                    evaluation_threads=a.max_models + 1)
     api = AgentApi(cfg, engine, metrics)
     grpc_server = http_server = None
     try:
         metrics.serve(cfg.metrics.host, cfg.metrics.agent_port)
-        grpc_server, grpc_port = start_grpc(api, a.host, a.grpc_port, a.workers)
+        grpc_server, grpc_port = start_grpc(api, a.host, a.grpc_port, a.workers, access, tls)
         if a.http_port:
-            http_server = start_http(api, a.host, a.http_port, models.describe())
+            http_server = start_http(api, a.host, a.http_port, models.describe(), access, ssl_context)
     except (configuration.ConfigError, OSError, RuntimeError) as exc:
         print(f"blobzero agent: {exc} (agent.grpc_port / agent.http_port / metrics.agent_port)",
               file=sys.stderr)
@@ -103,10 +108,18 @@ def main(args: argparse.Namespace) -> int:
         if triton is not None:
             triton.stop()
         return 2
-    page = f"http://{a.host}:{a.http_port}/" if a.http_port else "off"
+    page = f"{'https' if tls else 'http'}://{a.host}:{a.http_port}/" if a.http_port else "off"
     log.info("agent ready: gRPC %s:%d (blobzero.v1.BlobAgent, health, reflection) | page %s | "
              "metrics :%d | network: %s | default model %s, search %s", a.host, grpc_port, page,
              cfg.metrics.agent_port, models.describe(), a.model, a.search_preset)
+    log.info("access: token %s | TLS %s | rate limit %s | %d hosted games per client",
+             "required" if access.token else "off", "on" if tls else "off",
+             f"{a.rate_limit:g}/s per client (burst {a.rate_burst})" if a.rate_limit else "off",
+             a.max_games_per_client)
+    if a.host not in ("127.0.0.1", "localhost", "::1") and (access.token is None or not tls):
+        log.warning("agent.host %s is reachable from other machines without %s: see docs/agent.md, "
+                    "'Running it in public'", a.host, " and ".join(
+                        w for w, off in (("a token", access.token is None), ("TLS", not tls)) if off))
     stop = threading.Event()
     previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGTERM, signal.SIGINT)}
     try:

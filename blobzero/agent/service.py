@@ -16,16 +16,22 @@ from grpc_reflection.v1alpha import reflection
 
 from blobzero import agent_pb2 as pb
 from blobzero import agent_pb2_grpc as pb_grpc
+from blobzero.agent.access import Access, client_of_peer
 from blobzero.agent.api import AgentApi, ApiError
 
 log = logging.getLogger("blobzero.agent")
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["BlobAgent"].full_name     # blobzero.v1.BlobAgent
 
 
-def call(api: AgentApi, method: str, request):
-    """Run one API method; returns (response or None, code name, message). Shared with HTTP."""
+#: the longest error message sent back (a message may quote the request; gRPC puts it in metadata)
+MAX_MESSAGE = 500
+
+
+def call(api: AgentApi, method: str, request, client: str = ""):
+    """Run one API method for ``client`` (its address: the owner of the games it starts);
+    returns (response or None, code name, message). Shared with HTTP."""
     started = time.perf_counter()
-    handler = {"Advise": api.advise, "StartGame": api.start_game, "Act": api.act,
+    handler = {"Advise": api.advise, "StartGame": lambda r: api.start_game(r, client), "Act": api.act,
                "GetState": api.get_state, "Hint": api.hint}[method]
     try:
         response, code, message = handler(request), "OK", ""
@@ -36,15 +42,31 @@ def call(api: AgentApi, method: str, request):
         response, code, message = None, "INTERNAL", f"internal error: {type(exc).__name__}: {exc}"
     if api.metrics is not None:
         api.metrics.answered(method, code, time.perf_counter() - started)
+    if len(message) > MAX_MESSAGE:
+        message = message[:MAX_MESSAGE] + "..."
     return response, code, message
 
 
 class Servicer(pb_grpc.BlobAgentServicer):
-    def __init__(self, api: AgentApi):
+    def __init__(self, api: AgentApi, access: Access | None = None):
         self.api = api
+        self.access = access or Access()
+
+    def _refuse(self, method: str, context, code: str, message: str):
+        if self.api.metrics is not None:
+            self.api.metrics.answered(method, code, 0.0)
+        context.abort(getattr(grpc.StatusCode, code), message)
 
     def _run(self, method: str, request, context):
-        response, code, message = call(self.api, method, request)
+        client = client_of_peer(context.peer())
+        if not self.access.allow(client):
+            self._refuse(method, context, "RESOURCE_EXHAUSTED", "rate limit: too many requests from this client")
+        if self.access.token is not None:
+            metadata = dict(context.invocation_metadata())
+            if not self.access.authorized(metadata.get("authorization")):
+                self._refuse(method, context, "UNAUTHENTICATED",
+                             "this agent needs the metadata 'authorization: Bearer <token>'")
+        response, code, message = call(self.api, method, request, client)
         if response is None:
             context.abort(getattr(grpc.StatusCode, code), message)
         return response
@@ -65,12 +87,18 @@ class Servicer(pb_grpc.BlobAgentServicer):
         return self._run("Hint", request, context)
 
 
-def start_grpc(api: AgentApi, host: str, port: int, max_workers: int) -> tuple[grpc.Server, int]:
+def start_grpc(api: AgentApi, host: str, port: int, max_workers: int, access: Access | None = None,
+               tls: tuple[bytes, bytes] | None = None) -> tuple[grpc.Server, int]:
     """Start the server (BlobAgent, grpc.health.v1.Health, reflection); returns it and its port.
-    ``max_workers`` threads bound the requests answered at once (each waits on its search)."""
+    ``max_workers`` threads bound the requests answered at once (each waits on its search); more
+    concurrent calls are refused RESOURCE_EXHAUSTED instead of queueing without bound.
+    ``access``: token and rate limit (health and reflection stay open, for probes and grpcurl).
+    ``tls``: (certificate chain PEM, key PEM) for a TLS port; None = plain text."""
     server = grpc.server(concurrent.futures.ThreadPoolExecutor(max_workers, thread_name_prefix="grpc"),
-                         options=[("grpc.so_reuseport", 0)])
-    pb_grpc.add_BlobAgentServicer_to_server(Servicer(api), server)
+                         maximum_concurrent_rpcs=2 * max_workers,
+                         options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", 1 << 20),
+                                  ("grpc.max_metadata_size", 16 << 10)])
+    pb_grpc.add_BlobAgentServicer_to_server(Servicer(api, access), server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for name in ("", SERVICE_NAME):
@@ -78,7 +106,10 @@ def start_grpc(api: AgentApi, host: str, port: int, max_workers: int) -> tuple[g
     reflection.enable_server_reflection(
         (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
         server)
-    bound = server.add_insecure_port(f"{host}:{port}")
+    if tls is None:
+        bound = server.add_insecure_port(f"{host}:{port}")
+    else:
+        bound = server.add_secure_port(f"{host}:{port}", grpc.ssl_server_credentials([(tls[1], tls[0])]))
     if bound == 0:
         raise OSError(f"cannot bind the gRPC port {host}:{port}")
     server.start()

@@ -10,10 +10,21 @@ const $ = (id) => document.getElementById(id);
 let state = null;        // the latest GameState for my seat
 let busy = false;
 
+// An agent started with a token (docs/agent.md, "Running it in public") is opened as
+// https://host/#token=<token>: the token moves to this tab's sessionStorage and off the address bar.
+const TOKEN = (() => {
+  const match = location.hash.match(/token=([^&]+)/);
+  if (match) {
+    sessionStorage.setItem("blobzero-token", decodeURIComponent(match[1]));
+    history.replaceState(null, "", location.pathname + location.search);
+  }
+  return sessionStorage.getItem("blobzero-token");
+})();
+
 async function api(method, body) {
-  const response = await fetch(`/api/${method}`, {
-    method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
-  });
+  const headers = { "Content-Type": "application/json" };
+  if (TOKEN) headers.Authorization = `Bearer ${TOKEN}`;
+  const response = await fetch(`/api/${method}`, { method: "POST", headers, body: JSON.stringify(body) });
   const data = await response.json();
   if (!response.ok) throw new Error(data.message || `${method} failed (${response.status})`);
   return data;
@@ -168,10 +179,12 @@ function renderHint(advice) {
     const key = a.card !== undefined ? a.card : `bid-${a.bid}`;
     const cls = actionLabel(a) === best ? "best" : "";
     html += `<tr class="${cls}" data-action="${key}"><td>${actionLabel(a)}</td>` +
-            `<td>${(100 * a.prior).toFixed(1)}% <span class="bar" style="width:${Math.round(60 * a.prior)}px"></span></td>` +
+            `<td>${(100 * a.prior).toFixed(1)}% <span class="bar" data-width="${Math.round(60 * a.prior)}"></span></td>` +
             `<td>${a.visits}</td><td>${a.value.toFixed(2)}</td></tr>`;
   }
   box.innerHTML = html + "</table>";
+  // widths through the CSSOM: the page's Content-Security-Policy refuses inline style attributes
+  for (const bar of box.querySelectorAll(".bar")) bar.style.width = `${bar.dataset.width}px`;
   box.hidden = false;
 }
 
