@@ -117,6 +117,7 @@ cdef struct Slot:
     uint16_t dec_visits[60][52]
     float dec_value[60][8]
     float dec_q[60][52]       # mean value of each root action for the mover
+    float dec_policy[60][52]  # Gumbel root: the improved policy (the training target)
     float w_acc[52]           # summed root-edge values over determinizations
     # --- Gumbel root (search.root = "gumbel"): sequential halving over D x S simulations ---
     float g_logit[52]         # Gumbel sample (self-play) + log prior; legal actions only
@@ -528,10 +529,15 @@ cdef class SearchPool:
         decisions = []
         for d in range(s.n_decisions):
             visits = {a: s.dec_visits[d][a] for a in range(ACTIONS_C) if s.dec_visits[d][a]}
+            policy = None     # the training target when it is not the visit counts (Gumbel root)
+            if self.p.gumbel:
+                policy = {a: s.dec_policy[d][a] for a in range(ACTIONS_C) if s.dec_policy[d][a] > 0}
+                policy = policy or None          # a built-in seat's one-visit decision has none
             decisions.append({
                 "ply": s.dec_ply[d], "player": s.dec_player[d], "visits": visits,
                 "q": {a: s.dec_q[d][a] for a in visits},
                 "root_value": [s.dec_value[d][a] for a in range(n)],
+                "policy": policy,
             })
         self.c.rounds += 1
         spec = self._specs[i]
@@ -621,6 +627,7 @@ cdef class SearchPool:
         s.dec_player[d] = s.game.current
         memset(&s.dec_visits[d][0], 0, ACTIONS_C * sizeof(uint16_t))
         memset(&s.dec_q[d][0], 0, ACTIONS_C * sizeof(float))
+        memset(&s.dec_policy[d][0], 0, ACTIONS_C * sizeof(float))
         memset(&s.dec_value[d][0], 0, SEATS_C * sizeof(float))
         s.dec_visits[d][action] = 1
         s.n_decisions += 1
@@ -1091,10 +1098,8 @@ cdef class SearchPool:
             s.dec_ply[d] = s.game.n_actions
             s.dec_player[d] = s.game.current
             for a in range(ACTIONS_C):
-                if self.p.gumbel:     # the improved policy, as counts out of 10,000
-                    s.dec_visits[d][a] = <uint16_t>(target[a] * 10000.0 + 0.5)
-                else:
-                    s.dec_visits[d][a] = <uint16_t>(s.visits_acc[a] if s.visits_acc[a] < 65535 else 65535)
+                s.dec_visits[d][a] = <uint16_t>(s.visits_acc[a] if s.visits_acc[a] < 65535 else 65535)
+                s.dec_policy[d][a] = target[a] if self.p.gumbel else 0.0
             for k in range(SEATS_C):
                 s.dec_value[d][k] = s.value_acc[k] / self.p.D
             for a in range(ACTIONS_C):

@@ -7,6 +7,9 @@ from blobcore.rules import NO_TRUMP
 from plumbing import records_pb2
 
 
+POLICY_SCALE = 10_000   # a Gumbel policy target of p is stored as round(p * POLICY_SCALE) "visits"
+
+
 def to_proto(record: dict, client_id: str, model_version: int | None = None,
              timestamp_ms: int | None = None) -> records_pb2.RoundRecord:
     """Convert a finished-round dict from ``SearchPool.pop_finished`` (complete rounds only)."""
@@ -23,10 +26,15 @@ def to_proto(record: dict, client_id: str, model_version: int | None = None,
     for hand in record["hands"]:
         msg.hands.add(cards=hand)
     for decision in record["decisions"]:
-        actions = sorted(decision["visits"])
+        # The stored counts are the policy target: the root visits, or the Gumbel root's
+        # improved policy as counts out of POLICY_SCALE (the trainer normalises either).
+        policy = decision.get("policy")
+        target = ({a: int(round(p * POLICY_SCALE)) for a, p in policy.items()} if policy
+                  else decision["visits"])
+        actions = sorted(a for a, n in target.items() if n > 0)
         msg.decisions.add(
             ply=decision["ply"], player=decision["player"], actions=actions,
-            visits=[decision["visits"][a] for a in actions],
+            visits=[target[a] for a in actions],
             q=[decision["q"].get(a, 0.0) for a in actions],
             root_value=decision["root_value"])
     for key, value in record["search"].items():

@@ -216,13 +216,14 @@ class PooledSearch:
 
 def search_position(rnd: Round, config: SearchConfig, evaluator, seed: int = 0) -> dict:
     """Search the decision at ``rnd`` (the player to move) once; return its record:
-    ``action`` (chosen), ``visits`` and ``q`` per legal action, ``root_value`` by seat."""
+    ``action`` (chosen), ``visits`` and ``q`` per legal action, ``root_value`` by seat and
+    ``policy`` (the Gumbel root's improved policy; None with a PUCT root)."""
     legal = rnd.legal_actions()
     if not legal:
         raise ValueError("the round is over: there is no decision to search")
     if len(legal) == 1:
         return {"action": legal[0], "visits": {legal[0]: 0}, "q": {}, "root_value": None,
-                "player": rnd.current_player, "ply": len(rnd.history), "forced": True}
+                "policy": None, "player": rnd.current_player, "ply": len(rnd.history), "forced": True}
     search = PooledSearch(evaluator, config, [(rnd, seed)], n_games=1, halves=1, stop_after=1)
     search.run()
     (record,) = search.finished()

@@ -80,7 +80,8 @@ def test_advise_endgame_chooses_the_only_winning_card(stub):
     assert values["3S"] == pytest.approx(11.0, abs=1e-4)       # exact: bid 1 made, 10 + 1
     assert values["AS"] < values["3S"]
     visits = {a.card: a.visits for a in answer.actions}
-    assert sum(visits.values()) == 3 * 30 and visits["3S"] > visits["AS"]
+    # Gumbel root (the default): sequential halving visits both cards alike, the play-outs decide
+    assert sum(visits.values()) == 3 * 30 and visits["3S"] >= visits["AS"]
     assert sum(a.prior for a in answer.actions) == pytest.approx(1.0, abs=1e-4)
     assert 0 <= answer.expected_score <= 11.0 + 1e-4
     assert answer.model_version == "tiny" and answer.search == "medium 3x30" and not answer.forced

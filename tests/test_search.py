@@ -76,13 +76,15 @@ def endgame(my_bid: int) -> Round:
     return rnd
 
 
+@pytest.mark.parametrize("root", ["puct", "gumbel"])
 @pytest.mark.parametrize("perspective", ["mover", "searcher"])
 @pytest.mark.parametrize("my_bid,best", [(0, "2H"), (2, "KH")])
-def test_puct_picks_the_only_bid_making_card(my_bid, best, perspective):
-    config = SearchConfig(**{**EXACT.to_dict(), "perspective": perspective})
+def test_puct_picks_the_only_bid_making_card(my_bid, best, perspective, root):
+    config = SearchConfig(**{**EXACT.to_dict(), "perspective": perspective, "root": root})
     decision = search_position(endgame(my_bid), config, UniformEvaluator(), seed=1)
     assert decision["action"] == card_index(best)
-    assert max(decision["visits"], key=decision["visits"].get) == card_index(best)
+    target = decision["policy"] if root == "gumbel" else decision["visits"]
+    assert max(target, key=target.get) == card_index(best)
 
 
 def test_per_seat_backup_on_a_two_trick_position():
@@ -316,3 +318,48 @@ def test_search_settings_are_checked():
                          ({"inference_temperature": 0.0}, "inference_temperature")):
         with pytest.raises(ValueError, match=message):
             SearchConfig(**bad)
+
+
+GUMBEL = dataclasses.replace(ROLLOUT, root="gumbel")
+
+
+def test_gumbel_root_targets_are_a_distribution_over_legal_actions():
+    """The Gumbel root keeps the real visit counts (D x S per decision) and records its policy
+    target softmax(logit + sigma(completed q)) over the legal actions; a shard stores that
+    target as counts out of 10,000."""
+    from plumbing.records import POLICY_SCALE, to_proto
+    for config in (GUMBEL, dataclasses.replace(GUMBEL, add_noise=True, temperature=1.0),
+                   dataclasses.replace(GUMBEL, determinizations=1, simulations=3, gumbel_actions=2)):
+        records, _ = run_rounds(config, range(10), UniformEvaluator(), n_games=5)
+        for rec in records:
+            rnd = Round.from_deal(rec["hands"], rec["trump"], rec["dealer"])
+            decisions = {d["ply"]: d for d in rec["decisions"]}
+            for ply, action in enumerate(rec["actions"]):
+                if ply in decisions:
+                    d = decisions[ply]
+                    assert sum(d["visits"].values()) == config.determinizations * config.simulations
+                    assert sum(d["policy"].values()) == pytest.approx(1.0, abs=1e-5)
+                    assert set(d["policy"]) <= set(rnd.legal_actions())
+                rnd.apply(action)
+            for stored in to_proto(rec, "test").decisions:
+                assert abs(sum(stored.visits) - POLICY_SCALE) <= len(stored.actions)
+
+
+def test_gumbel_root_in_evaluation_is_reproducible_and_follows_the_play_outs():
+    a, _ = run_rounds(GUMBEL, range(6), RowHashEvaluator(), n_games=3)
+    b, _ = run_rounds(GUMBEL, range(6), RowHashEvaluator(), n_games=6)
+    assert [r["actions"] for r in a] == [r["actions"] for r in b]
+    # the move is the target's favourite among the actions the halving kept: never an action
+    # the target gives less than the most likely one by a wide margin
+    for rec in a:
+        for d in rec["decisions"]:
+            target = d["policy"]
+            chosen = rec["actions"][d["ply"]]
+            assert target.get(chosen, 0) >= 0.5 * max(target.values())
+
+
+def test_gumbel_settings_are_checked():
+    with pytest.raises(ValueError, match="root"):
+        SearchConfig(root="alphabeta")
+    with pytest.raises(ValueError, match="gumbel_actions"):
+        SearchConfig(gumbel_actions=1)

@@ -17,6 +17,7 @@ import time
 BENCHMARKS: dict[str, str] = {
     "core": "blobzero.bench.core",
     "search": "blobzero.bench.search",
+    "decision": "blobzero.bench.decision",
     "selfplay": "blobzero.bench.selfplay",
     "serving": "blobzero.bench.serving",
     "agent": "blobzero.bench.agent",
