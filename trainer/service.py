@@ -463,9 +463,9 @@ class Trainer:
         a publish and its checkpoint resumes from an earlier step and reaches this one again;
         publishing it twice would serve one step under two version numbers."""
         versions = self._versions()
-        try:
-            meta = json.loads((self.archive / f"v{versions[-1]:06d}.json").read_text())
-        except (IndexError, OSError, ValueError):
+        try:   # the archive lives in the checkpoint store (a directory or a bucket)
+            meta = json.loads(self.checkpoints.get(f"versions/v{versions[-1]:06d}.json"))
+        except (IndexError, OSError, ValueError, StorageError):
             return False
         if meta.get("step") != step:
             return False
