@@ -227,12 +227,12 @@ def test_round_specs_accept_the_expert_and_reject_unknown_agents():
 
 
 def test_expert_beats_greedy_in_the_arena():
-    from blobzero.arena import BUILTIN, Agent, play as arena_play
+    from blobzero.arena import Agent, play as arena_play
     from blobcore.mcts import AGENT_EXPERT
 
-    assert BUILTIN["expert"] == AGENT_EXPERT
+    assert PLAYERS["expert"].code == AGENT_EXPERT
     report = arena_play(Agent("expert", None, AGENT_EXPERT),
-                        Agent("greedy", None, BUILTIN["greedy"]), deals=400)
+                        Agent("greedy", None, PLAYERS["greedy"].code), deals=400)
     assert report["difference"] > 0.5 and report["significant"]
 
 
