@@ -800,8 +800,8 @@ cdef class SearchPool:
         """The root action of the next simulation: the least visited action still in the
         halving (ties: the higher g + logit); halves the set when a phase's budget is spent."""
         cdef uint64_t bits
-        cdef int a, k, n, best, n_left = popcount64(s.g_left), keep
-        cdef float scale, score, top, fallback = s.root_value[0]
+        cdef int a, k, n, best, fewest, n_left = popcount64(s.g_left), keep
+        cdef float scale, top, fallback = s.root_value[0]
         cdef float scores[52]
         cdef int order[18]
         if s.g_phase_sims <= 0:
@@ -836,15 +836,15 @@ cdef class SearchPool:
                 k = s.g_budget // (s.g_phases * n_left)
                 s.g_phase_sims = (k if k > 1 else 1) * n_left
         best = -1
-        top = 0
+        fewest = 0
         bits = s.g_left
         while bits:
             a = ctz64(bits)
             bits &= bits - 1
             n = self._root_visits(s, slot, a)
-            if best < 0 or n < <int>top or (n == <int>top and s.g_logit[a] > s.g_logit[best]):
+            if best < 0 or n < fewest or (n == fewest and s.g_logit[a] > s.g_logit[best]):
                 best = a
-                top = n
+                fewest = n
         s.g_phase_sims -= 1
         s.g_budget -= 1
         return best
