@@ -768,7 +768,7 @@ cdef class SearchPool:
         cdef uint64_t legal = rs_legal(&s.game), bits
         cdef int a, best = -1
         cdef float scale = self._sigma_scale(s, slot), fallback = s.root_value[0]
-        cdef float q, logit, top = -1e30, score, z = 0.0
+        cdef float q, logit, top = -1e30, score, best_score = -1e30, z = 0.0
         memset(target, 0, ACTIONS_C * sizeof(float))
         bits = legal
         while bits:
@@ -781,8 +781,9 @@ cdef class SearchPool:
                 top = target[a]
             if (s.g_left >> a) & 1:
                 score = s.g_logit[a] + scale * q
-                if best < 0 or score > s.g_logit[best] + scale * self._root_q(s, slot, best, fallback):
+                if best < 0 or score > best_score:
                     best = a
+                    best_score = score
         bits = legal
         while bits:
             a = ctz64(bits)

@@ -187,19 +187,15 @@ class SearchSection:
         if preset is not None and preset not in SEARCH_PRESETS:
             raise ValueError(f"unknown search preset {preset!r}; choose one of {sorted(SEARCH_PRESETS)}")
         base = SEARCH_PRESETS[preset or self.preset]
+        # every search setting this section names is passed on as is; only the size is special
+        size = {"determinizations", "simulations"}
+        settings = {f.name: getattr(self, f.name) for f in dataclasses.fields(SearchConfig)
+                    if f.name not in size and hasattr(self, f.name)}
         cfg = dataclasses.replace(
             base,
             determinizations=(self.determinizations if preset is None else 0) or base.determinizations,
             simulations=(self.simulations if preset is None else 0) or base.simulations,
-            c_puct=self.c_puct, dirichlet_alpha=self.dirichlet_alpha,
-            dirichlet_eps=self.dirichlet_eps, temperature=self.temperature,
-            temperature_moves=self.temperature_moves, leaves_per_game=self.leaves_per_game,
-            perspective=self.perspective, rollout=self.rollout,
-            rollout_weight=self.rollout_weight, rollout_resample=self.rollout_resample,
-            inference_candidates=self.inference_candidates,
-            inference_temperature=self.inference_temperature, root=self.root,
-            gumbel_actions=self.gumbel_actions, gumbel_c_visit=self.gumbel_c_visit,
-            gumbel_c_scale=self.gumbel_c_scale)
+            **settings)
         return cfg.for_evaluation() if for_evaluation else cfg
 
 

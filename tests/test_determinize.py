@@ -38,9 +38,13 @@ def assert_consistent(original, sample, viewer):
     assert replay.hands == sample.hands
 
 
+#: (players, cards, seed, random steps played): a position somewhere in a random round
+POSITIONS = st.integers(3, 8).flatmap(lambda n: st.tuples(
+    st.just(n), st.integers(1, 52 // n), st.integers(0, 10**9), st.integers(0, 60)))
+
+
 @settings(max_examples=300, deadline=None)
-@given(st.integers(3, 8).flatmap(lambda n: st.tuples(
-    st.just(n), st.integers(1, 52 // n), st.integers(0, 10**9), st.integers(0, 60))))
+@given(POSITIONS)
 def test_every_sample_is_consistent(params):
     n, cards, seed, steps = params
     rnd = advance(Round.from_seed(seed, n, cards), steps, seed)

@@ -2,18 +2,16 @@
 how likely each other seat's bid was with the hand it is given."""
 import pytest
 from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from helpers import advance
-from test_determinize import assert_consistent
+from test_determinize import POSITIONS, assert_consistent
 
 from blobcore import Rng, Round, card_index, determinize, sample_hidden_hands
 from blobcore.expert import expert, expert_bid_probability
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.integers(3, 8).flatmap(lambda n: st.tuples(
-    st.just(n), st.integers(1, 52 // n), st.integers(0, 10**9), st.integers(0, 60))))
+@given(POSITIONS)
 def test_every_weighted_sample_is_consistent(params):
     n, cards, seed, steps = params
     rnd = advance(Round.from_seed(seed, n, cards), steps, seed)
