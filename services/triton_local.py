@@ -23,9 +23,15 @@ Self-healing (docs/architecture.md, "Failures, one by one"):
   (``kill -9``, OOM) leaves the server and model "ready" while every request fails with
   "Stub process ... is not healthy" until the model reloads; the watchdog sees the dead stub
   (a zombie child of the server) and makes poll mode reload the served version by touching
-  its model file. It also says once, in the log, when the server-wide readiness flag is false
+  its model file. Unloading the old instance usually reaps the dead stub; one still a zombie
+  ``zombie_grace_s`` later counts, and ``zombie_limit`` of them make the watchdog restart the
+  server, which reaps them all. It also says once, in the log, when the server-wide readiness flag is false
   while the model serves (a version failed to load; the flag stays false until a newer one
-  loads, so probes ask ``/v2/models/blobnet/ready``).
+  loads, so probes ask ``/v2/models/blobnet/ready``);
+* a server that exits on its own (an abort inside the python backend after a stub died was
+  seen once in a 68-minute run) is relaunched on the same ports, up to ``restarts`` times;
+  ``poll()`` reports an exit only when no relaunch is coming. Clients ride the gap out with
+  their usual retries.
 """
 from __future__ import annotations
 
@@ -78,6 +84,10 @@ class ServerConfig:
     startup_timeout_s / exit_timeout_s: bounds on start and graceful stop (s)
     shm_bytes:        initial shared-memory region per instance (python backend tensors pass here)
     watchdog_s:       period of the self-healing checks (s; 0 = off)
+    restarts:         times the watchdog relaunches a server that exited on its own (a crash)
+                      or that holds ``zombie_limit`` dead stubs (0 = never)
+    zombie_limit:     dead stubs the server has not reaped ``zombie_grace_s`` after their heal
+                      that make the watchdog restart it (the restart reaps them)
     """
 
     model_repository: Path
@@ -93,8 +103,13 @@ class ServerConfig:
     shm_bytes: int = 16 << 20
     log_verbose: int = 0
     watchdog_s: float = 1.0
+    restarts: int = 5
+    zombie_limit: int = 4
+    zombie_grace_s: float = 10.0
 
     def __post_init__(self):
+        if self.restarts < 0 or self.zombie_limit < 1 or self.zombie_grace_s < 0:
+            raise ValueError("ServerConfig: restarts must be >= 0, zombie_limit >= 1, zombie_grace_s >= 0")
         if not is_remote(self.model_repository):       # an s3:// URL stays a URL
             object.__setattr__(self, "model_repository", Path(self.model_repository))
         object.__setattr__(self, "work_dir", Path(self.work_dir))
@@ -164,8 +179,10 @@ class LocalTriton:
         self.shm_prefix = f"blobzero_{os.getpid()}_{secrets.token_hex(4)}_"
         self.log_path = Path(config.work_dir) / "tritonserver.log"
         self.heals = 0                      #: model reloads the watchdog triggered
+        self.restarts = 0                   #: server relaunches the watchdog made
         self._watchdog: threading.Thread | None = None
         self._watchdog_stop = threading.Event()
+        self._lifecycle = threading.RLock()  # a relaunch and stop() never interleave
 
     # -- addresses ---------------------------------------------------------------------------
     @property
@@ -217,14 +234,8 @@ class LocalTriton:
                                   render(local_config(c.instances, c.intra_op_threads)))
         else:
             write_local_config(c.model_repository / MODEL_NAME, c.instances, c.intra_op_threads)
-        backends = triton_dist.provision_backends(c.work_dir)
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log_path, "ab") as log_file:
-            self.process = subprocess.Popen(
-                self.command(backends), stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
-                env=triton_dist.server_environment(),
-                start_new_session=True,  # Ctrl-C in a terminal reaches us only; we stop the server
-            )
+        self._watchdog_stop.clear()
+        self._launch()
         atexit.register(self.stop)
         try:
             self._wait_ready(c.startup_timeout_s)
@@ -233,12 +244,62 @@ class LocalTriton:
             raise
         log.debug("tritonserver pid %d ready with versions %s", self.process.pid, versions)
         if c.watchdog_s > 0:
-            self._watchdog_stop.clear()
             self._watchdog = threading.Thread(target=self._watch, name="triton-watchdog", daemon=True)
             self._watchdog.start()
         return self
 
+    def _launch(self) -> None:
+        """Start the tritonserver process (its own session; output appended to the log)."""
+        backends = triton_dist.provision_backends(self.config.work_dir)
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as log_file:
+            self.process = subprocess.Popen(
+                self.command(backends), stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
+                env=triton_dist.server_environment(),
+                start_new_session=True,  # Ctrl-C in a terminal reaches us only; we stop the server
+            )
+
     # -- self-healing ----------------------------------------------------------------------
+    def _will_relaunch(self) -> bool:
+        return (self.config.watchdog_s > 0 and self._watchdog is not None
+                and not self._watchdog_stop.is_set() and self.restarts < self.config.restarts)
+
+    def _relaunch(self, why: str) -> bool:
+        """Stop what is left of the server and start it again on the same ports; False when
+        it could not be started (or a stop was asked for meanwhile)."""
+        with self._lifecycle:
+            if self._watchdog_stop.is_set():
+                return False
+            old = self.process
+            self.restarts += 1
+            log.error("%s: restarting tritonserver (restart %d of at most %d); last log lines:\n%s",
+                      why, self.restarts, self.config.restarts, self.log_tail(8))
+            if old.poll() is None:
+                old.send_signal(signal.SIGTERM)
+                try:
+                    old.wait(self.config.exit_timeout_s + 5)
+                except subprocess.TimeoutExpired:
+                    pass
+            self._kill_group(old.pid)
+            old.wait()
+            self._remove_shm()
+            for attempt in range(3):     # the ports can take a moment to be free again
+                self._launch()
+                try:
+                    self._wait_ready(self.config.startup_timeout_s)
+                except ServeError as exc:
+                    self._kill_group(self.process.pid)
+                    self.process.wait()
+                    if self._watchdog_stop.is_set():
+                        return False
+                    log.error("tritonserver did not come back (attempt %d of 3): %s", attempt + 1, exc)
+                    time.sleep(2.0)
+                    continue
+                log.warning("tritonserver is back (pid %d) and serves %s", self.process.pid, MODEL_NAME)
+                return True
+            self.restarts = self.config.restarts    # give up: poll() now reports the exit
+            return False
+
     def dead_stubs(self) -> list[int]:
         """PIDs of python-backend stub processes of this server that died (zombie children:
         the server does not reap a stub until the model instance unloads)."""
@@ -284,18 +345,31 @@ class LocalTriton:
 
     def _watch(self) -> None:
         pending: set[int] = set()     # dead stubs seen once (a normal unload reaps within ms)
-        handled: set[int] = set()
+        handled: dict[int, float] = {}   # dead stub -> when its heal was asked for
         explained = split_before = False
         tick = 0
         while not self._watchdog_stop.wait(self.config.watchdog_s):
-            if self.poll() is not None:
-                return
-            dead = set(self.dead_stubs()) - handled
+            code = self.process.poll()
+            if code is not None:
+                if not self._will_relaunch() or not self._relaunch(f"tritonserver exited with code {code}"):
+                    return
+                pending, handled = set(), {}
+                continue
+            all_dead = self.dead_stubs()
+            dead = set(all_dead) - set(handled)
             confirmed = dead & pending
             if confirmed:
                 self.reload_served_version(f"model backend process(es) {sorted(confirmed)} died")
-                handled |= confirmed
+                handled.update(dict.fromkeys(confirmed, time.monotonic()))
             pending = dead - confirmed
+            now = time.monotonic()
+            unreaped = [pid for pid in all_dead if now - handled.get(pid, now) >= self.config.zombie_grace_s]
+            if len(unreaped) >= self.config.zombie_limit and self._will_relaunch():
+                if not self._relaunch(f"{len(unreaped)} dead model backend process(es) {sorted(unreaped)} "
+                                      f"were not reaped"):
+                    return
+                pending, handled = set(), {}
+                continue
             tick += 1
             if tick % 5 == 0:
                 split = (self._http_status("/v2/health/ready") != 200
@@ -323,6 +397,8 @@ class LocalTriton:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise ServeError(self._explain_exit())
+            if self._watchdog_stop.is_set():
+                raise ServeError("stopped while tritonserver was starting")
             # the metrics service starts last (tens of ms after HTTP): wait for it as well
             if (self._http_status(f"/v2/models/{MODEL_NAME}/ready") == 200
                     and _url_status(self.metrics_url) == 200):
@@ -338,18 +414,22 @@ class LocalTriton:
         return f"tritonserver exited with code {self.process.returncode} during start-up; log {self.log_path}:\n{tail}"
 
     def poll(self) -> int | None:
-        """The server's exit code, or None while it runs."""
-        return None if self.process is None else self.process.poll()
+        """The server's exit code, or None while it runs or the watchdog is about to relaunch it."""
+        if self.process is None:
+            return None
+        code = self.process.poll()
+        return None if code is not None and self._will_relaunch() else code
 
     def stop(self) -> int | None:
         """Graceful stop (idempotent); returns the server's exit code."""
-        proc = self.process
-        if proc is None:
+        if self.process is None:
             return None
         atexit.unregister(self.stop)
         self._watchdog_stop.set()
         if self._watchdog is not None and self._watchdog is not threading.current_thread():
             self._watchdog.join(5)
+        with self._lifecycle:            # a relaunch under way finishes (or gives up) first
+            proc = self.process
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
             try:

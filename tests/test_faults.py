@@ -466,7 +466,9 @@ class Drill:
 def drill(tmp_path_factory):
     root = tmp_path_factory.mktemp("drill")
     models = [export_tiny(root / f"v{i}.onnx", seed=i) for i in (1, 2)]
-    server = start_server(root, make_repository(root, models[0]), instances=1, exit_timeout_s=2)
+    # one unreaped stub is enough for a restart here (the default waits for four)
+    server = start_server(root, make_repository(root, models[0]), instances=1, exit_timeout_s=2,
+                          zombie_limit=1, zombie_grace_s=3.0)
     drill = Drill(root, server, models)
     try:
         drill.wait_requests(20, 90, "self-play to start")
@@ -491,6 +493,10 @@ def test_a_killed_backend_stub_is_healed_and_selfplay_carries_on(drill):
     recovered = drill.wait_requests(8, 60, "self-play to continue after the stub died")
     recovery_s = time.monotonic() - killed
     assert live_stubs(drill.server) and stub not in live_stubs(drill.server)
+    # reaped: by the old instance's unload when the server does it, else by a restart
+    wait_until(lambda: not drill.server.dead_stubs(), 30, "the killed stub to be reaped", drill.watched())
+    assert drill.server.restarts <= 1 and drill.server.poll() is None
+    drill.wait_requests(8, 60, "self-play to continue after the stub was reaped")
     assert drill.client.poll() is None
     assert "Traceback" not in drill.log.read_text()
     with TritonEvaluator(drill.server.url) as client:
@@ -498,6 +504,25 @@ def test_a_killed_backend_stub_is_healed_and_selfplay_carries_on(drill):
         assert policy.shape == (3, 52)
     report("killed python-backend stub", seconds_to_recover=round(recovery_s, 1),
            heals=drill.server.heals, requests_wait_s=round(recovered, 1),
+           unavailable_errors=drill.metric("blobzero_selfplay_errors_total", kind="unavailable"))
+
+
+@pytest.mark.slow
+def test_a_crashed_server_is_relaunched_and_selfplay_carries_on(drill):
+    """tritonserver dying on its own (an abort in the backend was seen once in a long run) is
+    relaunched on the same ports; the loop never sees an exit, the client only retries."""
+    restarts, old = drill.server.restarts, drill.server.process
+    killed = time.monotonic()
+    os.kill(old.pid, signal.SIGKILL)
+    wait_until(lambda: drill.server.restarts == restarts + 1 and drill.server.process is not old
+               and drill.server._http_status(f"/v2/models/{MODEL_NAME}/ready") == 200,
+               60, "the watchdog to relaunch the server", drill.watched())
+    assert drill.server.poll() is None
+    recovered = drill.wait_requests(8, 60, "self-play to continue after the relaunch")
+    assert drill.client.poll() is None and not drill.server.dead_stubs()
+    assert "Traceback" not in drill.log.read_text()
+    report("tritonserver killed", seconds_to_recover=round(time.monotonic() - killed, 1),
+           requests_wait_s=round(recovered, 1),
            unavailable_errors=drill.metric("blobzero_selfplay_errors_total", kind="unavailable"))
 
 
