@@ -148,6 +148,7 @@ cdef struct Params:
     float c_visit, c_scale    # sigma(q) = (c_visit + max N) * c_scale * q
     int infer_candidates      # hidden-hand samples weighed per world (1 = uniform)
     float rollout_weight, infer_temperature
+    float bid_rollout_weight  # lambda when the decision searched is a bid
     float c_puct, alpha, eps, temperature
     int node_cap, edge_cap
 
@@ -353,7 +354,7 @@ cdef class SearchPool:
         self.p.temperature = config.temperature
         self.p.view_searcher = 1 if config.perspective == "searcher" else 0
         self.p.rollout = {"none": 0, "expert": AGENT_EXPERT_C, "greedy": AGENT_GREEDY_C}[config.rollout]
-        self.p.rollout_weight = config.rollout_weight
+        self.p.bid_rollout_weight, self.p.rollout_weight = config.leaf_weights()
         self.p.gumbel = 1 if config.root == "gumbel" else 0
         self.p.gumbel_m = config.gumbel_actions
         self.p.c_visit = config.gumbel_c_visit
@@ -1009,15 +1010,19 @@ cdef class SearchPool:
         x.n_edges = k - s.n_edges
         s.n_edges = k
         _to_absolute(value_rel, self._observer(s, &x.state), x.state.n_players, x.value)
-        if self.p.rollout and self.p.rollout_weight > 0:
+        if self.p.rollout and self._leaf_weight(s) > 0:
             self._mix_rollout(s, &x.state, x.value)
         x.expanded = 1
+
+    cdef inline float _leaf_weight(self, const Slot* s) noexcept nogil:
+        """lambda for this slot's search: the bid weight while the decision searched is a bid."""
+        return self.p.bid_rollout_weight if s.game.phase == PHASE_BID_C else self.p.rollout_weight
 
     cdef void _mix_rollout(self, Slot* s, const RoundState* leaf, float* value) noexcept nogil:
         """value (by absolute seat) <- (1 - lambda) * value + lambda * the play-out's scores."""
         cdef RoundState w
         cdef float scores[8]
-        cdef float lam = self.p.rollout_weight
+        cdef float lam = self._leaf_weight(s)
         cdef int k
         if self.p.rollout_resample:      # the hidden cards as the searcher might see them here
             sample_world(leaf, s.game.current, &s.rng, &w, self.p.infer_candidates,

@@ -31,6 +31,10 @@ class SearchConfig:
         "greedy" (every seat plays that built-in player to the end of the round from the leaf).
     rollout_weight: lambda in [0, 1]; a leaf's value is (1 - lambda) * network + lambda *
         play-out score (AlphaGo's mixing). Ignored with rollout "none".
+    bid_rollout_weight: lambda for the searches of bidding decisions; -1 = ``rollout_weight``.
+        0 makes every bid the network's: each candidate bid is valued by the value head, which
+        derives it from the predicted distribution of the bidder's trick count after that bid
+        (``P(tricks = bid) * (10 + bid)``; trainer/blobnet.py), instead of by play-outs.
     rollout_resample: play each leaf out in a world drawn afresh for the searcher's
         information at that leaf (so D x S leaves see D x S deals of the hidden cards) rather
         than in the determinization the tree was built in.
@@ -62,6 +66,7 @@ class SearchConfig:
     perspective: str = "searcher"
     rollout: str = "none"
     rollout_weight: float = 0.5
+    bid_rollout_weight: float = -1.0
     rollout_resample: bool = True
     inference_candidates: int = 1
     inference_temperature: float = 2.0
@@ -83,6 +88,8 @@ class SearchConfig:
             (self.perspective in PERSPECTIVES, f"perspective must be one of {PERSPECTIVES}"),
             (self.rollout in ROLLOUTS, f"rollout must be one of {ROLLOUTS}"),
             (0 <= self.rollout_weight <= 1, "rollout_weight must be in [0, 1]"),
+            (self.bid_rollout_weight == -1 or 0 <= self.bid_rollout_weight <= 1,
+             "bid_rollout_weight must be in [0, 1], or -1 for rollout_weight"),
             (1 <= self.inference_candidates <= 64, "inference_candidates must be 1..64"),
             (self.inference_temperature > 0, "inference_temperature must be positive"),
             (self.root in ROOTS, f"root must be one of {ROOTS}"),
@@ -97,6 +104,11 @@ class SearchConfig:
     def for_evaluation(self) -> "SearchConfig":
         """The same search without exploration: no noise, always the most visited action."""
         return replace(self, add_noise=False, temperature=0.0)
+
+    def leaf_weights(self) -> tuple[float, float]:
+        """(lambda at bidding decisions, lambda at card-play decisions)."""
+        bid = self.rollout_weight if self.bid_rollout_weight < 0 else self.bid_rollout_weight
+        return bid, self.rollout_weight
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -161,9 +161,10 @@ def run_loop(cfg: configuration.Config, run_dir: Path, minutes: float, out=sys.s
     interactive = out.isatty()
     cfg = prepare(cfg, run_dir)
     print(f"run directory {run_dir}  (config {run_dir / 'blobzero.toml'}, logs {run_dir / 'logs'})", file=out)
-    print(f"network '{cfg.network.preset}', search {cfg.search.build().determinizations}x"
-          f"{cfg.search.build().simulations}, {cfg.table.describe()}, "
-          f"{minutes:g} minutes of training", file=out)
+    search = cfg.selfplay_search()
+    print(f"network '{cfg.network.preset}', search {search.determinizations}x{search.simulations}"
+          f"{'' if search.rollout == 'none' else ' with ' + search.rollout + ' play-outs'}, "
+          f"{cfg.table.describe()}, {minutes:g} minutes of training", file=out)
     init = _spawn("trainer-init", ["train", "--init-only"], run_dir)
     if init.wait() != 0:
         raise LoopError("the trainer could not prepare the model repository:\n"

@@ -194,7 +194,7 @@ def run(cfg: configuration.Config, rounds: int = 0, duration: float = 0, progres
     if hasattr(writer, "on_upload_error"):     # a bucket: each failed upload (kept, retried) counts
         writer.on_upload_error = metrics.errors.labels("storage").inc
     seed = cfg.selfplay.seed if cfg.selfplay.seed >= 0 else time.time_ns() & 0xFFFFFFFF
-    search_config = cfg.search.build()
+    search_config = cfg.selfplay_search()
     log.info("client %s (shards from seq %d): %s, %d rounds in flight, search %dx%d, Triton %s, "
              "games to %s, metrics on %s:%d", client_id, writer.seq, cfg.table.describe(),
              cfg.selfplay.games_in_flight,

@@ -1,4 +1,6 @@
 """The one configuration: file, environment and command-line layers; clear errors."""
+import dataclasses
+
 import pytest
 
 from plumbing.config import DEFAULT_CONFIG, Config, ConfigError, load
@@ -18,6 +20,14 @@ def test_layers_file_then_environment_then_command_line(tmp_path):
     assert cfg.trainer.batch_size == 64           # env beats file
     assert cfg.triton.url == "c:3"                # --set beats env
     assert load(None, env={"BLOBZERO_CONFIG": str(path)}).trainer.batch_size == 32
+
+
+def test_selfplay_can_train_without_the_play_outs_that_the_arena_keeps():
+    default = load(None, env={})
+    assert default.selfplay_search() == default.search.build()
+    cheap = load(None, ["selfplay.rollout=none"], env={})
+    assert cheap.selfplay_search().rollout == "none" and cheap.search.build().rollout == "expert"
+    assert dataclasses.replace(cheap.selfplay_search(), rollout="expert") == cheap.search.build()
 
 
 def test_round_trip_through_toml(tmp_path):
@@ -56,6 +66,8 @@ def test_round_trip_through_toml(tmp_path):
     (["selfplay.client_id=///"], "'selfplay.client_id' must be empty"),
     (["selfplay.client_id=a b"], "'selfplay.client_id' must be empty"),
     (["selfplay.seed=-7"], "'selfplay.seed'"),
+    (["selfplay.rollout=oracle"], "'selfplay.rollout' must be empty"),
+    (["search.bid_rollout_weight=2"], "search: SearchConfig: bid_rollout_weight"),
     # half of 10000 rounds in flight is 5000 positions per request > max_batch_size 4096
     (["selfplay.games_in_flight=10000"], "'selfplay.games_in_flight' puts 5000 positions in one "
                                          "request .* over the model's max_batch_size 4096"),

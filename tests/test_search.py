@@ -290,6 +290,28 @@ def test_a_zero_rollout_weight_is_the_plain_search_and_rollouts_change_the_searc
     assert [r["actions"] for r in again] == [r["actions"] for r in rolled]   # reproducible
 
 
+def test_the_bid_weight_sets_lambda_for_bidding_decisions_only():
+    """bid_rollout_weight = 0: every bid is searched on the network's values alone (exactly
+    the plain search's bids), while card play keeps the play-outs; and the reverse."""
+    def bids(records):
+        return [[d for d in r["decisions"] if d["ply"] < r["n_players"]] for r in records]
+
+    def cards(records):
+        return [[d for d in r["decisions"] if d["ply"] >= r["n_players"]] for r in records]
+
+    plain, _ = run_rounds(EXACT, range(8), RowHashEvaluator(), n_games=4)
+    rolled, _ = run_rounds(ROLLOUT, range(8), RowHashEvaluator(), n_games=4)
+    network_bids, _ = run_rounds(dataclasses.replace(ROLLOUT, bid_rollout_weight=0.0), range(8),
+                                 RowHashEvaluator(), n_games=4)
+    assert bids(network_bids) == bids(plain) != bids(rolled)
+    assert cards(network_bids) != cards(plain)
+    playout_bids, _ = run_rounds(dataclasses.replace(ROLLOUT, rollout_weight=0.0, bid_rollout_weight=1.0),
+                                 range(8), RowHashEvaluator(), n_games=4)
+    assert bids(playout_bids) == bids(rolled)
+    assert SearchConfig(rollout_weight=0.3).leaf_weights() == (0.3, 0.3)
+    assert SearchConfig(rollout_weight=0.3, bid_rollout_weight=0.0).leaf_weights() == (0.0, 0.3)
+
+
 @pytest.mark.parametrize("resample,candidates", [(True, 1), (True, 8), (False, 1)])
 def test_rollout_search_plays_legal_complete_rounds(resample, candidates):
     config = dataclasses.replace(ROLLOUT, rollout_resample=resample, inference_candidates=candidates)
@@ -314,6 +336,7 @@ def test_expert_playouts_make_an_untrained_network_beat_greedy(tmp_path):
 
 def test_search_settings_are_checked():
     for bad, message in (({"rollout": "oracle"}, "rollout"), ({"rollout_weight": 1.5}, "rollout_weight"),
+                         ({"bid_rollout_weight": -0.5}, "bid_rollout_weight"),
                          ({"inference_candidates": 0}, "inference_candidates"),
                          ({"inference_temperature": 0.0}, "inference_temperature")):
         with pytest.raises(ValueError, match=message):
