@@ -29,7 +29,7 @@ Self-healing (docs/architecture.md, "Failures, one by one"):
   while the model serves (a version failed to load; the flag stays false until a newer one
   loads, so probes ask ``/v2/models/blobnet/ready``);
 * a server that exits on its own (an abort inside the python backend after a stub died was
-  seen once in a 68-minute run) is relaunched on the same ports, up to ``restarts`` times;
+  seen once in a 68-minute run) is relaunched on the same ports, ``restarts`` times an hour at most;
   ``poll()`` reports an exit only when no relaunch is coming. Clients ride the gap out with
   their usual retries.
 """
@@ -84,8 +84,8 @@ class ServerConfig:
     startup_timeout_s / exit_timeout_s: bounds on start and graceful stop (s)
     shm_bytes:        initial shared-memory region per instance (python backend tensors pass here)
     watchdog_s:       period of the self-healing checks (s; 0 = off)
-    restarts:         times the watchdog relaunches a server that exited on its own (a crash)
-                      or that holds ``zombie_limit`` dead stubs (0 = never)
+    restarts:         relaunches per hour the watchdog may make of a server that exited on its
+                      own (a crash) or that holds ``zombie_limit`` dead stubs (0 = never)
     zombie_limit:     dead stubs the server has not reaped ``zombie_grace_s`` after their heal
                       that make the watchdog restart it (the restart reaps them)
     """
@@ -180,6 +180,8 @@ class LocalTriton:
         self.log_path = Path(config.work_dir) / "tritonserver.log"
         self.heals = 0                      #: model reloads the watchdog triggered
         self.restarts = 0                   #: server relaunches the watchdog made
+        self._restart_times: list[float] = []   # monotonic times of the relaunches
+        self._gave_up = False
         self._watchdog: threading.Thread | None = None
         self._watchdog_stop = threading.Event()
         self._lifecycle = threading.RLock()  # a relaunch and stop() never interleave
@@ -261,8 +263,10 @@ class LocalTriton:
 
     # -- self-healing ----------------------------------------------------------------------
     def _will_relaunch(self) -> bool:
-        return (self.config.watchdog_s > 0 and self._watchdog is not None
-                and not self._watchdog_stop.is_set() and self.restarts < self.config.restarts)
+        """True while the watchdog runs and has relaunches left this hour."""
+        recent = [t for t in self._restart_times if time.monotonic() - t < 3600.0]
+        return (self._watchdog is not None and self._watchdog.is_alive() and not self._gave_up
+                and not self._watchdog_stop.is_set() and len(recent) < self.config.restarts)
 
     def _relaunch(self, why: str) -> bool:
         """Stop what is left of the server and start it again on the same ports; False when
@@ -272,7 +276,8 @@ class LocalTriton:
                 return False
             old = self.process
             self.restarts += 1
-            log.error("%s: restarting tritonserver (restart %d of at most %d); last log lines:\n%s",
+            self._restart_times.append(time.monotonic())
+            log.error("%s: restarting tritonserver (restart %d; at most %d an hour); last log lines:\n%s",
                       why, self.restarts, self.config.restarts, self.log_tail(8))
             if old.poll() is None:
                 old.send_signal(signal.SIGTERM)
@@ -297,7 +302,7 @@ class LocalTriton:
                     continue
                 log.warning("tritonserver is back (pid %d) and serves %s", self.process.pid, MODEL_NAME)
                 return True
-            self.restarts = self.config.restarts    # give up: poll() now reports the exit
+            self._gave_up = True      # poll() now reports the exit
             return False
 
     def dead_stubs(self) -> list[int]:
