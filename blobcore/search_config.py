@@ -51,6 +51,10 @@ class SearchConfig:
     gumbel_actions: m, actions the Gumbel root considers.
     gumbel_c_visit, gumbel_c_scale: sigma(q) = (c_visit + max visits) * c_scale * q, q the
         normalised value in [0, 1].
+    gumbel_eval_c_visit: c_visit of the evaluation search (``for_evaluation``: the arena, the
+        strength tracker, ``blobzero game``, the agent); -1 = ``gumbel_c_visit``. Smaller
+        weighs the network's prior more against the root's noisy play-out means; self-play's
+        moves and policy targets keep ``gumbel_c_visit``.
     """
 
     determinizations: int = 3
@@ -74,6 +78,7 @@ class SearchConfig:
     gumbel_actions: int = 16
     gumbel_c_visit: float = 50.0
     gumbel_c_scale: float = 1.0
+    gumbel_eval_c_visit: float = -1.0
 
     def __post_init__(self):
         checks = [
@@ -96,14 +101,18 @@ class SearchConfig:
             (2 <= self.gumbel_actions <= 18, "gumbel_actions must be 2..18"),
             (self.gumbel_c_visit >= 0 and self.gumbel_c_scale > 0,
              "gumbel_c_visit must be >= 0 and gumbel_c_scale positive"),
+            (self.gumbel_eval_c_visit == -1 or self.gumbel_eval_c_visit >= 0,
+             "gumbel_eval_c_visit must be >= 0, or -1 for gumbel_c_visit"),
         ]
         for ok, message in checks:
             if not ok:
                 raise ValueError(f"SearchConfig: {message}")
 
     def for_evaluation(self) -> "SearchConfig":
-        """The same search without exploration: no noise, always the most visited action."""
-        return replace(self, add_noise=False, temperature=0.0)
+        """The same search without exploration: no noise, always the most visited action (the
+        best-scored one with the Gumbel root, whose c_visit becomes ``gumbel_eval_c_visit``)."""
+        c_visit = self.gumbel_c_visit if self.gumbel_eval_c_visit < 0 else self.gumbel_eval_c_visit
+        return replace(self, add_noise=False, temperature=0.0, gumbel_c_visit=c_visit, gumbel_eval_c_visit=-1.0)
 
     def leaf_weights(self) -> tuple[float, float]:
         """(lambda at bidding decisions, lambda at card-play decisions)."""

@@ -170,6 +170,7 @@ class SearchSection:
     gumbel_actions: int = 16       # Gumbel root: actions considered (sequential halving)
     gumbel_c_visit: float = 50.0   # Gumbel root: sigma(q) = (c_visit + max visits) * c_scale * q
     gumbel_c_scale: float = 1.0
+    gumbel_eval_c_visit: float = -1.0  # c_visit when the search plays (arena, agent); -1 = gumbel_c_visit
 
     def validate(self) -> None:
         _require(self.perspective in ("mover", "searcher"), "search.perspective",

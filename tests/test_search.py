@@ -211,6 +211,21 @@ def test_noise_and_temperature_change_play_but_evaluation_mode_is_deterministic(
     assert [r["actions"] for r in noisy] != [r["actions"] for r in a]
 
 
+def test_the_evaluation_search_weighs_the_prior_by_its_own_c_visit():
+    """for_evaluation() puts gumbel_eval_c_visit in place of gumbel_c_visit (idempotently);
+    self-play's search keeps its own, and the choice changes the moves played."""
+    config = dataclasses.replace(GUMBEL, gumbel_c_visit=50.0, gumbel_eval_c_visit=0.0)
+    assert config.for_evaluation().gumbel_c_visit == 0.0
+    assert config.for_evaluation().for_evaluation() == config.for_evaluation()
+    assert dataclasses.replace(config, gumbel_eval_c_visit=-1).for_evaluation().gumbel_c_visit == 50.0
+    prior_heavy, _ = run_rounds(config.for_evaluation(), range(12), RowHashEvaluator(), n_games=6)
+    q_heavy, _ = run_rounds(dataclasses.replace(config, gumbel_eval_c_visit=-1).for_evaluation(), range(12),
+                            RowHashEvaluator(), n_games=6)
+    assert [r["actions"] for r in prior_heavy] != [r["actions"] for r in q_heavy]
+    with pytest.raises(ValueError, match="gumbel_eval_c_visit"):
+        SearchConfig(gumbel_eval_c_visit=-0.5)
+
+
 def test_round_specs_vary_dealer_trump_and_cards():
     specs = list(itertools.islice(round_specs(5, 4, (2, 6)), 200))
     assert {c for _, _, c in specs} == {2, 3, 4, 5, 6}
