@@ -97,6 +97,22 @@ def test_other_valid_encodings_parse_identically(records):
     assert fast[0].rounds == 8 and not fast[1]
 
 
+@pytest.mark.parametrize("value", ["puct", "expert", "mover"])
+def test_a_string_that_is_not_utf8_fails_as_through_protobuf(records, value):
+    """Every string field of the search settings (root, rollout, perspective) with one byte made
+    invalid UTF-8: protobuf refuses the record, so the fast path must refuse it the same way."""
+    rec = type(records[0])()
+    rec.CopyFrom(records[0])
+    rec.search.root, rec.search.rollout, rec.search.perspective = "puct", "expert", "mover"
+    raw = rec.SerializeToString()
+    at = raw.index(value.encode())
+    damaged = raw[:at] + b"\xcf" + raw[at + 1:]
+    blob = _shard_of([records[1].SerializeToString(), damaged])
+    fast, slow = both(blob)
+    assert_same(fast, slow)
+    assert isinstance(slow, str) and "does not parse" in slow
+
+
 def test_damaged_shards_fail_or_parse_exactly_as_through_protobuf(records):
     """Random damage to the uncompressed bytes (then compressed again, so gzip's CRC does not
     catch it): the fast path agrees with protobuf + pack_records every time."""
