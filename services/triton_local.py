@@ -379,23 +379,27 @@ class LocalTriton:
             if tick % 5 == 0:
                 split = (self._http_status("/v2/health/ready") != 200
                          and self._http_status(f"/v2/models/{MODEL_NAME}/ready") == 200)
-                # Readiness also dips for a moment while an old version unloads: only a split
-                # seen on two checks in a row is a failed load worth a warning.
-                if split and split_before and not explained:
-                    log.warning("server readiness is false while %s serves (version states %s): "
-                                "a version failed to load; probe /v2/models/%s/ready for serving, "
-                                "the server's flag clears when a newer version loads",
-                                MODEL_NAME, self._safe_states(), MODEL_NAME)
+                # Readiness also dips while an old version unloads or a new one loads (every few
+                # seconds when the trainer publishes often): only a split seen on two checks in
+                # a row with a version that failed to load is worth a warning.
+                failed = self._safe_failed_loads() if split and split_before and not explained else {}
+                if failed:
+                    log.warning("server readiness is false while %s serves: version(s) %s failed "
+                                "to load; probe /v2/models/%s/ready for serving, the server's flag "
+                                "clears when a newer version loads",
+                                MODEL_NAME, "; ".join(f"{v}: {why}" for v, why in sorted(failed.items())),
+                                MODEL_NAME)
                     explained = True
                 if not split:
                     explained = False
                 split_before = split
 
-    def _safe_states(self) -> dict[int, str] | str:
+    def _safe_failed_loads(self) -> dict[int, str]:
         try:
-            return self.version_states()
-        except OSError as exc:
-            return f"unknown ({exc})"
+            return self.failed_loads()
+        except (OSError, ValueError) as exc:
+            log.debug("cannot read the repository index: %s", exc)
+            return {}
 
     def _wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -474,11 +478,22 @@ class LocalTriton:
 
     def version_states(self) -> dict[int, str]:
         """Version -> state (READY, LOADING, UNAVAILABLE, ...) from the repository index."""
+        return {int(e["version"]): e.get("state", "") for e in self._model_index()}
+
+    def _model_index(self) -> list[dict]:
+        """This model's versioned entries of Triton's repository index."""
         request = urllib.request.Request(f"{self.http_url}/v2/repository/index", method="POST", data=b"{}")
         with urllib.request.urlopen(request, timeout=5) as response:
             index = json.load(response)
-        return {int(e["version"]): e.get("state", "") for e in index
-                if e.get("name") == MODEL_NAME and e.get("version")}
+        return [e for e in index if e.get("name") == MODEL_NAME and e.get("version")]
+
+    def failed_loads(self) -> dict[int, str]:
+        """Version -> Triton's reason, for versions that failed to load.
+
+        Versions unloaded on purpose (poll mode serves only the newest) are UNAVAILABLE too,
+        with the reason "unloaded"; they are not failures."""
+        return {int(e["version"]): e.get("reason") or "no reason given" for e in self._model_index()
+                if e.get("state") == "UNAVAILABLE" and e.get("reason") != "unloaded"}
 
     def ready_versions(self) -> list[int]:
         return sorted(v for v, state in self.version_states().items() if state == "READY")

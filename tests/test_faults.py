@@ -529,20 +529,28 @@ def test_a_crashed_server_is_relaunched_and_selfplay_carries_on(drill):
 @pytest.mark.slow
 def test_a_broken_version_directory_costs_no_readiness_that_matters(drill, caplog):
     model_dir = drill.repo / MODEL_NAME
-    newest = max(list_versions(model_dir))
+    # a good version first, so that the one before it is unloaded on purpose (UNAVAILABLE too)
+    newest = publish_version(drill.repo, drill.models[1], keep_last=5)
+    drill.server.wait_for_version(newest)
+    wait_until(lambda: drill.server.version_states().get(newest - 1) == "UNAVAILABLE", 30,
+               "poll mode to unload the version before", drill.watched())
     broken = model_dir / str(newest + 1)
     errors = drill.metric("blobzero_selfplay_errors_total")
     broken.mkdir()
     wait_until(lambda: drill.server.version_states().get(newest + 1) == "UNAVAILABLE", 30,
                "Triton to fail loading the broken version", drill.watched())
+    # the failure is told apart from the versions poll mode unloaded on purpose
+    assert list(drill.server.failed_loads()) == [newest + 1]
+    wait_until(lambda: "server readiness is false while blobnet serves" in caplog.text, 30,
+               "the watchdog to explain the readiness flag")
+    warning = next(r.getMessage() for r in caplog.records if "server readiness is false" in r.getMessage())
+    assert f"version(s) {newest + 1}: " in warning and f"{newest}:" not in warning
     broken.rmdir()
     # the model serves throughout, and self-play with it; only the server-wide flag is stuck
     assert _url_status(f"{drill.server.http_url}/v2/models/{MODEL_NAME}/ready") == 200
     assert _url_status(f"{drill.server.http_url}/v2/health/ready") == 400
     drill.wait_requests(8, 30, "self-play to keep playing")
     assert drill.metric("blobzero_selfplay_errors_total") == errors     # not one request failed
-    wait_until(lambda: "server readiness is false while blobnet serves" in caplog.text, 30,
-               "the watchdog to explain the readiness flag")
     # `blobzero serve` restarts on a repository whose newest version directory is broken: the
     # broken one is moved aside and the newest good one serves (it used to refuse to start)
     broken.mkdir()
