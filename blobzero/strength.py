@@ -191,9 +191,26 @@ def watch(cfg: configuration.Config, out: Path, opponents: list[str], deals: int
     return points
 
 
+TREND_POINTS = 8    # a trend line pools this many consecutive measurements (1,600 deals at 200)
+
+
+def trend(series: list[dict], window: int = TREND_POINTS) -> list[float]:
+    """Running mean of ``series``' differences over the last ``window`` points (fewer at the
+    start), each point weighted by its deals: one 200-deal point has a 95% CI of about ±0.45
+    points per round, so a curve's trend of a few tenths only shows once points are pooled."""
+    out = []
+    for i in range(len(series)):
+        part = series[max(0, i - window + 1):i + 1]
+        weights = [max(1, int(p.get("deals") or 1)) for p in part]
+        out.append(sum(w * p["difference"] for w, p in zip(weights, part)) / sum(weights))
+    return out
+
+
 def plot(points: list[dict], path: Path, title: str = "") -> Path | None:
     """Draw the learning curve (score difference vs minutes and vs self-play rounds, 95% CI
-    bars, one line per opponent) as a PNG; returns the path, or None without points."""
+    bars, one line per opponent) as a PNG; returns the path, or None without points. With more
+    than ``TREND_POINTS`` points per opponent the bars fade and a trend line (``trend``) is
+    drawn over them."""
     if not points:
         return None
     import io
@@ -214,7 +231,12 @@ def plot(points: list[dict], path: Path, title: str = "") -> Path | None:
             y = [p["difference"] for p in series]
             err = [[p["difference"] - p["ci95"][0] for p in series],
                    [p["ci95"][1] - p["difference"] for p in series]]
-            axis.errorbar(x, y, yerr=err, marker="o", capsize=3, label=f"vs {opponent}")
+            many = len(series) > TREND_POINTS
+            bars = axis.errorbar(x, y, yerr=err, marker="o", capsize=3, alpha=0.35 if many else 1.0,
+                                 markersize=4 if many else 6, label=None if many else f"vs {opponent}")
+            if many:
+                axis.plot(x, trend(series), color=bars[0].get_color(), linewidth=2.5,
+                          label=f"vs {opponent} (mean of last {TREND_POINTS})")
         axis.axhline(0, color="grey", linewidth=0.8)
         axis.set_xlabel(label)
         axis.grid(alpha=0.3)

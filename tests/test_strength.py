@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from blobzero.strength import StrengthMetrics, load_results, manifests, plot, watch
+from blobzero.strength import TREND_POINTS, StrengthMetrics, load_results, manifests, plot, trend, watch
 from plumbing.config import load
 from services.triton_local import free_ports
 
@@ -102,3 +102,15 @@ def test_the_cli_measures_named_versions_and_draws_the_curve(cfg, tmp_path):
 
 def test_plot_without_points_draws_nothing(tmp_path):
     assert plot([], tmp_path / "none.png") is None and not (tmp_path / "none.png").exists()
+
+
+def test_the_trend_pools_the_last_points_weighted_by_deals(tmp_path):
+    points = [{"difference": d, "deals": 200} for d in (1.0, 0.0, 0.5)]
+    assert trend(points, window=2) == [1.0, 0.5, 0.25]
+    # a 600-deal final point counts three times a 200-deal one
+    assert trend([{"difference": 0.0, "deals": 200}, {"difference": 1.0, "deals": 600}], window=8) == [0.0, 0.75]
+    # a long curve is drawn with its trend line (the PNG is real: matplotlib writes it)
+    many = [{"version": v, "opponent": "expert", "minutes": v, "rounds": 100 * v, "difference": 0.1 * v,
+             "ci95": [0.1 * v - 0.4, 0.1 * v + 0.4], "deals": 200} for v in range(1, TREND_POINTS + 5)]
+    out = plot(many, tmp_path / "curve.png")
+    assert out is not None and out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
