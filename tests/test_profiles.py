@@ -2,8 +2,6 @@
 profile keeps `expert` out of everything the player learns from (its records say so)."""
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -35,23 +33,9 @@ def test_pure_self_play_through_triton_records_a_search_without_expert(tmp_path)
     """`blobzero selfplay --config config/pure.toml` against a real tritonserver: every
     record's search settings say no play-outs and uniform hidden hands, and no seat is a
     built-in player."""
-    from plumbing.shards import SUFFIX, decode_shard
-    from triton_helpers import export_tiny, make_repository, start_server
+    from triton_helpers import selfplay_records
 
-    repo = make_repository(tmp_path, export_tiny(tmp_path / "tiny.onnx", seed=3))
-    server = start_server(tmp_path, repo, instances=1)
-    try:
-        res = subprocess.run(
-            [sys.executable, "-m", "blobzero.cli", "selfplay", "--config", "config/pure.toml",
-             "--rounds", "40", "--progress", "off", "--set", f"triton.url={server.url}",
-             "--set", f"storage.games_dir={tmp_path / 'games'}", "--set", "selfplay.games_in_flight=16",
-             "--set", "metrics.selfplay_port=0", "--set", "selfplay.seed=7"],
-            capture_output=True, text=True, timeout=300, cwd=PROJECT)
-    finally:
-        server.stop()
-    assert res.returncode == 0, res.stderr[-2000:]
-    records = [r for shard in sorted((tmp_path / "games").rglob("*" + SUFFIX))
-               for r in decode_shard(shard.read_bytes())]
+    records = selfplay_records(tmp_path, "config/pure.toml", 40, "selfplay.seed=7", model_seed=3)
     assert len(records) >= 40
     for r in records:
         assert r.search.rollout == "none" and r.search.inference_candidates == 1

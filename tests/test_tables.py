@@ -260,23 +260,10 @@ def test_arena_plays_any_table_and_duplicate_full_games():
 def test_self_play_service_deals_full_games_of_every_table_through_triton(tmp_path):
     """`blobzero selfplay` against a real tritonserver with the tables profile: every shard's
     rounds carry their game context and the trainer turns them into examples."""
-    from plumbing.shards import SUFFIX, decode_shard
-    from triton_helpers import export_tiny, make_repository, start_server
+    from triton_helpers import selfplay_records
 
-    repo = make_repository(tmp_path, export_tiny(tmp_path / "tiny.onnx", seed=1))
-    server = start_server(tmp_path, repo, instances=1)
-    try:
-        res = run_cli("selfplay", "--config", "config/tables.toml", "--rounds", "60",
-                      "--progress", "off", "--set", f"triton.url={server.url}",
-                      "--set", f"storage.games_dir={tmp_path / 'games'}",
-                      "--set", "selfplay.games_in_flight=16", "--set", "search.preset=light",
-                      "--set", "table.start_cards=3", "--set", "metrics.selfplay_port=0",
-                      "--set", "selfplay.seed=5", timeout=300)
-    finally:
-        server.stop()
-    assert res.returncode == 0, res.stderr[-2000:]
-    records = [r for shard in sorted((tmp_path / "games").rglob("*" + SUFFIX))
-               for r in decode_shard(shard.read_bytes())]
+    records = selfplay_records(tmp_path, "config/tables.toml", 60, "search.preset=light",
+                               "table.start_cards=3", "selfplay.seed=5")
     assert len(records) >= 60
     assert all(r.HasField("game") and r.game.n_rounds == r.n_players + 4 for r in records)
     assert len({r.n_players for r in records}) >= 3

@@ -5,6 +5,7 @@ Everything here is real (real exports, real tritonserver); nothing is mocked.
 from __future__ import annotations
 
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -33,6 +34,27 @@ def make_repository(root: Path, onnx_path: Path) -> Path:
 
 def start_server(root: Path, repo: Path, **kwargs) -> LocalTriton:
     return LocalTriton(ServerConfig.with_free_ports(repo, root / "triton", **kwargs)).start()
+
+
+def selfplay_records(root: Path, config: str, rounds: int, *sets: str, model_seed: int = 1) -> list:
+    """Run ``blobzero selfplay --config config`` for ``rounds`` rounds against a real
+    tritonserver serving a tiny model (``--set`` overrides ``sets`` on top of the test's own)
+    and return the RoundRecords of every shard it wrote; fails with the client's stderr."""
+    from plumbing.shards import SUFFIX, decode_shard
+
+    repo = make_repository(root, export_tiny(root / "tiny.onnx", seed=model_seed))
+    server = start_server(root, repo, instances=1)
+    overrides = [f"triton.url={server.url}", f"storage.games_dir={root / 'games'}",
+                 "selfplay.games_in_flight=16", "metrics.selfplay_port=0", *sets]
+    try:
+        res = subprocess.run([PYTHON, "-m", "blobzero.cli", "selfplay", "--config", config,
+                              "--rounds", str(rounds), "--progress", "off",
+                              *(arg for o in overrides for arg in ("--set", o))],
+                             capture_output=True, text=True, timeout=300, cwd=PROJECT_ROOT)
+    finally:
+        server.stop()
+    assert res.returncode == 0, res.stderr[-2000:]
+    return [r for shard in sorted((root / "games").rglob("*" + SUFFIX)) for r in decode_shard(shard.read_bytes())]
 
 
 def random_batch(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
