@@ -28,9 +28,12 @@ from libc.stdint cimport uint64_t, uint32_t, uint16_t, int32_t, int8_t
 import numpy as np
 
 from blobcore.rules cimport (RoundState, Round, rs_legal, rs_apply, rs_deal_random, rs_score,
-                             popcount64, ctz64, nth_set_bit, PHASE_BID_C, PHASE_DONE_C, DECK_C)
+                             popcount64, ctz64, nth_set_bit, PHASE_BID_C, PHASE_DONE_C, DECK_C,
+                             MAX_ACTIONS_C)
 from blobcore.encode cimport encode_view, OBS_SIZE_C, ACTIONS_C
 from blobcore.inference cimport sample_world
+from blobcore.determinize cimport determinize_state
+from blobcore.rules cimport rs_init, rs_played_by
 from blobcore.greedy cimport greedy_action
 from blobcore.expert cimport expert_action
 from blobcore.rng cimport RngState, rng_seed, rng_next, rng_below, rng_uniform
@@ -41,6 +44,9 @@ VALUE_SEATS = 8
 AGENT_RANDOM = -1      # round-spec agent: uniformly random legal play
 AGENT_GREEDY = -2      # round-spec agent: the greedy baseline (blobcore/greedy.pyx)
 AGENT_EXPERT = -3      # round-spec agent: the card-counting expert baseline (blobcore/expert.pyx)
+#: Policy-based inference: each observed action's probability is floored at this share of
+#: a uniform choice, p' = (1 - f) p + f / legal actions.
+cdef double POLICY_FLOOR = 0.02
 
 cdef enum:
     SEATS_C = 8
@@ -136,6 +142,17 @@ cdef struct Slot:
     Pending pending[8]
     uint32_t cache_gen
     CacheEntry cache[32]
+    # --- policy-based inference (search.policy_inference = K > 0; _policy_inference_start) ---
+    int pol_n                 # candidate deals weighed for this decision (0 = draw by sample_world)
+    int pol_rows              # their evaluation rows in the current batch (0 = none pending)
+    int pol_row0              # first of those rows
+    double pol_total          # sum of pol_w
+    uint64_t pol_hands[32][8] # each candidate's hands (the searcher's own hand included)
+    double pol_logw[32]       # log-likelihood of the other seats' observed actions
+    double pol_w[32]          # weights, max-normalised
+    int8_t pol_row_cand[1920] # per row: candidate (rows <= 32 candidates x 60 actions)
+    int8_t pol_row_action[1920]
+    int8_t pol_row_legal[1920]
 
 
 cdef struct Params:
@@ -147,6 +164,8 @@ cdef struct Params:
     int gumbel_m              # actions considered at the root
     float c_visit, c_scale    # sigma(q) = (c_visit + max N) * c_scale * q
     int infer_candidates      # hidden-hand samples weighed per world (1 = uniform)
+    int pol_k                 # policy-based inference: candidate deals per decision (0 = off)
+    float pol_temperature     # its likelihood is raised to 1 / pol_temperature
     float rollout_weight, infer_temperature
     float bid_rollout_weight  # lambda when the decision searched is a bid
     float c_puct, alpha, eps, temperature
@@ -155,6 +174,7 @@ cdef struct Params:
 
 cdef struct Counters:
     long simulations, leaves, cache_hits, terminal_leaves, decisions, forced_moves, rounds
+    long inference_rows
 
 
 # ---------------------------------------------------------------------------
@@ -284,6 +304,17 @@ def _seat_agents(spec, agents, int n_players):
 # the pool
 # ---------------------------------------------------------------------------
 
+def batch_capacity(int n_slots, config):
+    """Rows one ``collect()`` may return for a pool of ``n_slots`` rounds: each round's
+    leaves (a round adds at most ``leaves_per_game`` rows of search per batch, its root
+    evaluation included), plus, with policy-based inference, a share only inference rows may
+    use: room for one round's candidate rows (K x the most actions a round has) and two more
+    per round (a decision's inference rows come once per D x S simulations, so they rarely
+    need more; a round that finds no room starts its decision in the next batch)."""
+    cdef int k = config.policy_inference
+    return n_slots * config.leaves_per_game + (k * MAX_ACTIONS_C + 2 * n_slots if k > 0 else 0)
+
+
 cdef class SearchPool:
     """K rounds searched at once; see the module docstring.
 
@@ -324,6 +355,7 @@ cdef class SearchPool:
     cdef int* row_agent
     cdef int capacity
     cdef int n_rows
+    cdef int n_pol_rows          # rows of the current batch that policy-based inference holds
     cdef long next_round_id
     cdef int stop_after
     cdef int record_builtin
@@ -362,6 +394,8 @@ cdef class SearchPool:
         self.p.rollout_resample = 1 if config.rollout_resample else 0
         self.p.infer_candidates = config.inference_candidates
         self.p.infer_temperature = config.inference_temperature
+        self.p.pol_k = config.policy_inference
+        self.p.pol_temperature = config.policy_inference_temperature
         self.p.node_cap = self.p.S + 2
         self.p.edge_cap = self.p.node_cap * MAX_EDGES
         self.slots = <Slot*>calloc(n_slots, sizeof(Slot))
@@ -369,7 +403,7 @@ cdef class SearchPool:
         self.edges = <Edge*>malloc(<size_t>n_slots * self.p.edge_cap * sizeof(Edge))
         if self.slots == NULL or self.nodes == NULL or self.edges == NULL:
             raise MemoryError(f"cannot allocate a search pool of {n_slots} slots")
-        self.capacity = n_slots * self.p.leaves
+        self.capacity = batch_capacity(n_slots, config)
         self._states_arr = np.zeros((self.capacity, OBS_SIZE_C), dtype=np.float32)
         self._masks_arr = np.zeros((self.capacity, ACTIONS_C), dtype=np.float32)
         self._row_agent_arr = np.zeros(self.capacity, dtype=np.intc)
@@ -383,6 +417,7 @@ cdef class SearchPool:
         self._finished = []
         self._specs = [None] * n_slots
         self.n_rows = 0
+        self.n_pol_rows = 0
         self.next_round_id = 0
         self.stop_after = stop_after
         self.record_builtin = 1 if record_builtin else 0
@@ -433,9 +468,10 @@ cdef class SearchPool:
         cdef int vw = val.shape[1]
         with nogil:
             for i in range(self.n_slots):
-                if self.slots[i].n_pending:
+                if self.slots[i].n_pending or self.slots[i].pol_rows:
                     self._resolve(&self.slots[i], i, &pol[0, 0], &val[0, 0], vw)
         self.n_rows = 0
+        self.n_pol_rows = 0
 
     @property
     def row_agents(self):
@@ -478,7 +514,7 @@ cdef class SearchPool:
         return {"simulations": self.c.simulations, "leaves": self.c.leaves,
                 "cache_hits": self.c.cache_hits, "terminal_leaves": self.c.terminal_leaves,
                 "decisions": self.c.decisions, "forced_moves": self.c.forced_moves,
-                "rounds": self.c.rounds}
+                "rounds": self.c.rounds, "inference_rows": self.c.inference_rows}
 
     # -- round lifecycle (GIL) ---------------------------------------------------
     cdef int _start_next(self, int i) except -1:
@@ -572,7 +608,7 @@ cdef class SearchPool:
         cdef CacheEntry* hit
         cdef uint64_t key
         cdef int agent, action
-        while s.n_pending == 0 and s.status == S_RUNNING:
+        while s.n_pending == 0 and s.pol_rows == 0 and s.status == S_RUNNING:
             if s.game.phase == PHASE_DONE_C:
                 s.status = S_FINISHED
                 return
@@ -594,6 +630,9 @@ cdef class SearchPool:
                         self._record_builtin(s, action)
                     rs_apply(&s.game, action)
                     continue
+                if (self.p.pol_k > 0 and self.n_pol_rows + self.p.pol_k * s.game.n_actions
+                        > self.capacity - self.n_slots * self.p.leaves):
+                    return               # no room for its inference rows: wait for the next batch
                 s.in_decision = 1
                 s.root_ready = 0
                 s.det_index = 0
@@ -604,6 +643,9 @@ cdef class SearchPool:
                 memset(s.w_acc, 0, sizeof(s.w_acc))
                 memset(s.value_acc, 0, sizeof(s.value_acc))
                 s.cache_gen += 1
+                s.pol_n = 0
+                if self.p.pol_k > 0:
+                    self._policy_inference_start(s)
             if not s.root_ready:
                 # The root observation is the same in every determinization: evaluate it once.
                 hit = self._encode_lookup(s, &s.game, &key)
@@ -861,8 +903,11 @@ cdef class SearchPool:
         cdef float prior
         s.n_nodes = 1
         s.n_edges = 0
-        sample_world(&s.game, s.game.current, &s.rng, &root.state, self.p.infer_candidates,
-                     self.p.infer_temperature)
+        if s.pol_n > 0:
+            self._policy_world(s, &root.state)
+        else:
+            sample_world(&s.game, s.game.current, &s.rng, &root.state, self.p.infer_candidates,
+                         self.p.infer_temperature)
         root.first_edge = 0
         root.visits = 0
         root.expanded = 1
@@ -1060,6 +1105,8 @@ cdef class SearchPool:
         cdef Pending* pd
         cdef float rel[8]
         cdef Node* nd = &self.nodes[<size_t>slot * self.p.node_cap]
+        if s.pol_rows:
+            self._policy_inference_finish(s, policy)
         for j in range(s.n_pending):
             pd = &s.pending[j]
             row = pd.row
@@ -1074,6 +1121,87 @@ cdef class SearchPool:
                 self._backup(s, slot, pd.path_node, pd.path_edge, pd.depth, pd.node,
                              nd[pd.node].value)
         s.n_pending = 0
+
+    # -- policy-based inference (search.policy_inference) ------------------------------
+    cdef void _policy_inference_start(self, Slot* s) noexcept nogil:
+        """Draw K uniform consistent deals and queue, for each, the other seats' past choices
+        as that seat saw them in that deal: one batch row per (deal, choice with more than one
+        legal action). ``_policy_inference_finish`` weighs each deal by the likelihood of the
+        actions those seats took under the network's policy; the decision's determinizations
+        are then drawn from the K deals by weight (``_policy_world``)."""
+        cdef RoundState w, r
+        cdef int i, j, seat, nl, row, k, viewer = s.game.current, n = s.game.n_players
+        cdef uint64_t legal
+        cdef int any_other = 0
+        for j in range(s.game.n_actions):
+            if s.game.action_seat[j] != viewer:
+                any_other = 1
+        if not any_other:            # nothing observed yet: the uniform draw is the posterior
+            return
+        s.pol_row0 = self.n_rows
+        s.pol_rows = 0
+        for i in range(self.p.pol_k):
+            determinize_state(&s.game, viewer, &s.rng, &w)
+            for k in range(SEATS_C):
+                s.pol_hands[i][k] = w.hands[k]
+            s.pol_logw[i] = 0.0
+            rs_init(&r, n, s.game.cards, s.game.dealer, s.game.trump, w.dealt)
+            r.round_index = s.game.round_index
+            r.n_rounds = s.game.n_rounds
+            r.next_cards = s.game.next_cards
+            memcpy(r.game_scores, s.game.game_scores, sizeof(r.game_scores))
+            for j in range(s.game.n_actions):
+                seat = s.game.action_seat[j]
+                if seat != viewer:
+                    legal = rs_legal(&r)
+                    nl = popcount64(legal)
+                    if nl > 1:
+                        row = self.n_rows
+                        encode_view(&r, seat, self.states_buf + <size_t>row * OBS_SIZE_C,
+                                    self.masks_buf + <size_t>row * ACTIONS_C)
+                        self.row_agent[row] = _agent_to_move(s)   # the searcher's network models them
+                        s.pol_row_cand[s.pol_rows] = i
+                        s.pol_row_action[s.pol_rows] = s.game.actions[j]
+                        s.pol_row_legal[s.pol_rows] = nl
+                        s.pol_rows += 1
+                        self.n_rows += 1
+                        self.n_pol_rows += 1
+                        self.c.inference_rows += 1
+                rs_apply(&r, s.game.actions[j])
+        s.pol_n = self.p.pol_k
+
+    cdef void _policy_inference_finish(self, Slot* s, const float* policy) noexcept nogil:
+        """Weigh the candidate deals by their rows' answers (``policy`` = the batch's)."""
+        cdef int j, i
+        cdef double p, top = -1e300
+        for j in range(s.pol_rows):
+            p = policy[<size_t>(s.pol_row0 + j) * ACTIONS_C + s.pol_row_action[j]]
+            # a floor, so that one confident mistake of the network never rules a deal out
+            p = (1.0 - POLICY_FLOOR) * (p if p > 0 else 0.0) + POLICY_FLOOR / s.pol_row_legal[j]
+            s.pol_logw[s.pol_row_cand[j]] += log(p) / self.p.pol_temperature
+        for i in range(s.pol_n):
+            if s.pol_logw[i] > top:
+                top = s.pol_logw[i]
+        s.pol_total = 0.0
+        for i in range(s.pol_n):
+            s.pol_w[i] = exp(s.pol_logw[i] - top)
+            s.pol_total += s.pol_w[i]
+        s.pol_rows = 0
+
+    cdef void _policy_world(self, Slot* s, RoundState* out) noexcept nogil:
+        """The true state with the hidden hands of one candidate deal, drawn by weight."""
+        cdef double u = rng_uniform(&s.rng) * s.pol_total
+        cdef int i, k, pick = s.pol_n - 1
+        for i in range(s.pol_n):
+            u -= s.pol_w[i]
+            if u < 0.0:
+                pick = i
+                break
+        out[0] = s.game
+        for k in range(s.game.n_players):
+            if k != s.game.current:
+                out.hands[k] = s.pol_hands[pick][k]
+                out.dealt[k] = out.hands[k] | rs_played_by(&s.game, k)
 
     cdef void _finish_determinization(self, Slot* s, int slot) noexcept nogil:
         cdef Node* root = &self.nodes[<size_t>slot * self.p.node_cap]

@@ -42,6 +42,16 @@ class SearchConfig:
         weighted by how likely each other seat's bid was with that hand
         (blobcore/inference.pyx); 1 = uniform determinization.
     inference_temperature: softness of that bidding model, in points.
+    policy_inference: policy-based inference with the network's own policy: at each decision
+        this many uniform consistent deals are drawn, each weighted by the likelihood of every
+        other seat's past choices this round under the searcher's network (one evaluation per
+        deal and choice, as that seat saw it in that deal), and the decision's D
+        determinizations are drawn from them by weight. 0 = off (determinizations come from
+        ``inference_candidates``). Leaf play-outs still draw their worlds as
+        ``inference_candidates`` says. Costs K x (the other seats' choices so far) evaluations
+        per decision.
+    policy_inference_temperature: the likelihood is raised to 1 / this (larger = trusts the
+        network's model of the other seats less).
     root: how the root spends the D x S simulations: "puct" (as every other node; the policy
         target is the visit counts) or "gumbel" (Gumbel AlphaZero: up to ``gumbel_actions``
         actions drawn without replacement by Gumbel noise + log prior (no noise in
@@ -74,6 +84,8 @@ class SearchConfig:
     rollout_resample: bool = True
     inference_candidates: int = 1
     inference_temperature: float = 2.0
+    policy_inference: int = 0
+    policy_inference_temperature: float = 1.0
     root: str = "puct"
     gumbel_actions: int = 16
     gumbel_c_visit: float = 50.0
@@ -97,6 +109,8 @@ class SearchConfig:
              "bid_rollout_weight must be in [0, 1], or -1 for rollout_weight"),
             (1 <= self.inference_candidates <= 64, "inference_candidates must be 1..64"),
             (self.inference_temperature > 0, "inference_temperature must be positive"),
+            (0 <= self.policy_inference <= 32, "policy_inference must be 0..32 (0 = off)"),
+            (self.policy_inference_temperature > 0, "policy_inference_temperature must be positive"),
             (self.root in ROOTS, f"root must be one of {ROOTS}"),
             (2 <= self.gumbel_actions <= 18, "gumbel_actions must be 2..18"),
             (self.gumbel_c_visit >= 0 and self.gumbel_c_scale > 0,

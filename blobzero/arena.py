@@ -139,6 +139,9 @@ def play(a: Agent, b: Agent, deals: int, n_players: int = 4, cards: int = 5,
         "search": f"{search.determinizations}x{search.simulations}",
         "a_mean_score": totals[0][0] / totals[0][1], "b_mean_score": totals[1][0] / totals[1][1],
         "difference": mean, "ci95": [low, high], "significant": low > 0 or high < 0,
+        # network evaluations (batch rows: leaves, roots, inference) per round played, all
+        # model seats of the round together: the compute the issue asks beside every figure
+        "evaluations_per_round": round(runner.stats.positions / max(1, len(specs)), 1),
         "seconds": round(time.perf_counter() - started, 1),
     }
 
@@ -284,7 +287,9 @@ def format_report(r: dict) -> str:
             f"{r['players']} players, {r['cards']} cards, search {r['search']}\n"
             f"  mean score/round  {r['a']}: {r['a_mean_score']:.2f}   {r['b']}: {r['b_mean_score']:.2f}\n"
             f"  difference {r['difference']:+.2f}  95% CI [{r['ci95'][0]:+.2f}, {r['ci95'][1]:+.2f}]"
-            f"  ({verdict}, {r['seconds']} s)")
+            f"  ({verdict}, {r['seconds']} s"
+            + (f", {r['evaluations_per_round']:,.0f} network evaluations/round" if "evaluations_per_round" in r
+               else "") + ")")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -20,6 +20,7 @@ import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from blobcore.mcts import batch_capacity
 from blobcore.search_config import PRESETS as SEARCH_PRESETS
 from blobcore.search_config import SearchConfig
 from plumbing.netspec import MODEL_NAME
@@ -166,6 +167,8 @@ class SearchSection:
     rollout_resample: bool = True  # play each leaf out in a freshly sampled deal of the hidden cards
     inference_candidates: int = 8  # hidden hands weighted by the bids: candidates per draw (1 = uniform)
     inference_temperature: float = 1.0   # softness of the bidding model, points
+    policy_inference: int = 0      # deals weighed by the network's own policy per decision (0 = off)
+    policy_inference_temperature: float = 1.0   # that likelihood is raised to 1 / this
     root: str = "gumbel"           # puct | gumbel: how the root spends the simulations (docs/search.md)
     gumbel_actions: int = 16       # Gumbel root: actions considered (sequential halving)
     gumbel_c_visit: float = 50.0   # Gumbel root: sigma(q) = (c_visit + max visits) * c_scale * q
@@ -476,14 +479,23 @@ class Config:
         _require(n * cards <= 52, "arena.cards", f"{cards} cards for {n} players is more than 52")
         # One request carries the leaves of half the rounds in flight (two halves double-buffer);
         # Triton rejects a request over the model's max_batch_size (mid-run, not at start).
-        rows = -(-self.selfplay.games_in_flight // 2) * self.search.leaves_per_game
+        rows = batch_capacity(-(-self.selfplay.games_in_flight // 2), self.selfplay_search())
         limit = max_batch_size()
         _require(rows <= limit, "selfplay.games_in_flight",
-                 f"puts {rows} positions in one request (half the rounds in flight x "
-                 f"search.leaves_per_game), over the model's max_batch_size {limit} "
+                 f"puts up to {rows} positions in one request (half the rounds in flight x "
+                 f"search.leaves_per_game, plus search.policy_inference rows), over the model's "
+                 f"max_batch_size {limit} "
                  f"({MODEL_CONFIG.relative_to(MODEL_CONFIG.parents[2])}); use at most "
-                 f"{2 * (limit // self.search.leaves_per_game)}")
+                 f"{self._most_games_in_flight(limit)}")
         return self
+
+    def _most_games_in_flight(self, limit: int) -> int:
+        """The largest selfplay.games_in_flight whose requests fit ``limit`` rows."""
+        search = self.selfplay_search()
+        games = 2 * (limit // search.leaves_per_game)
+        while games > 1 and batch_capacity(-(-games // 2), search) > limit:
+            games -= 2
+        return games
 
     def selfplay_search(self) -> SearchConfig:
         """The search self-play runs: [search], with ``selfplay.rollout`` in place of its
