@@ -21,8 +21,11 @@ Array layouts (R rounds, D decisions, B rows; every array C-contiguous):
     d_round  int32  (D,)     row of the decision's round in the round arrays
     d_ply, d_player, d_n  uint8 (D,)   ply, seat that decided, sparse policy entries used
     d_actions uint8 (D, 18), d_probs float32 (D, 18)  sparse policy target
+    d_value  float32 (D, 8)  search root value by absolute seat (normalised scores); NaN in
+                             every column when the decision has none (examples.search_values)
 """
 from libc.stdint cimport uint64_t, uint8_t, uint32_t, int8_t, int16_t, int32_t, int64_t
+from libc.math cimport isnan
 from libc.string cimport memset
 
 from blobcore.rules cimport (RoundState, rs_init, rs_apply, rs_check, rs_legal, rs_score,
@@ -141,16 +144,25 @@ def encode_rows(const uint64_t[:, ::1] hands, const int8_t[:, ::1] meta,
                 const float[:, ::1] value, const int8_t[:, ::1] tricks,
                 const int32_t[::1] d_round, const uint8_t[::1] d_ply, const uint8_t[::1] d_player,
                 const uint8_t[::1] d_n, const uint8_t[:, ::1] d_actions, const float[:, ::1] d_probs,
+                const float[:, ::1] d_value, float w_outcome, float w_search,
                 const int32_t[::1] rows_dec, const uint8_t[::1] rows_view,
                 float[:, ::1] states, float[:, ::1] masks, float[:, ::1] policy,
                 float[:, ::1] value_out, float[:, ::1] seats, int8_t[:, ::1] tricks_out):
     """Write B training rows: row b is decision rows_dec[b] seen by seat
-    (mover + rows_view[b]) % N — exactly the row ``from_record(rec, all_views=True)`` makes
-    for that decision and view. Outputs (B, 256), (B, 52), (B, 52) float32, (B, 8) float32
-    value and seats, (B, 8) int8 tricks, rotated so the observer is seat 0."""
+    (mover + rows_view[b]) % N — exactly the row ``from_record(rec, all_views=True,
+    value_target_search=α)`` makes for that decision and view, given
+    (w_outcome, w_search) = ``trainer.examples.value_weights(α)``: the value target is
+    w_outcome × outcome + w_search × d_value (float32 arithmetic, in that order) where the
+    decision has a search value and w_search != 0, else the outcome. Outputs (B, 256), (B, 52),
+    (B, 52) float32, (B, 8) float32 value and seats, (B, 8) int8 tricks, rotated so the
+    observer is seat 0."""
     cdef Py_ssize_t n_rows = rows_dec.shape[0], b
-    cdef int dec, r, n, ply, observer, i, j
+    cdef int dec, r, n, ply, observer, i, j, seat
+    cdef bint mix
+    cdef float outcome, searched
     cdef RoundState s
+    if d_value.shape[0] != d_round.shape[0] or d_value.shape[1] != MAX_PLAYERS_C:
+        raise ValueError("d_value must be (D, 8): one row per decision")
     if not (states.shape[0] >= n_rows and masks.shape[0] >= n_rows and policy.shape[0] >= n_rows
             and value_out.shape[0] >= n_rows and seats.shape[0] >= n_rows
             and tricks_out.shape[0] >= n_rows and rows_view.shape[0] == n_rows):
@@ -173,11 +185,18 @@ def encode_rows(const uint64_t[:, ::1] hands, const int8_t[:, ::1] meta,
             memset(&policy[b, 0], 0, ACTIONS_C * sizeof(float))
             for j in range(d_n[dec]):
                 policy[b, d_actions[dec, j]] = d_probs[dec, j]
+            mix = w_search != 0 and not isnan(d_value[dec, 0])
             for i in range(MAX_PLAYERS_C):
                 if i < n:
-                    value_out[b, i] = value[r, (observer + i) % n]
+                    seat = (observer + i) % n
+                    if mix:         # round each product, then the sum: numpy's order
+                        outcome = w_outcome * value[r, seat]
+                        searched = w_search * d_value[dec, seat]
+                        value_out[b, i] = outcome + searched
+                    else:
+                        value_out[b, i] = value[r, seat]
                     seats[b, i] = 1.0
-                    tricks_out[b, i] = tricks[r, (observer + i) % n]
+                    tricks_out[b, i] = tricks[r, seat]
                 else:
                     value_out[b, i] = 0.0
                     seats[b, i] = 0.0

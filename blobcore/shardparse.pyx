@@ -4,7 +4,8 @@ compact window's arrays (``blobcore/replay.pyx`` layouts), without a Python obje
 
 The trainer's ingest (``trainer/compact_window.py`` ``pack_shard``) calls ``frame`` and then
 ``parse`` on a gunzipped shard. Only the fields training needs are read (deal, actions,
-decisions' sparse visits, scores, the full-game context); the rest is skipped by wire type.
+decisions' sparse visits and root values, scores, the full-game context); the rest is skipped
+by wire type.
 This is a fast path, not a second definition of a valid record: any record that is not
 plainly well formed — a check of ``_unpack`` failing, a field with an unexpected wire type, a
 repeated message field, decisions out of ply order, a non-ASCII string — is only *flagged*,
@@ -13,6 +14,7 @@ the problem. So both paths give bit-identical arrays for every record the fast p
 (tests/test_shardparse.py).
 """
 from libc.stdint cimport uint64_t, uint8_t, uint32_t, int8_t, int16_t, int32_t, int64_t
+from libc.string cimport memcpy
 
 cdef extern from *:
     int __builtin_popcountll(unsigned long long) nogil
@@ -112,6 +114,32 @@ cdef inline Py_ssize_t _repeated(const uint8_t* buf, Py_ssize_t end, Py_ssize_t*
     return have
 
 
+cdef inline Py_ssize_t _floats(const uint8_t* buf, Py_ssize_t end, Py_ssize_t* pos, int wire,
+                               float* out, Py_ssize_t have, Py_ssize_t cap) noexcept nogil:
+    """Append a repeated float field's values (packed, or one unpacked fixed32) to
+    ``out[have:cap]``, counting the ones past ``cap`` without storing them; returns the new
+    count, or -1 when malformed (another wire type, a packed length not a multiple of 4)."""
+    cdef uint64_t n
+    cdef Py_ssize_t stop
+    cdef uint32_t bits
+    if wire == 5:
+        stop = pos[0] + 4
+    elif wire == 2 and _varint(buf, end, pos, &n) and n <= <uint64_t>(end - pos[0]) and n % 4 == 0:
+        stop = pos[0] + <Py_ssize_t>n
+    else:
+        return -1
+    if stop > end:
+        return -1
+    while pos[0] < stop:                   # fixed32: little-endian
+        bits = (<uint32_t>buf[pos[0]] | (<uint32_t>buf[pos[0] + 1] << 8)
+                | (<uint32_t>buf[pos[0] + 2] << 16) | (<uint32_t>buf[pos[0] + 3] << 24))
+        if have < cap:
+            memcpy(&out[have], &bits, 4)
+        have += 1
+        pos[0] += 4
+    return have
+
+
 def frame(const uint8_t[::1] raw, Py_ssize_t start):
     """(starts, ends, decisions) int64 arrays of the records of a gunzipped shard from byte
     ``start`` (after the header): each record's payload span and its number of decisions.
@@ -146,16 +174,19 @@ def parse(const uint8_t[::1] raw, const int64_t[::1] starts, const int64_t[::1] 
           uint64_t[:, ::1] hands, int8_t[:, ::1] meta, uint8_t[:, ::1] actions,
           int16_t[::1] n_actions, int32_t[:, ::1] scores, int32_t[:, ::1] ctx,
           int32_t[::1] d_round, uint8_t[::1] d_ply, uint8_t[::1] d_player, uint8_t[::1] d_n,
-          uint8_t[:, ::1] d_actions, uint32_t[:, ::1] visits, uint8_t[::1] flags):
+          uint8_t[:, ::1] d_actions, uint32_t[:, ::1] visits, float[:, ::1] d_value,
+          uint8_t[::1] n_value, uint8_t[::1] flags):
     """Fill the arrays for every record (decisions of record i at rows dec_start[i]..); sets
-    ``flags[i] = 1`` for a record the fast path does not vouch for. Returns how many."""
+    ``flags[i] = 1`` for a record the fast path does not vouch for. Returns how many.
+    d_value (D, 8) gets each decision's first 8 root values as recorded, n_value (D,) how many
+    it recorded (255 for 255 or more); ``trainer.examples.search_values`` judges them."""
     cdef const uint8_t* buf = &raw[0] if raw.shape[0] else NULL
     cdef Py_ssize_t i, flagged = 0
     with nogil:
         for i in range(starts.shape[0]):
             if not _record(buf, starts[i], ends[i], i, dec_start[i], hands, meta, actions,
                            n_actions, scores, ctx, d_round, d_ply, d_player, d_n, d_actions,
-                           visits):
+                           visits, d_value, n_value):
                 flags[i] = 1
                 flagged += 1
     return flagged
@@ -165,7 +196,8 @@ cdef bint _record(const uint8_t* buf, Py_ssize_t pos, Py_ssize_t end, Py_ssize_t
                   uint64_t[:, ::1] hands, int8_t[:, ::1] meta, uint8_t[:, ::1] actions,
                   int16_t[::1] n_actions, int32_t[:, ::1] scores, int32_t[:, ::1] ctx,
                   int32_t[::1] d_round, uint8_t[::1] d_ply, uint8_t[::1] d_player, uint8_t[::1] d_n,
-                  uint8_t[:, ::1] d_actions, uint32_t[:, ::1] visits) noexcept nogil:
+                  uint8_t[:, ::1] d_actions, uint32_t[:, ::1] visits, float[:, ::1] d_value,
+                  uint8_t[::1] n_value) noexcept nogil:
     cdef uint64_t key, v, n_players = 0, dealer = 0, trump = 0
     cdef uint64_t tmp[64]
     cdef uint64_t acts[MAX_ROUND_ACTIONS_C]
@@ -173,13 +205,14 @@ cdef bint _record(const uint8_t* buf, Py_ssize_t pos, Py_ssize_t end, Py_ssize_t
     cdef uint64_t gscore[SEATS_C]
     cdef uint64_t masks[SEATS_C]
     cdef Py_ssize_t hand_len[SEATS_C]
-    cdef Py_ssize_t n_hands = 0, n_act = 0, n_scores = 0, n_gscores = 0, m, nv, j, stop, stop2
+    cdef Py_ssize_t n_hands = 0, n_act = 0, n_scores = 0, n_gscores = 0, m, nv, nr, j, stop, stop2
     cdef int64_t k = k0
     cdef uint64_t round_index = 0, n_rounds = 0, next_cards = 0, seen_acts, union_mask = 0
     cdef uint32_t ply, player, last_ply = 0
     cdef bint has_game = False, any_dec = False
     cdef uint64_t dec_acts[MAX_DEC_C]
     cdef uint64_t dec_vis[MAX_DEC_C]
+    cdef float dec_value[SEATS_C]
     cdef int wire, field, cards, seat, c
     while pos < end:
         if not _varint(buf, end, &pos, &key):
@@ -233,7 +266,7 @@ cdef bint _record(const uint8_t* buf, Py_ssize_t pos, Py_ssize_t end, Py_ssize_t
                 return False
             stop = pos + <Py_ssize_t>v
             ply = player = 0
-            m = nv = 0
+            m = nv = nr = 0
             while pos < stop:
                 if not _varint(buf, stop, &pos, &key):
                     return False
@@ -255,6 +288,10 @@ cdef bint _record(const uint8_t* buf, Py_ssize_t pos, Py_ssize_t end, Py_ssize_t
                     nv = _repeated(buf, stop, &pos, wire, dec_vis, nv, MAX_DEC_C)
                     if nv < 0:
                         return False
+                elif field == 6:                     # root_value: packed, or not
+                    nr = _floats(buf, stop, &pos, wire, dec_value, nr, SEATS_C)
+                    if nr < 0:
+                        return False
                 elif not _skip(buf, stop, &pos, wire):
                     return False
             if pos != stop or m == 0 or nv != m or (any_dec and ply <= last_ply):
@@ -271,6 +308,9 @@ cdef bint _record(const uint8_t* buf, Py_ssize_t pos, Py_ssize_t end, Py_ssize_t
             for j in range(m):
                 d_actions[k, j] = <uint8_t>dec_acts[j]
                 visits[k, j] = <uint32_t>dec_vis[j]
+            for j in range(SEATS_C):
+                d_value[k, j] = dec_value[j] if j < nr else 0.0
+            n_value[k] = <uint8_t>nr if nr < 255 else 255
             if ply >= 256 or player >= 256:
                 return False
             k += 1

@@ -336,9 +336,12 @@ class SelfplaySection:
 class TrainerSection:
     batch_size: int = 256
     learning_rate: float = 1e-3
+    learning_rate_half_life: int = 0   # optimiser steps; 0 = constant learning_rate (learning_rate_at)
+    learning_rate_min: float = 1e-5    # the halving learning rate stops here
     weight_decay: float = 1e-4
     value_loss_weight: float = 1.0
     trick_loss_weight: float = 1.0     # cross-entropy of the trick-count head (value_head = tricks)
+    value_target_search: float = 0.0   # value target = (1 - this) x outcome + this x search root value
     steps_per_publish: int = 200
     keep_versions: int = 5
     window_min: int = 20_000           # positions; the window grows with data (KataGo style)
@@ -354,6 +357,15 @@ class TrainerSection:
     def validate(self) -> None:
         _require(1 <= self.batch_size <= 65_536, "trainer.batch_size", "must be 1..65536")
         _require(0 < self.learning_rate <= 1, "trainer.learning_rate", "must be in (0, 1]")
+        _require(self.learning_rate_half_life >= 0, "trainer.learning_rate_half_life",
+                 "must be >= 0 optimiser steps (0 = a constant learning rate)")
+        _require(self.learning_rate_min > 0, "trainer.learning_rate_min", "must be > 0")
+        _require(self.learning_rate_half_life == 0 or self.learning_rate_min <= self.learning_rate,
+                 "trainer.learning_rate_min",
+                 f"must be <= trainer.learning_rate ({self.learning_rate:g}) when "
+                 f"trainer.learning_rate_half_life is set")
+        _require(0 <= self.value_target_search <= 1, "trainer.value_target_search",
+                 "must be in [0, 1] (0 = the outcome alone, 1 = the search value alone)")
         for key in ("weight_decay", "value_loss_weight", "trick_loss_weight"):
             _require(0 <= getattr(self, key) <= 1000, f"trainer.{key}", "must be in [0, 1000]")
         _require(self.steps_per_publish >= 1, "trainer.steps_per_publish", "must be >= 1")
@@ -368,6 +380,16 @@ class TrainerSection:
         _require(self.checkpoint_every >= 1, "trainer.checkpoint_every", "must be >= 1")
         _require(1 <= self.threads <= 256, "trainer.threads", "must be 1..256")
         _require(self.device in ("auto", "cpu", "cuda"), "trainer.device", "must be auto, cpu or cuda")
+
+    def learning_rate_at(self, step: int) -> float:
+        """The learning rate of optimiser step ``step`` (0-based, the trainer's global step
+        count, so it carries over a restart): ``learning_rate`` halved every
+        ``learning_rate_half_life`` steps, never below ``learning_rate_min``; constant
+        ``learning_rate`` when the half-life is 0."""
+        if self.learning_rate_half_life == 0:
+            return self.learning_rate
+        return max(self.learning_rate_min,
+                   self.learning_rate * 0.5 ** (step / self.learning_rate_half_life))
 
 
 @dataclass(frozen=True)

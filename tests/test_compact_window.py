@@ -42,10 +42,10 @@ def with_context(rec, seed: int):
     return copy
 
 
-def reference_rows(rec) -> Examples:
+def reference_rows(rec, value_target_search: float = 0.0) -> Examples:
     """from_record's rows (all views), with the record's game context applied to the Round
     before encoding (what from_record does once records carry the context)."""
-    ex = from_record(rec, all_views=True)
+    ex = from_record(rec, all_views=True, value_target_search=value_target_search)
     if not rec.HasField("game"):
         return ex
     g = rec.game
@@ -206,3 +206,93 @@ def test_memory_per_position_is_small():
     window = CompactWindow(1_000_000, views_min=3)
     assert window.bytes_per_position < 80          # vs ~1,500 bytes as encoded float32 rows
     assert CompactWindow(1_000_000, views_min=1).bytes_per_position < 200
+
+
+# -- value targets mixing the outcome and the search's root value (issue 18) -------------------
+
+def without_root_values(rec, zeroed: bool = False):
+    """A copy of ``rec`` whose decisions have no root value (an older record), or all zeros (a
+    built-in seat's imitation decision, blobcore/mcts.pyx _record_builtin), at every other ply."""
+    copy = type(rec)()
+    copy.CopyFrom(rec)
+    for d in copy.decisions[::2]:
+        del d.root_value[:]
+        if zeroed:
+            d.root_value.extend([0.0] * copy.n_players)
+    return copy
+
+
+@pytest.mark.parametrize("alpha", [0.5, 0.3, 1.0])
+def test_mixed_value_targets_equal_from_record_bit_for_bit(records, alpha):
+    recs = (records + [with_context(r, i) for i, r in enumerate(records[::4])]
+            + [without_root_values(r, zeroed=i % 2 == 1) for i, r in enumerate(records[1::5])])
+    packed, bad = pack_records(recs, all_views=True)
+    assert not bad and np.isfinite(packed.d_value[:, 0]).mean() > 0.8
+    expected = concat([reference_rows(r, alpha) for r in recs])
+    window = CompactWindow(len(expected), views_min=3, value_target_search=alpha)
+    window.add(packed)
+    assert_same(all_rows(window, len(expected)), expected)
+    outcome = concat([reference_rows(r) for r in recs])
+    assert not np.array_equal(expected.value, outcome.value)          # the mix changes targets
+    assert_same(Examples(*(getattr(expected, f) for f in FIELDS[:3]), outcome.value,
+                         expected.seats, expected.tricks), outcome)   # ... and nothing else
+    mover = concat([from_record(r, value_target_search=alpha) for r in recs])
+    window = CompactWindow(len(mover), value_target_search=alpha)
+    window.add(pack_records(recs, all_views=False)[0])
+    assert_same(all_rows(window, len(mover)), mover)
+
+
+def outcome_targets(rec, all_views: bool) -> np.ndarray:
+    """Today's value targets of ``rec``, computed here: final normalised scores rotated so the
+    observer is seat 0 (seats past N: 0)."""
+    n = rec.n_players
+    scores = np.array(rec.scores, np.float32) / np.float32(10 + len(rec.hands[0].cards))
+    rows = []
+    for d in sorted(rec.decisions, key=lambda d: d.ply):
+        for k in range(n if all_views else 1):
+            row = np.zeros(8, np.float32)
+            row[:n] = np.roll(scores, -((d.player + k) % n))
+            rows.append(row)
+    return np.array(rows, np.float32)
+
+
+def test_alpha_zero_is_the_outcome_and_a_decision_without_root_value_keeps_it(records):
+    rec = next(r for r in records[5:] if all(any(d.root_value) for d in r.decisions))
+    n = rec.n_players
+    today = outcome_targets(rec, all_views=True)
+    assert from_record(rec, all_views=True).value.tobytes() == today.tobytes()
+    assert from_record(rec, all_views=True, value_target_search=0.0).value.tobytes() == today.tobytes()
+    for zeroed in (False, True):
+        partial = without_root_values(rec, zeroed)
+        mixed = from_record(partial, all_views=True, value_target_search=0.5).value
+        packed, _ = pack_records([partial], all_views=True)
+        window = CompactWindow(len(mixed), views_min=3, value_target_search=0.5)
+        window.add(packed)
+        assert all_rows(window, len(mixed)).value.tobytes() == mixed.tobytes()
+        kept = np.zeros(len(mixed), bool)     # the rows of every other decision (from the first)
+        for i in range(0, len(rec.decisions), 2):
+            kept[i * n:(i + 1) * n] = True
+        assert mixed[kept].tobytes() == today[kept].tobytes()
+        assert not np.array_equal(mixed[~kept], today[~kept])
+        assert np.isnan(packed.d_value[::2]).all() and np.isfinite(packed.d_value[1::2]).all()
+
+
+def test_a_mixed_target_by_hand(records):
+    """α = 0.5, a decision seen by the seat after the mover: each target is the mean of that
+    seat's outcome and the search's value, seats counted from the observer (root_value is by
+    absolute seat: blobcore/mcts.pyx keeps value_acc by absolute seat)."""
+    rec = next(r for r in records if r.n_players == 4)
+    d = sorted(rec.decisions, key=lambda d: d.ply)[2]
+    assert len(d.root_value) == 4 and any(d.root_value)
+    ex = from_record(rec, all_views=True, value_target_search=0.5)
+    row = ex.value[2 * 4 + 1]                        # decision 2, view 1: seat mover + 1
+    observer = (d.player + 1) % 4
+    cards = len(rec.hands[0].cards)
+    for i in range(4):
+        seat = (observer + i) % 4
+        assert row[i] == pytest.approx(0.5 * rec.scores[seat] / (10 + cards)
+                                       + 0.5 * d.root_value[seat], rel=1e-6)
+    assert not row[4:].any()
+    assert ex.tricks.tobytes() == from_record(rec, all_views=True).tricks.tobytes()
+    with pytest.raises(ValueError, match="value_target_search"):
+        from_record(rec, value_target_search=1.5)

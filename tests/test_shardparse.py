@@ -4,13 +4,15 @@ protobuf + ``pack_records``, on real records of every table, full-game context, 
 malformed record, other valid encodings of the same message, and randomly damaged shards; and
 it reaches the ingest target (issue 19: >= 50k rounds per CPU-second)."""
 import gzip
+import struct
 import time
 
 import numpy as np
 import pytest
 
 from plumbing.shards import MAGIC, CorruptShard, _varint, decode_shard, encode_shard
-from trainer.compact_window import DECISION_FIELDS, ROUND_FIELDS, pack_records, pack_shard
+from trainer.compact_window import (DECISION_FIELDS, ROUND_FIELDS, pack_fast, pack_records,
+                                    pack_shard)
 from test_compact_window import HOW, corrupt, records, with_context  # noqa: F401 (fixture)
 
 FIELDS = ROUND_FIELDS + DECISION_FIELDS + ("d_probs", "views")
@@ -38,7 +40,7 @@ def assert_same(fast, slow):
     assert (bad_a, n_a) == (bad_b, n_b)
     for field in FIELDS:
         x, y = getattr(a, field), getattr(b, field)
-        assert x.dtype == y.dtype and np.array_equal(x, y), field
+        assert x.dtype == y.dtype and x.shape == y.shape and x.tobytes() == y.tobytes(), field
 
 
 @pytest.mark.parametrize("all_views", [True, False])
@@ -64,15 +66,31 @@ def _key(field: int, wire: int) -> bytes:
     return _varint(field << 3 | wire)
 
 
+def _decision(d, root_value: bytes) -> bytes:
+    """A Decision's bytes with its root values written as ``root_value`` (field 6) instead."""
+    copy = type(d)()
+    copy.CopyFrom(d)
+    del copy.root_value[:]
+    return root_value + copy.SerializeToString()
+
+
 def _unpacked(rec) -> bytes:
     """The same RoundRecord written differently: repeated scalars unpacked (wire type 0, legal
-    proto3 too), fields in another order, unknown fields added."""
+    proto3 too; root values as one fixed32 each, wire type 5, or packed in two runs), fields
+    in another order, unknown fields added."""
     out = bytearray()
     out += _key(99, 0) + _varint(7)                                   # an unknown varint field
     for value in rec.actions:
         out += _key(6, 0) + _varint(value)
-    for d in rec.decisions:
-        body = d.SerializeToString()
+    for i, d in enumerate(rec.decisions):
+        values = [struct.pack("<f", v) for v in d.root_value]
+        if i % 2:
+            first, rest = b"".join(values[:1]), b"".join(values[1:])
+            root = (_key(6, 2) + _varint(len(first)) + first
+                    + _key(6, 2) + _varint(len(rest)) + rest)
+        else:
+            root = b"".join(_key(6, 5) + v for v in values)
+        body = _decision(d, root)
         out += _key(7, 2) + _varint(len(body)) + body
     for h in rec.hands:
         body = b"".join(_key(1, 0) + _varint(c) for c in h.cards)
@@ -95,6 +113,28 @@ def test_other_valid_encodings_parse_identically(records):
     fast, slow = both(blob)
     assert_same(fast, slow)
     assert fast[0].rounds == 8 and not fast[1]
+    assert pack_fast(gzip.decompress(blob), all_views=True) is not None   # the C parse vouched
+    assert np.isfinite(fast[0].d_value[:, 0]).mean() > 0.8    # ... for the search values too
+
+
+def test_root_values_of_any_count_or_wire_type_agree_with_protobuf(records):
+    """Root values that are not one per seat, and a field 6 written as a varint (protobuf keeps
+    it as an unknown field): the same arrays either way; none of them is a search value."""
+    rec = records[2]
+    d0, d1, d2 = rec.decisions[:3]
+    n = rec.n_players
+    odd = {0: b"".join(_key(6, 5) + struct.pack("<f", 0.25) for _ in range(n - 1)),
+           1: b"".join(_key(6, 5) + struct.pack("<f", 0.25) for _ in range(9)),
+           2: _key(6, 0) + _varint(3)}
+    raw = rec.SerializeToString()
+    for i, d in enumerate((d0, d1, d2)):
+        body, new = d.SerializeToString(), _decision(d, odd[i])
+        raw = raw.replace(_key(7, 2) + _varint(len(body)) + body,
+                          _key(7, 2) + _varint(len(new)) + new, 1)
+    fast, slow = both(_shard_of([raw, records[3].SerializeToString()]))
+    assert_same(fast, slow)
+    assert not fast[1] and np.isnan(fast[0].d_value[:3]).all()
+    assert np.isfinite(fast[0].d_value[3:, 0]).any()
 
 
 @pytest.mark.parametrize("value", ["puct", "expert", "mover"])

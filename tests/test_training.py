@@ -140,19 +140,26 @@ def test_losses_use_one_log_softmax_and_learn(protos):
     assert k.item() < 0.7 * first[2]
 
 
-def test_trainer_ingests_trains_publishes_and_resumes(tmp_path, protos):
-    from trainer.service import Trainer
-    overrides = [f"storage.games_dir={tmp_path / 'games'}",
-                 f"storage.model_repository={tmp_path / 'repo'}",
-                 f"storage.checkpoint_dir={tmp_path / 'ckpt'}",
-                 "network.preset=tiny", "metrics.trainer_port=0", "trainer.batch_size=32",
-                 "trainer.min_positions=50", "trainer.window_min=100", "trainer.steps_per_publish=10",
-                 "trainer.checkpoint_every=5", "trainer.sample_reuse=100"]
-    cfg = load(None, overrides, env={})
+def trainer_setup(tmp_path, records, *overrides: str):
+    """The config of a tiny trainer in ``tmp_path`` (``overrides`` last) whose games directory
+    holds ``records`` in shards of 10."""
+    cfg = load(None, [f"storage.games_dir={tmp_path / 'games'}",
+                      f"storage.model_repository={tmp_path / 'repo'}",
+                      f"storage.checkpoint_dir={tmp_path / 'ckpt'}",
+                      "network.preset=tiny", "metrics.trainer_port=0", "trainer.batch_size=32",
+                      "trainer.min_positions=50", "trainer.window_min=100",
+                      "trainer.steps_per_publish=10", "trainer.checkpoint_every=5",
+                      "trainer.sample_reuse=100", *overrides], env={})
     writer = ShardWriter(tmp_path / "games", "t", rounds_per_shard=10)
-    for rec in protos[:30]:
+    for rec in records:
         writer.add(rec)
     writer.flush()
+    return cfg
+
+
+def test_trainer_ingests_trains_publishes_and_resumes(tmp_path, protos):
+    from trainer.service import Trainer
+    cfg = trainer_setup(tmp_path, protos[:30])
     trainer = Trainer(cfg)
     assert trainer.run(steps=25) == 0
     assert trainer.progress.step == 25 and trainer.progress.version == 3   # v1 initial + 2 publishes
@@ -163,3 +170,45 @@ def test_trainer_ingests_trains_publishes_and_resumes(tmp_path, protos):
     assert resumed.progress.step == 30
     assert resumed.progress.positions_seen == trainer.progress.positions_seen  # nothing re-counted
     assert len(resumed.window) == len(trainer.window)                          # window rebuilt
+
+
+def test_the_learning_rate_halves_every_half_life_down_to_its_floor():
+    from plumbing.config import TrainerSection
+    schedule = TrainerSection(learning_rate=0.01, learning_rate_half_life=100, learning_rate_min=1e-3)
+    assert schedule.learning_rate_at(0) == 0.01
+    assert schedule.learning_rate_at(100) == pytest.approx(0.005)
+    assert schedule.learning_rate_at(150) == pytest.approx(0.01 * 0.5 ** 1.5)
+    assert schedule.learning_rate_at(400) == 1e-3                  # 0.01 / 16 < the floor
+    assert schedule.learning_rate_at(10**9) == 1e-3
+    constant = TrainerSection(learning_rate=0.01)                  # half-life 0: today's behaviour
+    assert {constant.learning_rate_at(step) for step in (0, 100, 10**9)} == {0.01}
+
+
+def test_the_trainer_follows_the_schedule_across_a_restart_and_mixes_value_targets(tmp_path, protos):
+    """A real trainer with a 10-step half-life: the optimiser's rate (and the exported gauge) at
+    steps 10 and, after a restart from the checkpoint, 20 and 30 (floored); the window encodes
+    the configured value mix."""
+    from trainer.service import Trainer
+    cfg = trainer_setup(tmp_path, protos[:10], "trainer.batch_size=16",
+                        "trainer.steps_per_publish=100", "trainer.learning_rate=0.01",
+                        "trainer.learning_rate_half_life=10", "trainer.learning_rate_min=0.002",
+                        "trainer.value_target_search=0.25")
+
+    def rate(trainer) -> float:
+        (group,) = trainer.optimizer.param_groups
+        assert trainer.metrics.learning_rate._value.get() == group["lr"]
+        return group["lr"]
+
+    trainer = Trainer(cfg)
+    assert trainer.window.value_weights == (0.75, 0.25)
+    assert trainer.run(steps=11) == 0
+    assert rate(trainer) == pytest.approx(0.005)                   # step 10 (the 11th) at 0.01 / 2
+    resumed = Trainer(cfg)                                        # from the checkpoint of step 11
+    assert resumed.run(steps=21) == 0
+    assert resumed.metrics.steps._value.get() == 10                # steps 11..20: it resumed
+    assert resumed.progress.step == 21 and rate(resumed) == pytest.approx(0.0025)
+    again = Trainer(cfg)
+    assert again.run(steps=31) == 0
+    assert rate(again) == pytest.approx(0.002)                     # 0.00125 floored
+    sample = again.window.sample(64, np.random.default_rng(1))
+    assert np.isfinite(sample.value).all()

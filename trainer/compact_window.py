@@ -3,11 +3,14 @@
 ``trainer/window.py`` kept every training row as encoded float32 arrays (≈1.5 KB per row); at
 GPU-box rates the window must hold millions of rows. Here each **round** is stored once (deal
 as 8 bit masks, actions, dealer/trump, full-game context, final value/trick targets: 220 bytes)
-and each searched **decision** as ply, mover and its sparse policy target (≈110 bytes); a row is
-a (decision, view) pair (5 bytes). A batch is made by replaying each sampled row's round to its
-ply and encoding it in C (``blobcore.replay.encode_rows``), bit for bit the row
-``trainer.examples.from_record`` makes (tests/test_compact_window.py). ``bytes_per_position``
-reports what it costs; ``blobzero bench train`` measures it.
+and each searched **decision** as ply, mover, its sparse policy target and its search root value
+(≈140 bytes); a row is a (decision, view) pair (5 bytes). A batch is made by replaying each
+sampled row's round to its ply and encoding it in C (``blobcore.replay.encode_rows``), bit for
+bit the row ``trainer.examples.from_record`` makes (tests/test_compact_window.py).
+``bytes_per_position`` reports what it costs; ``blobzero bench train`` measures it.
+
+The window stores the outcome and the search value apart and mixes them when it encodes a batch
+(``value_target_search``, as ``from_record``), so what it holds does not depend on the mix.
 
 Sampling is uniform (with replacement) over the newest ``capacity`` rows, as in ``Window``:
 ``capacity = min(window_max, max(window_min, window_growth × positions seen))``.
@@ -24,7 +27,8 @@ import numpy as np
 from blobcore import replay
 from blobcore.rules import NO_TRUMP
 from plumbing import records_pb2
-from trainer.examples import VALUE_SEATS, BadRecord, Examples, check_structure, from_record
+from trainer.examples import (VALUE_SEATS, BadRecord, Examples, check_structure, from_record,
+                              search_values, value_weights)
 
 MAX_DEC = replay.MAX_DECISION_ACTIONS
 MAX_ACTIONS = replay.MAX_ROUND_ACTIONS
@@ -52,6 +56,7 @@ class CompactRounds:
     d_n: np.ndarray         # (D,) uint8
     d_actions: np.ndarray   # (D, 18) uint8
     d_probs: np.ndarray     # (D, 18) float32
+    d_value: np.ndarray     # (D, 8) float32 search root value by absolute seat; NaN row = none
     views: np.ndarray       # (D,) uint8
 
     @property
@@ -64,13 +69,13 @@ class CompactRounds:
 
 
 ROUND_FIELDS = ("hands", "meta", "actions", "ctx", "value", "tricks")
-DECISION_FIELDS = ("d_round", "d_ply", "d_player", "d_n", "d_actions", "d_probs")
+DECISION_FIELDS = ("d_round", "d_ply", "d_player", "d_n", "d_actions", "d_probs", "d_value")
 _ROUND_SHAPES = {"hands": ((8,), np.uint64), "meta": ((4,), np.int8),
                  "actions": ((MAX_ACTIONS,), np.uint8), "ctx": ((CTX,), np.int32),
                  "value": ((VALUE_SEATS,), np.float32), "tricks": ((VALUE_SEATS,), np.int8)}
 _DECISION_SHAPES = {"d_round": ((), np.int32), "d_ply": ((), np.uint8), "d_player": ((), np.uint8),
                     "d_n": ((), np.uint8), "d_actions": ((MAX_DEC,), np.uint8),
-                    "d_probs": ((MAX_DEC,), np.float32)}
+                    "d_probs": ((MAX_DEC,), np.float32), "d_value": ((VALUE_SEATS,), np.float32)}
 
 
 def _alloc(shapes: dict, n: int) -> dict[str, np.ndarray]:
@@ -100,7 +105,8 @@ def _game_context(rec: records_pb2.RoundRecord, n: int) -> list[int] | None:
 
 
 def _unpack(rec: records_pb2.RoundRecord):
-    """(n_players, cards, hand masks, game context or None, {ply: (player, actions, visits)})
+    """(n_players, cards, hand masks, game context or None,
+    {ply: (player, actions, visits, root values)})
     of one record, read once; raises BadRecord with ``check_structure``'s or ``from_record``'s
     reason when the record is malformed (the replay itself is checked in C afterwards)."""
     n = rec.n_players
@@ -115,7 +121,8 @@ def _unpack(rec: records_pb2.RoundRecord):
                     or max(acts) >= 52 or len(set(acts)) != m):
                 ok = False
                 break
-            decisions[d.ply] = (d.player, acts, list(d.visits))   # a repeated ply: the last
+            # a repeated ply: the last
+            decisions[d.ply] = (d.player, acts, list(d.visits), list(d.root_value))
     if not ok:
         check_structure(rec)                # raises, naming the problem
         raise BadRecord("malformed record")
@@ -129,7 +136,7 @@ def _unpack(rec: records_pb2.RoundRecord):
                and rec.dealer < n and rec.trump <= NO_TRUMP
                and all(m < 1 << 52 and m.bit_count() == cards for m in masks)
                and sum(masks).bit_count() == n * cards and n_act <= MAX_ACTIONS
-               and all(len(acts) <= MAX_DEC for _, acts, _ in decisions.values()))
+               and all(len(acts) <= MAX_DEC for _, acts, _, _ in decisions.values()))
     if not deal_ok:
         raise BadRecord(_bad_reason(rec))
     return n, cards, masks, _game_context(rec, n), decisions
@@ -146,6 +153,7 @@ def pack_records(records: list[records_pb2.RoundRecord], all_views: bool
     max_dec = sum(len(r.decisions) for r in records)
     dec = _alloc(_DECISION_SHAPES, max_dec)
     visits = np.zeros((max_dec, MAX_DEC), np.uint32)
+    n_value = np.zeros(max_dec, np.int64)
     dec_start = np.zeros(n_rec + 1, np.int64)
     bad: dict[int, str] = {}
     k = 0
@@ -168,7 +176,7 @@ def pack_records(records: list[records_pb2.RoundRecord], all_views: bool
         if context is not None:
             rounds["ctx"][i, :len(context)] = context
         for ply in sorted(decisions):
-            player, d_acts, d_visits = decisions[ply]
+            player, d_acts, d_visits, d_value = decisions[ply]
             m = len(d_acts)
             dec["d_round"][k] = i
             dec["d_ply"][k] = ply
@@ -176,20 +184,25 @@ def pack_records(records: list[records_pb2.RoundRecord], all_views: bool
             dec["d_n"][k] = m
             dec["d_actions"][k, :m] = d_acts
             visits[k, :m] = d_visits
+            n_value[k] = len(d_value)
+            if len(d_value) <= VALUE_SEATS:
+                dec["d_value"][k, :len(d_value)] = d_value
             k += 1
     dec_start[n_rec] = k
-    return _finish(rounds, n_actions, scores, dec, visits, dec_start, k, bad,
+    return _finish(rounds, n_actions, scores, dec, visits, n_value, dec_start, k, bad,
                    lambda i: _bad_reason(records[i]), all_views)
 
 
-def _finish(rounds: dict, n_actions, scores, dec: dict, visits, dec_start, k: int, bad: dict,
-            reason, all_views: bool) -> tuple[CompactRounds, list[str]]:
+def _finish(rounds: dict, n_actions, scores, dec: dict, visits, n_value, dec_start, k: int,
+            bad: dict, reason, all_views: bool) -> tuple[CompactRounds, list[str]]:
     """The part of packing after the records are read: replay-check every round in C, turn
-    visits into policy targets, drop the bad rounds. ``reason(i)`` names why record i fails
-    the replay check."""
+    visits into policy targets and recorded root values (``dec["d_value"]``, the first of
+    ``n_value`` (D,) entries each) into search values, drop the bad rounds. ``reason(i)`` names
+    why record i fails the replay check."""
     n_rec = len(n_actions)
     for name in dec:
         dec[name] = dec[name][:k]
+    search_values(dec["d_value"], n_value[:k], rounds["meta"][dec["d_round"], 0])
     exact = np.ones(k, np.uint8)
     status = np.array([-1 if i in bad else 0 for i in range(n_rec)], np.int32)
     replay.check_rounds(rounds["hands"], rounds["meta"], rounds["actions"], n_actions, scores,
@@ -216,31 +229,38 @@ def _finish(rounds: dict, n_actions, scores, dec: dict, visits, dec_start, k: in
 
 def pack_shard(blob: bytes, all_views: bool) -> tuple[CompactRounds, list[str], int]:
     """``pack_records(decode_shard(blob))`` without a protobuf object per record: the records
-    are parsed from the wire bytes in C (``blobcore/shardparse.pyx``), bit for bit the same
-    arrays. A shard the fast path does not vouch for in full (a malformed or unusual record)
-    goes through protobuf and ``pack_records``, which names the problem; a corrupt shard raises
+    are parsed from the wire bytes in C (``pack_fast``), bit for bit the same arrays. A shard
+    the fast path does not vouch for in full (a malformed or unusual record) goes through
+    protobuf and ``pack_records``, which names the problem; a corrupt shard raises
     ``CorruptShard`` as ``decode_shard`` does. Returns (packed, bad-record reasons, records)."""
     import gzip
     import zlib
 
-    from blobcore import shardparse
     from plumbing.shards import MAGIC, decode_shard
-
-    def slow():
-        records = decode_shard(blob)           # raises CorruptShard saying what is wrong
-        return (*pack_records(records, all_views=all_views), len(records))
 
     try:
         raw = gzip.decompress(blob)
     except (OSError, EOFError, zlib.error):
-        return slow()
-    if not raw.startswith(MAGIC):
-        return slow()
+        raw = b""
+    fast = pack_fast(raw, all_views) if raw.startswith(MAGIC) else None
+    if fast is not None:
+        return fast
+    records = decode_shard(blob)           # raises CorruptShard saying what is wrong
+    return (*pack_records(records, all_views=all_views), len(records))
+
+
+def pack_fast(raw: bytes, all_views: bool) -> tuple[CompactRounds, list[str], int] | None:
+    """``pack_shard``'s fast path on a gunzipped shard (``raw`` starts with the shard header):
+    every record parsed from the wire bytes in C (``blobcore/shardparse.pyx``); None when the
+    framing is broken or a record is one the fast path does not vouch for."""
+    from blobcore import shardparse
+    from plumbing.shards import MAGIC
+
     data = np.frombuffer(raw, np.uint8)
     try:
         starts, ends, n_dec = shardparse.frame(data, len(MAGIC))
     except ValueError:
-        return slow()
+        return None
     n_rec = len(starts)
     rounds = _alloc(_ROUND_SHAPES, n_rec)
     n_actions = np.zeros(n_rec, np.int16)
@@ -250,19 +270,21 @@ def pack_shard(blob: bytes, all_views: bool) -> tuple[CompactRounds, list[str], 
     k = int(dec_start[-1])
     dec = _alloc(_DECISION_SHAPES, k)
     visits = np.zeros((k, MAX_DEC), np.uint32)
+    n_value = np.zeros(k, np.uint8)
     flags = np.zeros(n_rec, np.uint8)
     if shardparse.parse(data, starts, ends, dec_start, rounds["hands"], rounds["meta"],
                         rounds["actions"], n_actions, scores, rounds["ctx"], dec["d_round"],
-                        dec["d_ply"], dec["d_player"], dec["d_n"], dec["d_actions"], visits, flags):
-        return slow()
+                        dec["d_ply"], dec["d_player"], dec["d_n"], dec["d_actions"], visits,
+                        dec["d_value"], n_value, flags):
+        return None
 
     def reason(i: int) -> str:
         record = records_pb2.RoundRecord()
         record.ParseFromString(raw[starts[i]:ends[i]])
         return _bad_reason(record)
 
-    return (*_finish(rounds, n_actions, scores, dec, visits, dec_start, k, {}, reason, all_views),
-            n_rec)
+    return (*_finish(rounds, n_actions, scores, dec, visits, n_value, dec_start, k, {}, reason,
+                     all_views), n_rec)
 
 
 class CompactWindow:
@@ -270,10 +292,12 @@ class CompactWindow:
 
     window_max: rows (positions) held at most. views_min: fewest rows one decision makes (the
     number of players, 3, with all views; 1 otherwise), which sizes the decision ring so it can
-    always back window_max rows."""
+    always back window_max rows. value_target_search: α in [0, 1], the search root value's
+    share of the value targets it encodes (``from_record``'s argument)."""
 
-    def __init__(self, window_max: int, views_min: int = 1):
+    def __init__(self, window_max: int, views_min: int = 1, value_target_search: float = 0.0):
         self.max = int(window_max)
+        self.value_weights = value_weights(value_target_search)    # (outcome, search) float32
         self.dec_cap = -(-self.max // views_min) + 1
         self.round_cap = max(1024, int(self.dec_cap * ROUNDS_PER_DECISION))
         self.r = _alloc(_ROUND_SHAPES, self.round_cap)
@@ -357,7 +381,8 @@ class CompactWindow:
         r, d = self.r, self.d
         replay.encode_rows(r["hands"], r["meta"], r["actions"], r["ctx"], r["value"], r["tricks"],
                            d["d_round"], d["d_ply"], d["d_player"], d["d_n"], d["d_actions"],
-                           d["d_probs"], np.ascontiguousarray(rows_dec, np.int32),
+                           d["d_probs"], d["d_value"], *self.value_weights,
+                           np.ascontiguousarray(rows_dec, np.int32),
                            np.ascontiguousarray(rows_view, np.uint8), out.states, out.masks,
                            out.policy, out.value, out.seats, out.tricks)
         return out

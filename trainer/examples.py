@@ -51,13 +51,52 @@ class Examples:
                         np.full((n, VALUE_SEATS), -1, np.int8))
 
 
-def from_record(rec: records_pb2.RoundRecord, all_views: bool = False) -> Examples:
+def value_weights(value_target_search: float) -> tuple[np.float32, np.float32]:
+    """(weight of the outcome, weight of the search root value) in a value target, as the
+    float32 numbers both ingest paths multiply with (so they agree bit for bit)."""
+    alpha = float(value_target_search)
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"value_target_search must be in [0, 1], got {value_target_search!r}")
+    return np.float32(1.0 - alpha), np.float32(alpha)
+
+
+def search_values(raw: np.ndarray, counts: np.ndarray, n_players: np.ndarray) -> np.ndarray:
+    """The decisions' search root values usable as value targets, in place and returned.
+
+    raw (D, 8) float32: each decision's recorded ``root_value`` by absolute seat (the first
+    min(count, 8) entries, the rest 0); counts (D,): how many entries it recorded; n_players
+    (D,): players of its round. A row becomes NaN in every column, meaning "no search value:
+    train on the outcome", unless it has exactly n_players finite entries that are not all
+    zero: older records have none, and a built-in seat's imitation decision records zeros
+    (``blobcore/mcts.pyx`` ``_record_builtin``) — a real search gives all zeros only when it
+    expects every seat to miss, where the outcome says much the same."""
+    usable = ((counts == n_players) & np.isfinite(raw).all(axis=1) & (raw != 0).any(axis=1))
+    raw[~usable] = np.nan
+    return raw
+
+
+def _record_search_values(rec: records_pb2.RoundRecord, decisions: list) -> np.ndarray:
+    """``search_values`` of ``decisions`` (Decision messages of ``rec``), (D, 8) float32."""
+    raw = np.zeros((len(decisions), VALUE_SEATS), np.float32)
+    counts = np.zeros(len(decisions), np.int64)
+    for i, d in enumerate(decisions):
+        counts[i] = len(d.root_value)
+        if counts[i] <= VALUE_SEATS:
+            raw[i, :counts[i]] = d.root_value
+    return search_values(raw, counts, np.full(len(decisions), rec.n_players, np.int64))
+
+
+def from_record(rec: records_pb2.RoundRecord, all_views: bool = False,
+                value_target_search: float = 0.0) -> Examples:
     """Replay ``rec`` and encode each searched decision; raises BadRecord if it is inconsistent.
 
     all_views: one example per seat for each decision (the position as that seat sees it;
     the policy target is still the mover's search result) instead of the mover's view only.
     A search with ``perspective = "searcher"`` evaluates positions where someone else is to
-    move from the searching player's view, so the network must learn those views too."""
+    move from the searching player's view, so the network must learn those views too.
+    value_target_search: α in [0, 1], the search root value's share of the value target
+    (module docstring); 0 = the outcome alone."""
+    w_outcome, w_search = value_weights(value_target_search)
     check_structure(rec)
     n_players = rec.n_players
     views = n_players if all_views else 1
@@ -100,11 +139,18 @@ def from_record(rec: records_pb2.RoundRecord, all_views: bool = False) -> Exampl
         raise BadRecord(f"recorded scores {list(rec.scores)} differ from the replay {rnd.scores()}")
     scores = np.asarray(rnd.normalised_scores(), np.float32)
     tricks = np.asarray(rnd.tricks_won, np.int8)
+    plies = sorted(decisions)
+    searched = (_record_search_values(rec, [decisions[ply] for ply in plies]) if w_search
+                else np.full((len(plies), VALUE_SEATS), np.nan, np.float32))
     row = 0
-    for ply in sorted(decisions):
+    for i, ply in enumerate(plies):
         for k in range(views):
             observer = (decisions[ply].player + k) % n_players
             out.value[row, :n_players] = np.roll(scores, -observer)
+            if not np.isnan(searched[i, 0]):     # float32: each product rounded, then the sum
+                search = np.roll(searched[i, :n_players], -observer)
+                out.value[row, :n_players] = (w_outcome * out.value[row, :n_players]
+                                              + w_search * search)
             out.seats[row, :n_players] = 1.0
             out.tricks[row, :n_players] = np.roll(tricks, -observer)
             row += 1

@@ -12,6 +12,9 @@ class TrainerMetrics:
         r = self.registry
         self.steps = Counter("blobzero_trainer_steps", "Optimiser steps", registry=r)
         self.loss = Gauge("blobzero_trainer_loss", "Latest training loss by kind", ["kind"], registry=r)
+        self.learning_rate = Gauge("blobzero_trainer_learning_rate",
+                                   "Learning rate of the latest optimiser step (trainer.learning_rate "
+                                   "on its schedule: trainer.learning_rate_half_life)", registry=r)
         self.positions = Counter("blobzero_trainer_positions",
                                  "Positions ingested from game shards", registry=r)
         self.window = Gauge("blobzero_trainer_window_positions", "Positions in the sampling window",

@@ -131,7 +131,8 @@ class Trainer:
         self.progress = Progress()
         # a searcher-perspective search asks for every seat's view of a position (examples.py)
         self.all_views = cfg.search.perspective == "searcher"
-        self.window = CompactWindow(self.t.window_max, views_min=3 if self.all_views else 1)
+        self.window = CompactWindow(self.t.window_max, views_min=3 if self.all_views else 1,
+                                    value_target_search=self.t.value_target_search)
         self.reader = open_reader(cfg.storage.games_dir)
         self.metrics = TrainerMetrics()
         self.rng = np.random.default_rng(self.t.seed)
@@ -410,6 +411,7 @@ class Trainer:
         from trainer import step
         batch = self.window.sample(self.t.batch_size, self.rng,
                                    out=self.device.buffers(self.t.batch_size))
+        learning_rate = self._set_learning_rate()
         policy_loss, value_loss, trick_loss, total = step.forward(
             self.net, self.device, batch, self.t.value_loss_weight, self.t.trick_loss_weight)
         self.metrics.loss.labels("policy").set(policy_loss.item())
@@ -428,9 +430,20 @@ class Trainer:
         self.progress.step += 1
         self.metrics.steps.inc()
         if self.progress.step % 50 == 0:
-            log.info("step %d: policy %.4f value %.5f tricks %.4f window %d", self.progress.step,
-                     policy_loss.item(), value_loss.item(), trick_loss.item(), len(self.window))
+            log.info("step %d: policy %.4f value %.5f tricks %.4f lr %.3g window %d",
+                     self.progress.step, policy_loss.item(), value_loss.item(), trick_loss.item(),
+                     learning_rate, len(self.window))
         return True
+
+    def _set_learning_rate(self) -> float:
+        """Give the optimiser the scheduled learning rate of the coming step (from the global
+        step count, so a resumed trainer continues the schedule; a checkpoint's saved rate is
+        overwritten) and report it; returns it."""
+        learning_rate = self.t.learning_rate_at(self.progress.step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = learning_rate
+        self.metrics.learning_rate.set(learning_rate)
+        return learning_rate
 
     def _weights_finite(self) -> bool:
         """True when every weight is finite; otherwise roll the weights and optimiser back to
