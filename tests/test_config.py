@@ -78,10 +78,14 @@ def test_round_trip_through_toml(tmp_path):
     (["selfplay.rollout=oracle"], "'selfplay.rollout' must be empty"),
     (["search.bid_rollout_weight=2"], "search: SearchConfig: bid_rollout_weight"),
     # half of 10000 rounds in flight is 5000 positions per request > max_batch_size 4096
-    (["selfplay.games_in_flight=10000"], "'selfplay.games_in_flight' puts 5000 positions in one "
-                                         "request .* over the model's max_batch_size 4096"),
+    (["selfplay.games_in_flight=10000"], "'selfplay.games_in_flight' puts up to 5000 positions in "
+                                         "one request .* over the model's max_batch_size 4096"),
     (["selfplay.games_in_flight=2048", "search.leaves_per_game=8"],
-     "'selfplay.games_in_flight' puts 8192 positions"),
+     "'selfplay.games_in_flight' puts up to 8192 positions .* use at most 1024"),
+    # policy-based inference reserves rows: 1024 + 32 x 60 + 2 x 1024 > 4096; 1450 games fit
+    (["selfplay.games_in_flight=2048", "search.policy_inference=32"],
+     "'selfplay.games_in_flight' puts up to 4992 positions .* use at most 1450$"),
+    (["search.policy_inference=33"], "policy_inference must be 0..32"),
     # issue 13: the agent service
     (["agent.triton_url=triton"], "'agent.triton_url' must be empty or host:port"),
     (["agent.model=newest"], "'agent.model' must be latest or a version number"),
