@@ -29,6 +29,14 @@ def test_the_pure_profile_uses_no_expert_in_search_inference_or_seats():
     assert default.rollout == "expert" and default.inference_candidates > 1
 
 
+def test_the_pure_profile_keeps_a_window_for_its_fast_self_play():
+    """Pure self-play writes ~99 k positions a minute on 2 cores: its window keeps half of
+    what it has seen, up to 4 M positions, where the default keeps a quarter, up to 500 k."""
+    pure, default = load(PROJECT / "config" / "pure.toml"), load(PROJECT / "config" / "blobzero.toml")
+    assert (pure.trainer.window_max, pure.trainer.window_growth) == (4_000_000, 0.5)
+    assert (default.trainer.window_max, default.trainer.window_growth) == (500_000, 0.25)
+
+
 def test_pure_self_play_through_triton_records_a_search_without_expert(tmp_path):
     """`blobzero selfplay --config config/pure.toml` against a real tritonserver: every
     record's search settings say no play-outs and uniform hidden hands, and no seat is a
