@@ -27,13 +27,12 @@ from libc.stdint cimport uint64_t, uint32_t, uint16_t, int32_t, int8_t
 
 import numpy as np
 
-from blobcore.rules cimport (RoundState, Round, rs_legal, rs_apply, rs_deal_random, rs_score,
-                             popcount64, ctz64, nth_set_bit, PHASE_BID_C, PHASE_DONE_C, DECK_C,
-                             MAX_ACTIONS_C)
+from blobcore.rules cimport (RoundState, Round, rs_init, rs_legal, rs_apply, rs_deal_random,
+                             rs_score, rs_played_by, popcount64, ctz64, nth_set_bit, PHASE_BID_C,
+                             PHASE_DONE_C, DECK_C, MAX_ACTIONS_C)
 from blobcore.encode cimport encode_view, OBS_SIZE_C, ACTIONS_C
 from blobcore.inference cimport sample_world
 from blobcore.determinize cimport determinize_state
-from blobcore.rules cimport rs_init, rs_played_by
 from blobcore.greedy cimport greedy_action
 from blobcore.expert cimport expert_action
 from blobcore.rng cimport RngState, rng_seed, rng_next, rng_below, rng_uniform
@@ -1132,11 +1131,10 @@ cdef class SearchPool:
         cdef RoundState w, r
         cdef int i, j, seat, nl, row, k, viewer = s.game.current, n = s.game.n_players
         cdef uint64_t legal
-        cdef int any_other = 0
         for j in range(s.game.n_actions):
             if s.game.action_seat[j] != viewer:
-                any_other = 1
-        if not any_other:            # nothing observed yet: the uniform draw is the posterior
+                break
+        else:                        # nothing observed yet: the uniform draw is the posterior
             return
         s.pol_row0 = self.n_rows
         s.pol_rows = 0
