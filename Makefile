@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.deps-installed
-CORE_SOURCES := $(wildcard blobcore/*.pyx blobcore/*.pxd proto/*/*.proto) setup.py pyproject.toml
+CORE_SOURCES := $(wildcard blobcore/*.pyx blobcore/*.pxd blobcore/search/*.pyx blobcore/search/*.pxd proto/*/*.proto) setup.py pyproject.toml
 
 .PHONY: run test bench build clean venv
 
@@ -40,7 +40,7 @@ bench: build
 	$(VENV)/bin/blobzero bench all
 
 clean:
-	rm -rf build $(VENV) blobcore/*.c blobcore/*.so *.egg-info
+	rm -rf build $(VENV) blobcore/*.c blobcore/*.so blobcore/search/*.c blobcore/search/*.so *.egg-info
 
 # Deployment and monitoring tooling: deploy-tools, deploy-sync, deploy-check.
 include mk/deploy.mk

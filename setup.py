@@ -2,7 +2,7 @@
 protobuf modules from ``proto/``.
 
 Metadata lives in pyproject.toml; this file only declares the compiled parts.
-Every ``.pyx`` under ``blobcore/`` becomes one extension module; every ``.proto`` under
+Every ``.pyx`` under ``blobcore/`` (its subpackages too) becomes one extension module; every ``.proto`` under
 ``proto/`` becomes a ``*_pb2.py`` module next to the package named by its directory.
 """
 import re
@@ -42,13 +42,13 @@ COMPILE_ARGS = ["-O3", "-fno-strict-aliasing", "-Wno-unused-function", "-ffp-con
 
 extensions = [
     Extension(
-        f"blobcore.{pyx.stem}",
+        ".".join(pyx.relative_to(HERE).with_suffix("").parts),
         [str(pyx.relative_to(HERE))],
         include_dirs=[np.get_include()],
         extra_compile_args=COMPILE_ARGS,
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     )
-    for pyx in sorted((HERE / "blobcore").glob("*.pyx"))
+    for pyx in sorted((HERE / "blobcore").rglob("*.pyx"))
 ]
 
 setup(

@@ -1,17 +1,26 @@
-"""Search settings shared by self-play, evaluation and benchmarks (one schema)."""
+"""Search settings shared by self-play, evaluation, the agent and benchmarks: one schema with
+one set of defaults, the product's. ``[search]`` in the config is derived from it
+(plumbing/config.py), and every program builds its search from that section.
+
+Pure Python: importing this module loads nothing compiled (the config schema imports it).
+"""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 
+from blobcore.search.parts import BELIEFS, ROOT_RULES, leaf_value_names
 
 PERSPECTIVES = ("mover", "searcher")
-ROLLOUTS = ("none", "expert", "greedy")
-ROOTS = ("puct", "gumbel")
+ROOTS = tuple(ROOT_RULES)
+#: Actions one round can hold (blobcore/rules.pxd MAX_ACTIONS_C: N bids + N x C cards).
+MAX_ROUND_ACTIONS = 60
 
 
 @dataclass(frozen=True)
 class SearchConfig:
-    """Determinized PUCT search (see docs/search.md).
+    """Determinized tree search made of named parts (see docs/search.md). The defaults are
+    the product's search: Gumbel root, ``expert`` play-outs, hidden hands weighted by the bids,
+    3 determinizations x 30 simulations (the "medium" size).
 
     determinizations: D, hidden-card samples per decision.
     simulations: S, PUCT simulations per determinization (root visits per sample = S).
@@ -27,8 +36,9 @@ class SearchConfig:
     perspective: whose view every position in the tree is encoded from: "mover" (the player
         to move at that position) or "searcher" (the player whose decision is searched, so
         every value in its tree is its own estimate; docs/search.md).
-    rollout: play-outs at the leaves: "none" (the network's value alone), or "expert" /
-        "greedy" (every seat plays that built-in player to the end of the round from the leaf).
+    rollout: the leaf value (blobcore/search/parts.py): "none" (the network's value alone), or
+        a built-in player's name (every seat plays that player to the end of the round from
+        the leaf: a play-out).
     rollout_weight: lambda in [0, 1]; a leaf's value is (1 - lambda) * network + lambda *
         play-out score (AlphaGo's mixing). Ignored with rollout "none".
     bid_rollout_weight: lambda for the searches of bidding decisions; -1 = ``rollout_weight``.
@@ -38,21 +48,25 @@ class SearchConfig:
     rollout_resample: play each leaf out in a world drawn afresh for the searcher's
         information at that leaf (so D x S leaves see D x S deals of the hidden cards) rather
         than in the determinization the tree was built in.
-    inference_candidates: hidden hands are drawn from this many uniform consistent deals,
-        weighted by how likely each other seat's bid was with that hand
-        (blobcore/inference.pyx); 1 = uniform determinization.
+    beliefs: where the hidden cards are (blobcore/search/parts.py): "uniform" (every
+        consistent deal alike), "bids" (weighted by how likely each other seat's bid was with
+        that hand, ``inference_candidates``) or "policy" (policy-based inference with the
+        network's own policy, ``policy_inference``).
+    inference_candidates: with beliefs "bids" (and for the play-outs' worlds with "policy"),
+        hidden hands are drawn from this many uniform consistent deals, weighted by how likely
+        each other seat's bid was with that hand (blobcore/inference.pyx); 1 = uniform.
     inference_temperature: softness of that bidding model, in points.
-    policy_inference: policy-based inference with the network's own policy: at each decision
-        this many uniform consistent deals are drawn, each weighted by the likelihood of every
+    policy_inference: K, with beliefs "policy" (and only then; 0 otherwise): at each decision
+        K uniform consistent deals are drawn, each weighted by the likelihood of every
         other seat's past choices this round under the searcher's network (one evaluation per
         deal and choice, as that seat saw it in that deal), and the decision's D
-        determinizations are drawn from them by weight. 0 = off (determinizations come from
-        ``inference_candidates``). Leaf play-outs still draw their worlds as
+        determinizations are drawn from them by weight. Leaf play-outs draw their worlds as
         ``inference_candidates`` says. Costs K x (the other seats' choices so far) evaluations
         per decision.
     policy_inference_temperature: the likelihood is raised to 1 / this (larger = trusts the
         network's model of the other seats less).
-    root: how the root spends the D x S simulations: "puct" (as every other node; the policy
+    root: how the root spends the D x S simulations (blobcore/search/parts.py): "puct" (as
+        every other node; the policy
         target is the visit counts) or "gumbel" (Gumbel AlphaZero: up to ``gumbel_actions``
         actions drawn without replacement by Gumbel noise + log prior (no noise in
         evaluation), sequential halving over the simulations, the move is the best of
@@ -78,15 +92,16 @@ class SearchConfig:
     leaves_per_game: int = 1
     skip_forced: bool = True
     perspective: str = "searcher"
-    rollout: str = "none"
-    rollout_weight: float = 0.5
+    rollout: str = "expert"
+    rollout_weight: float = 1.0
     bid_rollout_weight: float = -1.0
     rollout_resample: bool = True
-    inference_candidates: int = 1
-    inference_temperature: float = 2.0
+    beliefs: str = "bids"
+    inference_candidates: int = 8
+    inference_temperature: float = 1.0
     policy_inference: int = 0
     policy_inference_temperature: float = 1.0
-    root: str = "puct"
+    root: str = "gumbel"
     gumbel_actions: int = 16
     gumbel_c_visit: float = 50.0
     gumbel_c_scale: float = 1.0
@@ -103,13 +118,20 @@ class SearchConfig:
             (self.temperature_moves >= 0, "temperature_moves must be >= 0"),
             (1 <= self.leaves_per_game <= 8, "leaves_per_game must be 1..8"),
             (self.perspective in PERSPECTIVES, f"perspective must be one of {PERSPECTIVES}"),
-            (self.rollout in ROLLOUTS, f"rollout must be one of {ROLLOUTS}"),
+            (self.rollout in leaf_value_names(),
+             f"rollout must be one of {', '.join(leaf_value_names())}, got {self.rollout!r}"),
+            (self.beliefs in BELIEFS, f"beliefs must be one of {', '.join(BELIEFS)}, got {self.beliefs!r}"),
             (0 <= self.rollout_weight <= 1, "rollout_weight must be in [0, 1]"),
             (self.bid_rollout_weight == -1 or 0 <= self.bid_rollout_weight <= 1,
              "bid_rollout_weight must be in [0, 1], or -1 for rollout_weight"),
             (1 <= self.inference_candidates <= 64, "inference_candidates must be 1..64"),
             (self.inference_temperature > 0, "inference_temperature must be positive"),
-            (0 <= self.policy_inference <= 32, "policy_inference must be 0..32 (0 = off)"),
+            (0 <= self.policy_inference <= 32, "policy_inference must be 0..32"),
+            (self.beliefs != "policy" or self.policy_inference >= 1,
+             'beliefs "policy" needs policy_inference = K, the candidate deals per decision (1..32)'),
+            (self.beliefs == "policy" or self.policy_inference == 0,
+             f"policy_inference = {self.policy_inference} weighs deals by the network's policy: "
+             f'set beliefs = "policy" too (or policy_inference = 0)'),
             (self.policy_inference_temperature > 0, "policy_inference_temperature must be positive"),
             (self.root in ROOTS, f"root must be one of {ROOTS}"),
             (2 <= self.gumbel_actions <= 18, "gumbel_actions must be 2..18"),
@@ -136,8 +158,56 @@ class SearchConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def describe(self) -> str:
+        """One line for reports, e.g. "3x30, gumbel root, expert play-outs, bids beliefs"."""
+        leaf = "network values" if self.rollout == "none" else f"{self.rollout} play-outs"
+        return (f"{self.determinizations}x{self.simulations}, {self.root} root, {leaf}, "
+                f"{self.beliefs} beliefs")
 
-LIGHT = SearchConfig(determinizations=2, simulations=20)
-MEDIUM = SearchConfig(determinizations=3, simulations=30)
-HEAVY = SearchConfig(determinizations=5, simulations=50)
-PRESETS = {"light": LIGHT, "medium": MEDIUM, "heavy": HEAVY}
+    def sized(self, preset: str) -> "SearchConfig":
+        """The same search at a preset's size (determinizations x simulations)."""
+        if preset not in SIZES:
+            raise ValueError(f"unknown search preset {preset!r}; choose one of {', '.join(SIZES)}")
+        determinizations, simulations = SIZES[preset]
+        return replace(self, determinizations=determinizations, simulations=simulations)
+
+
+def batch_capacity(n_slots: int, config: SearchConfig) -> int:
+    """Rows one ``SearchPool.collect()`` may return for a pool of ``n_slots`` rounds: each
+    round's leaves (a round adds at most ``leaves_per_game`` rows of search per batch, its root
+    evaluation included), plus, with policy-based beliefs, a share only their rows may use:
+    room for one round's candidate rows (K x the most actions a round has) and two more per
+    round (a decision's rows come once per D x S simulations, so they rarely need more; a
+    round that finds no room starts its decision in the next batch)."""
+    k = config.policy_inference
+    return n_slots * config.leaves_per_game + (k * MAX_ROUND_ACTIONS + 2 * n_slots if k > 0 else 0)
+
+
+#: The search sizes by name: (determinizations, simulations per determinization).
+SIZES = {"light": (2, 20), "medium": (3, 30), "heavy": (5, 50)}
+#: The plain search's settings over the product's: PUCT root, the network's value at the
+#: leaves, uniform beliefs (AlphaZero's search; the benchmarks and tests name it "plain").
+PLAIN_SETTINGS = dict(root="puct", rollout="none", rollout_weight=0.5, beliefs="uniform",
+                      inference_candidates=1, inference_temperature=2.0)
+#: Searches a benchmark or a test may ask for by name: settings over the configured search.
+NAMED_SEARCHES = {"default": {}, "plain": PLAIN_SETTINGS}
+#: Every field name, for code that passes settings through by name.
+FIELDS = tuple(f.name for f in fields(SearchConfig))
+
+
+def _named_searches() -> dict:
+    return {
+        # the product's search at each size (the default is "medium")
+        "PRESETS": {name: SearchConfig().sized(name) for name in SIZES},
+        "PLAIN": SearchConfig(**PLAIN_SETTINGS),
+    }
+
+
+def __getattr__(name: str):
+    """``PRESETS`` and ``PLAIN`` are made on first use: a SearchConfig checks its play-out
+    player against the compiled table of built-in players, which importing this module must
+    not load."""
+    if name in ("PRESETS", "PLAIN"):
+        globals().update(_named_searches())
+        return globals()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

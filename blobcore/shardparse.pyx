@@ -72,7 +72,7 @@ cdef inline bint _ascii(const uint8_t* buf, Py_ssize_t end, Py_ssize_t* pos) noe
 
 
 cdef inline bint _search_ok(const uint8_t* buf, Py_ssize_t end, Py_ssize_t* pos) noexcept nogil:
-    """Skip a SearchSettings message, checking its strings (perspective 11, rollout 12, root 17)
+    """Skip a SearchSettings message, checking its strings (perspective 11, rollout 12, root 17, beliefs 25)
     are ASCII: protobuf rejects a string that is not UTF-8, so a damaged one must be flagged."""
     cdef uint64_t n, key
     cdef Py_ssize_t stop
@@ -84,7 +84,7 @@ cdef inline bint _search_ok(const uint8_t* buf, Py_ssize_t end, Py_ssize_t* pos)
             return False
         if key >> 3 == 0:
             return False
-        if key >> 3 == 11 or key >> 3 == 12 or key >> 3 == 17:
+        if key >> 3 == 11 or key >> 3 == 12 or key >> 3 == 17 or key >> 3 == 25:
             if (key & 7) != 2 or not _ascii(buf, stop, pos):
                 return False
         elif not _skip(buf, stop, pos, key & 7):

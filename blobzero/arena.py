@@ -26,9 +26,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from blobcore.mcts import AGENT_RANDOM
-from blobcore.players import PLAYERS
-from blobcore.search_config import PRESETS, SearchConfig
+from blobcore.players import AGENT_RANDOM, PLAYERS
+from blobcore.search_config import PLAIN, SIZES, SearchConfig
 from plumbing import config as configuration
 from plumbing.netspec import MODEL_NAME, ONNX_FILENAME
 
@@ -79,10 +78,24 @@ def resolve_agent(spec: str, cfg: configuration.Config) -> Agent:
 
 
 def arena_search(cfg: configuration.Config, preset: str | None = None) -> SearchConfig:
-    """The arena's search: the configured ``[search]`` (perspective, play-outs, inference, …)
-    at the size of a preset (default ``arena.search_preset``) — a network is judged searching
-    the way it was trained to. Every command that measures or serves a model uses this."""
-    return cfg.search.build(preset=preset or cfg.arena.search_preset)
+    """The arena's search: the configured ``[search]`` (perspective, play-outs, beliefs, …)
+    in its evaluation variant (no noise, the best move) at the size of a preset (default
+    ``arena.search_preset``) — a network is judged searching the way it was trained to. Every
+    command that measures or serves a model uses this."""
+    return cfg.search.build(for_evaluation=True, preset=preset or cfg.arena.search_preset)
+
+
+def _match_search(agents, search: SearchConfig | None) -> SearchConfig:
+    """The search model seats use in a match: ``search`` as given, which must be an evaluation
+    search (``arena_search``); None only when no seat searches."""
+    if search is None:
+        if any(part.onnx is not None for agent in agents for part in agent.parts()):
+            raise ValueError("a match with a model seat needs its search: arena_search(cfg)")
+        return PLAIN.for_evaluation()          # nobody searches: only its size is read
+    if search.add_noise or search.temperature > 0:
+        raise ValueError("a match plays to win: pass an evaluation search (arena_search(cfg), "
+                         "or SearchConfig.for_evaluation()), not a self-play one")
+    return search
 
 
 LINEUPS = ("alternate", "solo")
@@ -104,11 +117,12 @@ def seat_patterns(n_players: int, lineup: str = "alternate") -> list[tuple[int, 
 def play(a: Agent, b: Agent, deals: int, n_players: int = 4, cards: int = 5,
          search: SearchConfig | None = None, seed: int = 0, games_in_flight: int = 256,
          intra_op_threads: int = 1, lineup: str = "alternate") -> dict:
-    """Play the match; returns the report dict (see ``format_report``)."""
+    """Play the match; returns the report dict (see ``format_report``). ``search``: the model
+    seats' evaluation search (``arena_search``)."""
     from selfplay_client.evaluator import OrtEvaluator
     from selfplay_client.runner import PooledSearch
 
-    search = (search or PRESETS["light"]).for_evaluation()
+    search = _match_search((a, b), search)
     evaluators, agent_id = pool_agents((a, b), intra_op_threads)
     patterns = seat_patterns(n_players, lineup)
     specs = []
@@ -195,7 +209,7 @@ def play_games(a: Agent, b: Agent, games: int, n_players: int = 4, start_cards: 
     from selfplay_client.runner import PooledSearch
     from selfplay_client.tables import FullGames, GamePlan
 
-    search = (search or PRESETS["light"]).for_evaluation()
+    search = _match_search((a, b), search)
     evaluators, agent_id = pool_agents((a, b), intra_op_threads)
     patterns = seat_patterns(n_players, lineup)
     plans = [GamePlan(n_players, start_cards, seed=seed + g, first_dealer=g % n_players,
@@ -309,7 +323,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--matrix", action="store_true",
                         help="the strength matrix: players 3..8 x a small, a middle and the largest "
                              "deal, --rounds deals each; prints a Markdown table")
-    parser.add_argument("--search", choices=sorted(PRESETS), help="search preset (default: arena.search_preset)")
+    parser.add_argument("--search", choices=list(SIZES), help="search size preset (default: arena.search_preset)")
     parser.add_argument("--lineup", choices=LINEUPS, default="alternate",
                         help="alternate A and B around the table, or solo: one A against N-1 B's "
                              "(default: %(default)s)")

@@ -13,7 +13,7 @@ import json
 import sys
 
 from blobcore.rules import NO_TRUMP
-from blobcore.search_config import PRESETS
+from blobcore.search_config import SIZES
 from plumbing import config as configuration
 
 SUITS = "SHCD"
@@ -28,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--start-cards", type=int, default=0,
                         help="cards per seat in the first round (default: table.start_cards, "
                              "else the most the deck allows)")
-    parser.add_argument("--search", choices=sorted(PRESETS),
+    parser.add_argument("--search", choices=list(SIZES),
                         help="search preset of model seats (default: arena.search_preset)")
     parser.add_argument("--games", type=int, default=1, help="games to play (default: 1)")
     parser.add_argument("--seed", type=int, default=0, help="deal seed of the first game")
@@ -48,7 +48,8 @@ def _default_seats(n: int, cfg: configuration.Config) -> list[str]:
 def play(seats: list, start_cards: int, games: int, search, seed: int = 0,
          games_in_flight: int = 64) -> list[dict]:
     """Play ``games`` full games with ``seats`` (arena ``Agent`` per seat); game g deals from
-    ``seed + g`` with dealer g mod N first. Returns one dict per game (see ``main``)."""
+    ``seed + g`` with dealer g mod N first; model seats search with ``search``, an evaluation
+    search (``blobzero.arena.arena_search``). Returns one dict per game (see ``main``)."""
     from blobzero.arena import pool_agents
     from selfplay_client.runner import PooledSearch
     from selfplay_client.tables import FullGames, GamePlan
@@ -58,7 +59,7 @@ def play(seats: list, start_cards: int, games: int, search, seed: int = 0,
     plans = [GamePlan(n, start_cards, seed=seed + g, first_dealer=g % n, agents=tuple(ids), key=g)
              for g in range(games)]
     feeder = FullGames(plans)
-    runner = PooledSearch(evaluators, search.for_evaluation(), feeder,
+    runner = PooledSearch(evaluators, search, feeder,
                           n_games=min(games_in_flight, games))
     runner.run()
     records = {}

@@ -20,9 +20,9 @@ import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from blobcore.mcts import batch_capacity
-from blobcore.search_config import PRESETS as SEARCH_PRESETS
-from blobcore.search_config import SearchConfig
+from blobcore.search_config import FIELDS as SEARCH_FIELDS
+from blobcore.search_config import SIZES as SEARCH_SIZES
+from blobcore.search_config import SearchConfig, batch_capacity
 from plumbing.netspec import MODEL_NAME
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "config" / "blobzero.toml"
@@ -148,60 +148,60 @@ class TableSection:
         return f"{who} x {cards} cards"
 
 
-@dataclass(frozen=True)
-class SearchSection:
-    """Search preset (light 2x20, medium 3x30, heavy 5x50) plus optional overrides."""
-    preset: str = "medium"
-    determinizations: int = 0      # 0 = the preset's
-    simulations: int = 0           # 0 = the preset's
-    c_puct: float = 1.25
-    dirichlet_alpha: float = 0.5
-    dirichlet_eps: float = 0.25
-    temperature: float = 1.0
-    temperature_moves: int = 6
-    leaves_per_game: int = 1
-    perspective: str = "searcher"  # searcher | mover: whose view positions in the tree are encoded from
-    rollout: str = "expert"        # none | expert | greedy: play-outs at the leaves (docs/search.md)
-    rollout_weight: float = 1.0    # lambda: leaf value = (1 - lambda) network + lambda play-out
-    bid_rollout_weight: float = -1.0   # lambda when the decision is a bid; -1 = rollout_weight
-    rollout_resample: bool = True  # play each leaf out in a freshly sampled deal of the hidden cards
-    inference_candidates: int = 8  # hidden hands weighted by the bids: candidates per draw (1 = uniform)
-    inference_temperature: float = 1.0   # softness of the bidding model, points
-    policy_inference: int = 0      # deals weighed by the network's own policy per decision (0 = off)
-    policy_inference_temperature: float = 1.0   # that likelihood is raised to 1 / this
-    root: str = "gumbel"           # puct | gumbel: how the root spends the simulations (docs/search.md)
-    gumbel_actions: int = 16       # Gumbel root: actions considered (sequential halving)
-    gumbel_c_visit: float = 50.0   # Gumbel root: sigma(q) = (c_visit + max visits) * c_scale * q
-    gumbel_c_scale: float = 1.0
-    gumbel_eval_c_visit: float = -1.0  # c_visit when the search plays (arena, agent); -1 = gumbel_c_visit
+#: SearchConfig fields that are not config keys: exploration noise is on for self-play and off
+#: for every search that plays to win (``SearchSection.build(for_evaluation=True)``).
+_SEARCH_NOT_KEYS = ("add_noise",)
 
+
+def _search_section_fields() -> list:
+    """``[search]``'s keys: ``preset``, then every SearchConfig field with SearchConfig's own
+    default (determinizations and simulations default to 0 = the preset's size)."""
+    hints = typing.get_type_hints(SearchConfig)
+    out = [("preset", str, field(default="medium"))]
+    for f in dataclasses.fields(SearchConfig):
+        if f.name in _SEARCH_NOT_KEYS:
+            continue
+        default = 0 if f.name in ("determinizations", "simulations") else f.default
+        out.append((f.name, hints[f.name], field(default=default)))
+    return out
+
+
+class _SearchSectionMethods:
     def validate(self) -> None:
-        _require(self.perspective in ("mover", "searcher"), "search.perspective",
-                 "must be mover or searcher")
-        _require(self.preset in SEARCH_PRESETS, "search.preset", f"must be one of {sorted(SEARCH_PRESETS)}")
+        _require(self.preset in SEARCH_SIZES, "search.preset", f"must be one of {', '.join(SEARCH_SIZES)}")
         try:
             self.build()
         except ValueError as exc:
             raise ConfigError(f"search: {exc}") from None
 
-    def build(self, for_evaluation: bool = False, preset: str | None = None) -> SearchConfig:
+    def build(self, for_evaluation: bool = False, preset: str | None = None,
+              **settings) -> SearchConfig:
         """The one place a ``SearchConfig`` is made from the config: self-play, the arena, the
-        strength tracker, ``blobzero game`` and the agent all call this. ``preset`` replaces
+        strength tracker, ``blobzero game``, the agent and the benchmarks all call this, and
+        the evaluation variant (no noise, the best move) is made here too. ``preset`` replaces
         the configured preset's size (D x S) — explicit determinizations/simulations still win
-        when no preset is passed — and keeps every other setting."""
-        if preset is not None and preset not in SEARCH_PRESETS:
-            raise ValueError(f"unknown search preset {preset!r}; choose one of {sorted(SEARCH_PRESETS)}")
-        base = SEARCH_PRESETS[preset or self.preset]
-        # every search setting this section names is passed on as is; only the size is special
-        size = {"determinizations", "simulations"}
-        settings = {f.name: getattr(self, f.name) for f in dataclasses.fields(SearchConfig)
-                    if f.name not in size and hasattr(self, f.name)}
-        cfg = dataclasses.replace(
-            base,
-            determinizations=(self.determinizations if preset is None else 0) or base.determinizations,
-            simulations=(self.simulations if preset is None else 0) or base.simulations,
-            **settings)
+        when no preset is passed — and keeps every other setting. ``settings`` (SearchConfig
+        field names) replace the section's values, e.g. a request's own simulations."""
+        if preset is not None and preset not in SEARCH_SIZES:
+            raise ValueError(f"unknown search preset {preset!r}; choose one of {', '.join(SEARCH_SIZES)}")
+        unknown = sorted(set(settings) - set(SEARCH_FIELDS))
+        if unknown:
+            raise ValueError(f"unknown search setting(s) {', '.join(unknown)}")
+        d, s = SEARCH_SIZES[preset or self.preset]
+        values = {name: getattr(self, name) for name in SEARCH_FIELDS if hasattr(self, name)}
+        values["determinizations"] = (self.determinizations if preset is None else 0) or d
+        values["simulations"] = (self.simulations if preset is None else 0) or s
+        cfg = SearchConfig(**{**values, **settings})
         return cfg.for_evaluation() if for_evaluation else cfg
+
+
+#: ``[search]``: a preset size plus every setting of ``blobcore.search_config.SearchConfig``,
+#: derived from it (one list of fields, one set of defaults: the product's search).
+SearchSection = dataclasses.make_dataclass(
+    "SearchSection", _search_section_fields(), bases=(_SearchSectionMethods,), frozen=True,
+    namespace={"__doc__": "Search preset (light 2x20, medium 3x30, heavy 5x50) plus every "
+                          "SearchConfig setting (blobcore/search_config.py states each).",
+               "__module__": __name__})
 
 
 @dataclass(frozen=True)
@@ -327,9 +327,9 @@ class SelfplaySection:
         _require(not self.client_id or bool(CLIENT_ID_RE.match(self.client_id)), "selfplay.client_id",
                  "must be empty (= the host name) or 1..64 letters, digits, '_', '.', '-'")
         _require(self.seed >= -1, "selfplay.seed", "must be >= 0, or -1 for a seed from the clock")
-        from blobcore.search_config import ROLLOUTS
-        _require(self.rollout in ("", *ROLLOUTS), "selfplay.rollout",
-                 f"must be empty (= search.rollout) or one of {', '.join(ROLLOUTS)}")
+        from blobcore.search.parts import leaf_value_names
+        _require(self.rollout in ("", *leaf_value_names()), "selfplay.rollout",
+                 f"must be empty (= search.rollout) or one of {', '.join(leaf_value_names())}")
 
 
 @dataclass(frozen=True)
@@ -407,8 +407,8 @@ class ArenaSection:
         _require(0 <= self.cards <= 52 // max(self.players, 3), "arena.cards",
                  f"must be 0 (from [table]) or 1..{52 // max(self.players, 3)}")
         _require(1 <= self.games_in_flight <= 16384, "arena.games_in_flight", "must be 1..16384")
-        _require(self.search_preset in SEARCH_PRESETS, "arena.search_preset",
-                 f"must be one of {sorted(SEARCH_PRESETS)}")
+        _require(self.search_preset in SEARCH_SIZES, "arena.search_preset",
+                 f"must be one of {', '.join(SEARCH_SIZES)}")
 
 
 @dataclass(frozen=True)
@@ -470,8 +470,8 @@ class AgentSection:
                      f"must be empty or host:port with a port 1..65535, got {self.triton_url!r}")
         _require(self.model == "latest" or (self.model.isdigit() and int(self.model) >= 1),
                  "agent.model", f"must be latest or a version number >= 1, got {self.model!r}")
-        _require(self.search_preset in SEARCH_PRESETS, "agent.search_preset",
-                 f"must be one of {sorted(SEARCH_PRESETS)}")
+        _require(self.search_preset in SEARCH_SIZES, "agent.search_preset",
+                 f"must be one of {', '.join(SEARCH_SIZES)}")
         _require(1 <= self.max_simulations <= 4096, "agent.max_simulations", "must be 1..4096")
         _require(1 <= self.slots <= 4096, "agent.slots", "must be 1..4096")
         _require(1 <= self.workers <= 4096, "agent.workers", "must be 1..4096")
@@ -522,10 +522,7 @@ class Config:
     def selfplay_search(self) -> SearchConfig:
         """The search self-play runs: [search], with ``selfplay.rollout`` in place of its
         play-outs when set (big tables train ~20x faster without them on a CPU)."""
-        search = self.search.build()
-        if self.selfplay.rollout:
-            search = dataclasses.replace(search, rollout=self.selfplay.rollout)
-        return search
+        return self.search.build(**({"rollout": self.selfplay.rollout} if self.selfplay.rollout else {}))
 
     def arena_table(self) -> tuple[int, int]:
         """(players, cards per seat) the arena and the strength tracker measure on:

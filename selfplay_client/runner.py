@@ -14,7 +14,7 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
-from blobcore.mcts import SearchPool
+from blobcore.search.pool import SearchPool
 from blobcore.rules import Round
 from blobcore.search_config import SearchConfig
 from selfplay_client.tables import table_rounds

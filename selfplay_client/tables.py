@@ -1,6 +1,6 @@
 """What the search pool deals: rounds drawn from a table distribution, or complete games.
 
-Both are iterators of round specs for ``SearchPool`` (blobcore/mcts.pyx):
+Both are iterators of round specs for ``SearchPool`` (blobcore/search/pool.pyx):
 
 * ``table_rounds(seed, distribution)``: endless independent rounds; round ``i`` has seed
   ``seed + i`` and its (players, cards) drawn from ``distribution`` by that seed, so a round

@@ -13,7 +13,7 @@ import pytest
 
 from blobcore.encode import encode
 from blobcore.rules import Round, card_index
-from blobcore.search_config import LIGHT
+from blobcore.search_config import PLAIN
 from blobzero.agent.engine import Engine
 from blobzero.agent.models import OnnxModels
 from blobzero.agent.position import Play, PositionError, SeatKnowledge, build_round
@@ -63,7 +63,7 @@ def test_search_from_the_rebuilt_round_is_the_search_from_the_true_deal():
         for rnd in random_positions(12, seed=2):
             if len(rnd.legal_actions()) < 2:
                 continue
-            config = LIGHT.for_evaluation()
+            config = PLAIN.sized("light").for_evaluation()
             true = engine.advise(rnd, config, seed=3, timeout=60)
             rebuilt = engine.advise(build_round(knowledge_of(rnd), seed=9), config, seed=3, timeout=60)
             assert true.visits == rebuilt.visits and true.action == rebuilt.action

@@ -1,4 +1,5 @@
 """The arena: duplicate deals with rotated seats, confidence intervals, agent specs."""
+import dataclasses
 import json
 import subprocess
 import sys
@@ -27,7 +28,9 @@ def test_random_against_itself_is_exactly_even():
 def test_a_searching_model_beats_random_play(tmp_path):
     from trainer.export import export_fresh
     onnx = export_fresh("tiny", tmp_path / "tiny.onnx", seed=0)
-    report = play(Agent("tiny", onnx), Agent("random", None), deals=600)
+    from blobcore.search_config import PLAIN
+    report = play(Agent("tiny", onnx), Agent("random", None), deals=600,
+                  search=PLAIN.sized("light").for_evaluation())
     assert report["deals"] == 600 and report["plays_per_deal"] == 2
     low, high = report["ci95"]
     assert low < report["difference"] < high
@@ -104,14 +107,14 @@ def test_a_split_agent_bids_like_one_player_and_plays_like_another():
     from blobcore import PHASE_BID, Round
     from blobcore.expert import expert
     from blobcore.greedy import greedy
-    from blobcore.search_config import SearchConfig
+    from blobcore.search_config import PLAIN, SearchConfig
     from selfplay_client.runner import PooledSearch
 
     cfg = load(None, [], env={})
     split = split_agent(resolve_agent("expert", cfg), resolve_agent("greedy", cfg))
     evaluators, ids = pool_agents([split, resolve_agent("random", cfg)])
     specs = [(seed, 4, 5, -1, -1, (ids[0], ids[1], ids[0], ids[1])) for seed in range(40)]
-    runner = PooledSearch(evaluators, SearchConfig(add_noise=False, temperature=0.0), specs, n_games=8)
+    runner = PooledSearch(evaluators, dataclasses.replace(PLAIN, add_noise=False, temperature=0.0), specs, n_games=8)
     runner.run()
     records = runner.finished()
     assert len(records) == 40

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from blobcore import Round, encode_view_into
-from blobcore.search_config import LIGHT
+from blobcore.search_config import PLAIN
 from plumbing.records import to_proto
 from selfplay_client.evaluator import UniformEvaluator
 from selfplay_client.runner import PooledSearch, round_specs
@@ -22,7 +22,7 @@ def records():
     out = []
     for i, (n, cards) in enumerate(TABLES):
         specs = itertools.islice(round_specs(100 + 17 * i, n, cards), 6)
-        search = PooledSearch(UniformEvaluator(), LIGHT, specs, n_games=6)
+        search = PooledSearch(UniformEvaluator(), PLAIN.sized("light"), specs, n_games=6)
         search.run()
         out += [to_proto(r, "t", model_version=1) for r in search.finished()]
     return out
@@ -187,7 +187,7 @@ def test_ring_keeps_the_newest_rows_and_samples_only_the_capacity(records):
 def test_round_ring_bounds_liveness():
     """With fewer round slots than rounds added, rows whose round was overwritten are never
     sampled: the window reports only rows whose round is still stored."""
-    search = PooledSearch(UniformEvaluator(), LIGHT, itertools.islice(round_specs(5, 4, 1), 1500),
+    search = PooledSearch(UniformEvaluator(), PLAIN.sized("light"), itertools.islice(round_specs(5, 4, 1), 1500),
                           n_games=256)
     search.run()
     recs = [to_proto(r, "t") for r in search.finished()]
@@ -212,7 +212,7 @@ def test_memory_per_position_is_small():
 
 def without_root_values(rec, zeroed: bool = False):
     """A copy of ``rec`` whose decisions have no root value (an older record), or all zeros (a
-    built-in seat's imitation decision, blobcore/mcts.pyx _record_builtin), at every other ply."""
+    built-in seat's imitation decision, blobcore/search/pool.pyx _record_builtin), at every other ply."""
     copy = type(rec)()
     copy.CopyFrom(rec)
     for d in copy.decisions[::2]:
@@ -280,7 +280,7 @@ def test_alpha_zero_is_the_outcome_and_a_decision_without_root_value_keeps_it(re
 def test_a_mixed_target_by_hand(records):
     """α = 0.5, a decision seen by the seat after the mover: each target is the mean of that
     seat's outcome and the search's value, seats counted from the observer (root_value is by
-    absolute seat: blobcore/mcts.pyx keeps value_acc by absolute seat)."""
+    absolute seat: blobcore/search/pool.pyx keeps value_acc by absolute seat)."""
     rec = next(r for r in records if r.n_players == 4)
     d = sorted(rec.decisions, key=lambda d: d.ply)[2]
     assert len(d.root_value) == 4 and any(d.root_value)

@@ -83,7 +83,7 @@ def test_round_trip_through_toml(tmp_path):
     (["selfplay.games_in_flight=2048", "search.leaves_per_game=8"],
      "'selfplay.games_in_flight' puts up to 8192 positions .* use at most 1024"),
     # policy-based inference reserves rows: 1024 + 32 x 60 + 2 x 1024 > 4096; 1450 games fit
-    (["selfplay.games_in_flight=2048", "search.policy_inference=32"],
+    (["selfplay.games_in_flight=2048", "search.beliefs=policy", "search.policy_inference=32"],
      "'selfplay.games_in_flight' puts up to 4992 positions .* use at most 1450$"),
     (["search.policy_inference=33"], "policy_inference must be 0..32"),
     # issue 13: the agent service

@@ -197,7 +197,7 @@ class NoEvaluator:
 
 
 def test_the_pool_seats_the_expert_and_plays_exactly_the_python_wrapper():
-    from blobcore.mcts import AGENT_EXPERT, AGENT_GREEDY
+    from blobcore.players import AGENT_EXPERT, AGENT_GREEDY
     from blobcore.search_config import PRESETS
     from selfplay_client.runner import PooledSearch
 
@@ -228,7 +228,7 @@ def test_round_specs_accept_the_expert_and_reject_unknown_agents():
 
 def test_expert_beats_greedy_in_the_arena():
     from blobzero.arena import Agent, play as arena_play
-    from blobcore.mcts import AGENT_EXPERT
+    from blobcore.players import AGENT_EXPERT
 
     assert PLAYERS["expert"].code == AGENT_EXPERT
     report = arena_play(Agent("expert", None, AGENT_EXPERT),

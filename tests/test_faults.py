@@ -27,7 +27,7 @@ import numpy as np
 import pytest
 import torch
 
-from blobcore.search_config import LIGHT
+from blobcore.search_config import PLAIN
 from helpers import wait_until
 from plumbing import records_pb2
 from plumbing.config import load
@@ -161,7 +161,7 @@ class Broken(torch.nn.Module):
 
 @pytest.fixture(scope="module")
 def records():
-    search = PooledSearch(UniformEvaluator(), LIGHT, itertools.islice(round_specs(11), 12), n_games=12)
+    search = PooledSearch(UniformEvaluator(), PLAIN.sized("light"), itertools.islice(round_specs(11), 12), n_games=12)
     search.run()
     return [to_proto(r, "fixture", model_version=1) for r in search.finished()]
 

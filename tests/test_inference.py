@@ -84,8 +84,9 @@ import dataclasses
 
 import numpy as np
 
-from blobcore.mcts import SearchPool, batch_capacity
-from blobcore.search_config import MEDIUM
+from blobcore.search.pool import SearchPool
+from blobcore.search_config import batch_capacity
+from blobcore.search_config import PLAIN
 
 HAND, PHASE_BID, TRUMP = 0, 233, 228
 
@@ -139,9 +140,9 @@ def _first_worlds(config, rounds=64):
 
 
 def test_the_networks_own_bidding_model_draws_the_trumps_to_the_high_bidder():
-    plain = dataclasses.replace(MEDIUM, add_noise=False, inference_candidates=1)
+    plain = dataclasses.replace(PLAIN, add_noise=False, inference_candidates=1)
     uniform, stats_u = _first_worlds(plain)
-    weighted, stats_w = _first_worlds(dataclasses.replace(plain, policy_inference=16))
+    weighted, stats_w = _first_worlds(dataclasses.replace(plain, beliefs="policy", policy_inference=16))
     assert 1.0 < np.mean(uniform) < 1.9            # 5 x 13 / 47 = 1.4 spades drawn uniformly
     assert np.mean(weighted) > np.mean(uniform) + 1.0
     # one row per candidate deal and other seat's bid (each had 6 legal bids), nothing more
@@ -152,7 +153,8 @@ def test_the_networks_own_bidding_model_draws_the_trumps_to_the_high_bidder():
 def test_policy_inference_plays_whole_rounds_within_the_batch_capacity():
     """Every round finishes and no batch outgrows ``batch_capacity``, with the most candidates
     and few slots (rounds then wait for room for their inference rows)."""
-    config = dataclasses.replace(MEDIUM, determinizations=2, simulations=8, policy_inference=32)
+    config = dataclasses.replace(PLAIN, determinizations=2, simulations=8, beliefs="policy",
+                                 policy_inference=32)
     pool = SearchPool(12, config, [(seed, 4, 5) for seed in range(24)])
     evaluator = TrumpCountingBidder()
     while True:
@@ -169,6 +171,11 @@ def test_policy_inference_plays_whole_rounds_within_the_batch_capacity():
 
 def test_policy_inference_settings_are_checked():
     with pytest.raises(ValueError, match="policy_inference must be 0..32"):
-        dataclasses.replace(MEDIUM, policy_inference=33)
+        dataclasses.replace(PLAIN, policy_inference=33)
     with pytest.raises(ValueError, match="policy_inference_temperature"):
-        dataclasses.replace(MEDIUM, policy_inference_temperature=0)
+        dataclasses.replace(PLAIN, beliefs="policy", policy_inference=8,
+                            policy_inference_temperature=0)
+    with pytest.raises(ValueError, match='set beliefs = "policy" too'):
+        dataclasses.replace(PLAIN, policy_inference=8)
+    with pytest.raises(ValueError, match='beliefs "policy" needs policy_inference'):
+        dataclasses.replace(PLAIN, beliefs="policy")

@@ -1,5 +1,6 @@
 """Bootstrapping: built-in players in some self-play seats, their moves recorded as imitation
 targets, and the config that turns it on."""
+import dataclasses
 import itertools
 
 import numpy as np
@@ -7,9 +8,9 @@ import pytest
 
 from blobcore import Round
 from blobcore.expert import expert
-from blobcore.mcts import AGENT_EXPERT
+from blobcore.players import AGENT_EXPERT
 from blobcore.players import PLAYERS, builtin_player
-from blobcore.search_config import SearchConfig
+from blobcore.search_config import PLAIN, SearchConfig
 from plumbing.config import ConfigError, load
 from plumbing.records import to_proto
 from selfplay_client import tables
@@ -32,7 +33,7 @@ def test_seat_draws_give_the_share_and_always_leave_one_searching_seat():
 
 def test_builtin_moves_are_recorded_as_one_visit_decisions_and_train_as_imitation():
     specs = [(seed, 4, 5, -1, -1, (0, AGENT_EXPERT, AGENT_EXPERT, 0)) for seed in range(12)]
-    runner = PooledSearch(UniformEvaluator(), SearchConfig(determinizations=1, simulations=8), specs,
+    runner = PooledSearch(UniformEvaluator(), dataclasses.replace(PLAIN, determinizations=1, simulations=8), specs,
                           n_games=4, record_builtin=True)
     runner.run()
     for rec in runner.finished():
@@ -51,7 +52,7 @@ def test_builtin_moves_are_recorded_as_one_visit_decisions_and_train_as_imitatio
         one_hot = examples.policy[(examples.policy == 1.0).any(axis=1)]
         assert len(one_hot) >= 4 * expert_decisions
     # without record_builtin only the searching seats leave decisions
-    runner = PooledSearch(UniformEvaluator(), SearchConfig(determinizations=1, simulations=8), specs[:3],
+    runner = PooledSearch(UniformEvaluator(), dataclasses.replace(PLAIN, determinizations=1, simulations=8), specs[:3],
                           n_games=3)
     runner.run()
     for rec in runner.finished():

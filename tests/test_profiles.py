@@ -22,7 +22,7 @@ def test_every_profile_loads_and_builds_its_searches(profile):
 def test_the_pure_profile_uses_no_expert_in_search_inference_or_seats():
     config = load(PROJECT / "config" / "pure.toml")
     for search in (config.selfplay_search(), config.search.build(for_evaluation=True)):
-        assert search.rollout == "none" and search.inference_candidates == 1
+        assert search.rollout == "none" and search.beliefs == "uniform"
     assert config.selfplay.opponent == "" and config.selfplay.opponent_share == 0.0
     # the default, for contrast, plays out with expert and infers with its bidding model
     default = load(PROJECT / "config" / "blobzero.toml").selfplay_search()
@@ -46,7 +46,7 @@ def test_pure_self_play_through_triton_records_a_search_without_expert(tmp_path)
     records = selfplay_records(tmp_path, "config/pure.toml", 40, "selfplay.seed=7", model_seed=3)
     assert len(records) >= 40
     for r in records:
-        assert r.search.rollout == "none" and r.search.inference_candidates == 1
+        assert r.search.rollout == "none" and r.search.beliefs == "uniform"
         assert r.search.root == "puct"
         # every seat searched its own decisions (no built-in player sat in)
         assert {d.player for d in r.decisions} == set(range(r.n_players))

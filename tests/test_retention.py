@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from blobcore.search_config import LIGHT
+from blobcore.search_config import PLAIN
 from plumbing.config import ConfigError, load
 from plumbing.records import to_proto
 from plumbing.shards import ShardWriter
@@ -23,7 +23,7 @@ CLIENTS = ("alpha", "beta", "gamma")
 
 @pytest.fixture(scope="module")
 def records():
-    search = PooledSearch(UniformEvaluator(), LIGHT, itertools.islice(round_specs(7, 4, 3), 6), n_games=6)
+    search = PooledSearch(UniformEvaluator(), PLAIN.sized("light"), itertools.islice(round_specs(7, 4, 3), 6), n_games=6)
     search.run()
     return [to_proto(r, "t", model_version=1) for r in search.finished()]
 

@@ -1,4 +1,4 @@
-"""Determinized PUCT search (blobcore.mcts) driven through the pooled runner."""
+"""Determinized tree search (blobcore.search) driven through the pooled runner."""
 import dataclasses
 import itertools
 
@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 
 from blobcore import Round, card_index
-from blobcore.mcts import AGENT_GREEDY
-from blobcore.search_config import MEDIUM, SearchConfig
+from blobcore.players import AGENT_GREEDY
+from blobcore.search_config import PLAIN, SearchConfig
 from selfplay_client.evaluator import UniformEvaluator
 from selfplay_client.runner import PooledSearch, round_specs, search_position
 
-EXACT = SearchConfig(determinizations=3, simulations=30, add_noise=False, temperature=0.0)
+EXACT = dataclasses.replace(PLAIN, determinizations=3, simulations=30, add_noise=False, temperature=0.0)
 
 
 class RowHashEvaluator:
@@ -118,8 +118,8 @@ def replay(record):
     return rnd, states
 
 
-@pytest.mark.parametrize("config", [MEDIUM, SearchConfig(determinizations=2, simulations=7),
-                                    SearchConfig(determinizations=3, simulations=30,
+@pytest.mark.parametrize("config", [PLAIN, dataclasses.replace(PLAIN, determinizations=2, simulations=7),
+                                    dataclasses.replace(PLAIN, determinizations=3, simulations=30,
                                                  leaves_per_game=4)])
 def test_visits_per_determinization_equal_s_and_targets_cover_legal_actions_only(config):
     records, _ = run_rounds(config, range(12), UniformEvaluator(), n_games=8)
@@ -141,8 +141,8 @@ def test_visits_per_determinization_equal_s_and_targets_cover_legal_actions_only
 
 
 def test_determinizations_never_hold_a_card_the_searcher_has_seen():
-    from blobcore.mcts import SearchPool
-    pool = SearchPool(64, MEDIUM, [(s, 5, 6) for s in range(64)])
+    from blobcore.search.pool import SearchPool
+    pool = SearchPool(64, PLAIN, [(s, 5, 6) for s in range(64)])
     evaluator = UniformEvaluator()
     checked = 0
     for _ in range(400):
@@ -166,17 +166,17 @@ def test_determinizations_never_hold_a_card_the_searcher_has_seen():
 
 
 def test_runs_are_reproducible_from_a_seed():
-    first, _ = run_rounds(MEDIUM, range(20), RowHashEvaluator(), n_games=10)
-    second, _ = run_rounds(MEDIUM, range(20), RowHashEvaluator(), n_games=10)
+    first, _ = run_rounds(PLAIN, range(20), RowHashEvaluator(), n_games=10)
+    second, _ = run_rounds(PLAIN, range(20), RowHashEvaluator(), n_games=10)
     assert first == second
-    other, _ = run_rounds(MEDIUM, range(100, 120), RowHashEvaluator(), n_games=10)
+    other, _ = run_rounds(PLAIN, range(100, 120), RowHashEvaluator(), n_games=10)
     assert [r["actions"] for r in other] != [r["actions"] for r in first]
 
 
 def test_a_round_searched_alone_equals_the_same_round_in_a_pool_of_256():
     evaluator = RowHashEvaluator()
-    alone, _ = run_rounds(MEDIUM, [7], evaluator, n_games=1, halves=1)
-    pooled, stats = run_rounds(MEDIUM, range(256), evaluator, n_games=256)
+    alone, _ = run_rounds(PLAIN, [7], evaluator, n_games=1, halves=1)
+    pooled, stats = run_rounds(PLAIN, range(256), evaluator, n_games=256)
     assert stats.positions_per_batch > 50
     (match,) = [r for r in pooled if r["seed"] == 7]
     for key in ("hands", "actions", "decisions", "scores"):
@@ -184,7 +184,7 @@ def test_a_round_searched_alone_equals_the_same_round_in_a_pool_of_256():
 
 
 def test_zero_choice_fast_path_and_terminal_leaves_cost_no_evaluation():
-    records, stats = run_rounds(MEDIUM, range(16), UniformEvaluator(), n_games=16)
+    records, stats = run_rounds(PLAIN, range(16), UniformEvaluator(), n_games=16)
     search = stats.search
     assert search["forced_moves"] > 0 and search["terminal_leaves"] > 0
     # every leaf sent to the evaluator is one simulation or one root evaluation
@@ -194,7 +194,7 @@ def test_zero_choice_fast_path_and_terminal_leaves_cost_no_evaluation():
 
 def test_root_is_evaluated_once_per_decision():
     """With S=1 and D=4 each decision needs one root evaluation plus at most 4 leaves."""
-    config = SearchConfig(determinizations=4, simulations=1, add_noise=False)
+    config = dataclasses.replace(PLAIN, determinizations=4, simulations=1, add_noise=False)
     records, stats = run_rounds(config, range(8), UniformEvaluator(), n_games=8)
     decisions = stats.search["decisions"]
     assert stats.positions <= decisions * (1 + 4)
@@ -202,12 +202,12 @@ def test_root_is_evaluated_once_per_decision():
 
 
 def test_noise_and_temperature_change_play_but_evaluation_mode_is_deterministic():
-    quiet = MEDIUM.for_evaluation()
+    quiet = PLAIN.for_evaluation()
     a, _ = run_rounds(quiet, range(6), RowHashEvaluator(), n_games=3)
     b, _ = run_rounds(quiet, range(6), RowHashEvaluator(), n_games=6)
     assert [r["actions"] for r in a] == [r["actions"] for r in b]
     assert [r["decisions"] for r in a] == [r["decisions"] for r in b]
-    noisy, _ = run_rounds(MEDIUM, range(6), RowHashEvaluator(), n_games=3)
+    noisy, _ = run_rounds(PLAIN, range(6), RowHashEvaluator(), n_games=3)
     assert [r["actions"] for r in noisy] != [r["actions"] for r in a]
 
 
@@ -229,22 +229,22 @@ def test_the_evaluation_search_weighs_the_prior_by_its_own_c_visit():
 def test_round_specs_vary_dealer_trump_and_cards():
     specs = list(itertools.islice(round_specs(5, 4, (2, 6)), 200))
     assert {c for _, _, c in specs} == {2, 3, 4, 5, 6}
-    records, _ = run_rounds(SearchConfig(determinizations=1, simulations=4), range(40),
+    records, _ = run_rounds(dataclasses.replace(PLAIN, determinizations=1, simulations=4), range(40),
                             UniformEvaluator(), n_games=20)
     assert len({r["dealer"] for r in records}) == 4
     assert len({r["trump"] for r in records}) == 5
 
 
 def test_bad_inputs_are_rejected_clearly():
-    from blobcore.mcts import SearchPool
-    pool = SearchPool(2, MEDIUM, [(1, 4, 5)])
+    from blobcore.search.pool import SearchPool
+    pool = SearchPool(2, PLAIN, [(1, 4, 5)])
     states, _ = pool.collect()
     with pytest.raises(ValueError, match=r"policy must have shape \(1, 52\)"):
         pool.apply(np.zeros((2, 52), np.float32), np.zeros((1, 8), np.float32))
     with pytest.raises(RuntimeError, match="apply"):
         pool.collect()
     with pytest.raises(ValueError, match="bad round spec"):
-        SearchPool(1, MEDIUM, [(1, 2, 5)]).collect()
+        SearchPool(1, PLAIN, [(1, 2, 5)]).collect()
     with pytest.raises(ValueError, match="simulations"):
         SearchConfig(simulations=0)
 
@@ -288,7 +288,7 @@ def test_searcher_perspective_evaluates_every_position_as_the_searcher_sees_it(p
         assert mask.sum() >= 1
 
 
-ROLLOUT = SearchConfig(determinizations=3, simulations=30, add_noise=False, temperature=0.0,
+ROLLOUT = dataclasses.replace(PLAIN, determinizations=3, simulations=30, add_noise=False, temperature=0.0,
                        rollout="expert", rollout_weight=1.0)
 
 

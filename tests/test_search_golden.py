@@ -21,7 +21,8 @@ GOLDEN = Path(__file__).parent / "golden" / "search.json"
 
 #: The plain search (PUCT root, the network's value, uniform determinization) and the
 #: product's default (Gumbel root, expert play-outs, hidden hands weighted by the bids), both
-#: spelled out in full so that a change of defaults cannot change what is compared.
+#: spelled out in full so that a change of defaults cannot change what is compared (beliefs
+#: are left at "bids", which with one candidate is the uniform draw, as before the split).
 PLAIN = dict(determinizations=3, simulations=30, c_puct=1.25, dirichlet_alpha=0.5,
              dirichlet_eps=0.25, add_noise=True, temperature=1.0, temperature_moves=6,
              leaves_per_game=1, skip_forced=True, perspective="searcher", rollout="none",
@@ -42,7 +43,7 @@ CASES = {
     "parts-mix": (dict(PLAIN, leaves_per_game=4, perspective="mover", rollout="greedy",
                        rollout_weight=0.5, bid_rollout_weight=0.0, rollout_resample=False,
                        inference_candidates=4), False),
-    "policy-inference": (dict(DEFAULT, policy_inference=8, simulations=12), True),
+    "policy-inference": (dict(DEFAULT, beliefs="policy", policy_inference=8, simulations=12), True),
 }
 
 

@@ -3,7 +3,7 @@ import itertools
 
 import pytest
 
-from blobcore.search_config import LIGHT
+from blobcore.search_config import PLAIN
 from plumbing.records import to_proto
 from plumbing.shards import CorruptShard, ShardReader, ShardWriter, decode_shard, encode_shard
 from selfplay_client.evaluator import UniformEvaluator
@@ -12,7 +12,7 @@ from selfplay_client.runner import PooledSearch, round_specs
 
 @pytest.fixture(scope="module")
 def records():
-    search = PooledSearch(UniformEvaluator(), LIGHT, itertools.islice(round_specs(3), 24), n_games=12)
+    search = PooledSearch(UniformEvaluator(), PLAIN.sized("light"), itertools.islice(round_specs(3), 24), n_games=12)
     search.run()
     return search.finished()
 
@@ -24,7 +24,7 @@ def test_round_trip(records):
     first = back[0]
     assert first.model_version == 3 and first.client_id == "client-a"
     assert list(first.actions) == records[0]["actions"]
-    assert first.search.simulations == LIGHT.simulations
+    assert first.search.simulations == PLAIN.sized("light").simulations
     assert [list(h.cards) for h in first.hands] == records[0]["hands"]
     d = first.decisions[0]
     assert dict(zip(d.actions, d.visits)) == records[0]["decisions"][0]["visits"]

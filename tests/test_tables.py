@@ -12,10 +12,10 @@ import pytest
 from blobcore import Round, encode
 from blobcore.encode import SLOTS
 from blobcore.game import Game
-from blobcore.mcts import AGENT_EXPERT, AGENT_GREEDY
+from blobcore.players import AGENT_EXPERT, AGENT_GREEDY
 from blobcore.players import PLAYERS
 from blobcore.rules import game_schedule
-from blobcore.search_config import HEAVY, LIGHT, PRESETS
+from blobcore.search_config import PLAIN, PRESETS
 from plumbing.config import ConfigError, load
 from plumbing.records import to_proto
 from plumbing import records_pb2
@@ -102,7 +102,7 @@ def test_full_games_in_the_pool_equal_the_game_played_directly(n, start):
     plans = [tables.GamePlan(n, start, seed=100 + g, first_dealer=g % n, agents=agents, key=g)
              for g in range(3)]
     feeder = tables.FullGames(plans)
-    PooledSearch([_NoNetwork()], LIGHT.for_evaluation(), feeder, n_games=2).run()
+    PooledSearch([_NoNetwork()], PLAIN.sized("light").for_evaluation(), feeder, n_games=2).run()
     assert sorted(r.plan.key for r in feeder.results) == [0, 1, 2]
     for result in feeder.results:
         game = Game(n, start, seed=result.plan.seed, first_dealer=result.plan.first_dealer)
@@ -120,7 +120,7 @@ def test_self_play_of_full_games_records_the_game_context_the_network_saw():
     cfg = load(None, ["table.players=3,8", "table.deal=schedule", "table.full_games=true",
                       "table.start_cards=4"], env={})
     feeder = tables.feed(3, cfg.table)
-    search = PooledSearch(UniformEvaluator(), LIGHT, feeder, n_games=6)
+    search = PooledSearch(UniformEvaluator(), PLAIN.sized("light"), feeder, n_games=6)
     done = []
     search.run(on_record=done.append, should_stop=lambda: len(done) >= 60)
     games = collections.defaultdict(list)
@@ -156,7 +156,7 @@ def test_self_play_of_full_games_records_the_game_context_the_network_saw():
 
 
 def test_a_bad_game_context_costs_only_that_record():
-    search = PooledSearch(UniformEvaluator(), LIGHT, [(5, 4, 3)], n_games=1)
+    search = PooledSearch(UniformEvaluator(), PLAIN.sized("light"), [(5, 4, 3)], n_games=1)
     search.run()
     (record,) = search.finished()
     proto = to_proto(record, "t")
@@ -173,7 +173,7 @@ def test_a_bad_game_context_costs_only_that_record():
 def extreme_records():
     """Heavy search (5x50) on 3x17, 8x6 and 8x1 rounds: the largest trees and decision lists."""
     specs = [(20 + i, n, c) for i, (n, c) in enumerate(EXTREMES)]
-    search = PooledSearch(UniformEvaluator(), HEAVY, specs, n_games=3)
+    search = PooledSearch(UniformEvaluator(), PLAIN.sized("heavy"), specs, n_games=3)
     search.run()
     return sorted(search.finished(), key=lambda r: r["seed"])
 
@@ -183,7 +183,7 @@ def test_heavy_search_completes_the_largest_rounds(extreme_records):
         assert record["complete"] and (record["n_players"], record["cards"]) == (n, c)
         assert len(record["actions"]) == n + n * c
         for d in record["decisions"]:
-            assert sum(d["visits"].values()) == HEAVY.determinizations * HEAVY.simulations
+            assert sum(d["visits"].values()) == PLAIN.sized("heavy").determinizations * PLAIN.sized("heavy").simulations
             assert len(d["visits"]) <= c + 1
     # 3x17: every bid and almost every card is a real decision
     assert len(extreme_records[0]["decisions"]) > 40

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from blobcore import Round, encode
-from blobcore.search_config import LIGHT
+from blobcore.search_config import PLAIN
 from plumbing.config import load
 from plumbing.records import to_proto
 from plumbing.shards import ShardWriter
@@ -17,7 +17,7 @@ from trainer.window import Window, window_capacity
 
 @pytest.fixture(scope="module")
 def protos():
-    search = PooledSearch(UniformEvaluator(), LIGHT, itertools.islice(round_specs(11, 4, (3, 6)), 40),
+    search = PooledSearch(UniformEvaluator(), PLAIN.sized("light"), itertools.islice(round_specs(11, 4, (3, 6)), 40),
                           n_games=20)
     search.run()
     return [to_proto(r, "t", model_version=1) for r in search.finished()]

@@ -68,7 +68,7 @@ def search_values(raw: np.ndarray, counts: np.ndarray, n_players: np.ndarray) ->
     (D,): players of its round. A row becomes NaN in every column, meaning "no search value:
     train on the outcome", unless it has exactly n_players finite entries that are not all
     zero: older records have none, and a built-in seat's imitation decision records zeros
-    (``blobcore/mcts.pyx`` ``_record_builtin``) — a real search gives all zeros only when it
+    (``blobcore/search/pool.pyx`` ``_record_builtin``) — a real search gives all zeros only when it
     expects every seat to miss, where the outcome says much the same."""
     usable = ((counts == n_players) & np.isfinite(raw).all(axis=1) & (raw != 0).any(axis=1))
     raw[~usable] = np.nan

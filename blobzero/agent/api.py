@@ -1,23 +1,21 @@
 """The BlobAgent API (proto/blobzero/agent.proto), independent of the transport.
 
 ``AgentApi`` takes and returns the generated messages; ``ApiError`` carries a gRPC status code
-name. The gRPC servicer (``blobzero/agent/grpc_server.py``) and the JSON-over-HTTP front of the
+name. The gRPC servicer (``blobzero/agent/service.py``) and the JSON-over-HTTP front of the
 web page (``blobzero/agent/web.py``) both call it, so the page and a gRPC client see the same
 service. Bad input raises ``ApiError("INVALID_ARGUMENT", <what is wrong>)``; nothing is changed.
 """
 from __future__ import annotations
 
-import dataclasses
 import time
 
 from blobcore.rules import card_name
-from blobcore.search_config import PRESETS, SearchConfig
+from blobcore.search_config import SIZES, SearchConfig
 from blobzero import agent_pb2 as pb
 from blobzero.agent.engine import Advice, Engine, EngineUnavailable
 from blobzero.agent.games import GAME_ID_LENGTH, KINDS, GameHost, GameNotFound, HostedGame, Seat
 from blobzero.agent.position import (SUITS, PositionError, Play, SeatKnowledge, build_round, check_table,
                                      parse_card, parse_trump)
-from blobzero.arena import arena_search
 from plumbing import config as configuration
 
 
@@ -42,17 +40,19 @@ class AgentApi:
 
     # -- search settings ------------------------------------------------------------------
     def search_config(self, preset: str, simulations: int = 0, determinizations: int = 0) -> SearchConfig:
+        """The configured search's evaluation variant at a preset's size, with a request's own
+        simulations and determinizations (0 = the preset's) — built by the one builder."""
         name = (preset or self.cfg.agent.search_preset).lower()
-        if name not in PRESETS:
-            raise ApiError("INVALID_ARGUMENT", f"search: {preset!r} is not a preset ({', '.join(PRESETS)})")
-        base = arena_search(self.cfg, name).for_evaluation()
+        if name not in SIZES:
+            raise ApiError("INVALID_ARGUMENT", f"search: {preset!r} is not a preset ({', '.join(SIZES)})")
         limit = self.cfg.agent.max_simulations
         if simulations and not 1 <= simulations <= limit:
             raise ApiError("INVALID_ARGUMENT", f"simulations must be 1..{limit}, got {simulations}")
         if determinizations and not 1 <= determinizations <= 64:
             raise ApiError("INVALID_ARGUMENT", f"determinizations must be 1..64, got {determinizations}")
-        return dataclasses.replace(base, simulations=simulations or base.simulations,
-                                   determinizations=determinizations or base.determinizations)
+        size = {key: value for key, value in (("simulations", simulations),
+                                              ("determinizations", determinizations)) if value}
+        return self.cfg.search.build(for_evaluation=True, preset=name, **size)
 
     # -- Advise --------------------------------------------------------------------------
     def advise(self, req: pb.AdviseRequest) -> pb.AdviseResponse:
@@ -118,7 +118,7 @@ class AgentApi:
             return item
 
         order = sorted(advice.prior, key=lambda a: (-advice.visits.get(a, 0), -advice.prior[a], a))
-        name = next((n for n, p in PRESETS.items() if (p.determinizations, p.simulations) ==
+        name = next((n for n, size in SIZES.items() if size ==
                      (config.determinizations, config.simulations)), "custom")
         return pb.AdviseResponse(
             recommended=one(advice.action), actions=[one(a) for a in order],

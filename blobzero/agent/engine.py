@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from blobcore.encode import encode
-from blobcore.mcts import SearchPool
+from blobcore.search.pool import SearchPool
 from blobcore.rules import Round
 from blobcore.search_config import SearchConfig
 

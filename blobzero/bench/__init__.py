@@ -13,6 +13,8 @@ import platform
 import os
 import time
 
+from blobcore.search_config import NAMED_SEARCHES
+
 #: benchmark name -> module path
 BENCHMARKS: dict[str, str] = {
     "core": "blobzero.bench.core",
@@ -32,6 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tables", metavar="NxC,...",
                         help="tables for bench search/selfplay, players x cards per seat "
                              f"(default: {','.join(f'{n}x{c}' for n, c in DEFAULT_TABLES)})")
+    parser.add_argument("--search", choices=sorted(NAMED_SEARCHES), default="default",
+                        help="the search bench search/selfplay/train/gpu measure: the product's "
+                             "(the config's [search], default) or another by name")
     parser.add_argument("--bucket", metavar="s3://BUCKET/PREFIX", default="",
                         help="bench train: measure ingest from this bucket (AWS_* environment; "
                              "default: a loopback S3 server)")
@@ -56,6 +61,15 @@ def tables(args) -> list[tuple[int, int]]:
                              f"1..52//N cards, e.g. 4x5,3x17")
         out.append((int(n), int(c)))
     return out
+
+
+def search_config(args=None, for_evaluation: bool = False, **settings):
+    """The search a benchmark measures, built by the config's one builder: the configured
+    ``[search]`` (defaults, or $BLOBZERO_CONFIG) with the named search's settings
+    (``--search``, default "default": the product's) and then ``settings`` over it."""
+    from plumbing.config import load
+    named = NAMED_SEARCHES[getattr(args, "search", None) or "default"]
+    return load().search.build(for_evaluation=for_evaluation, **{**named, **settings})
 
 
 def rounds_for(n_players: int, cards: int, base: int) -> int:

@@ -1,12 +1,14 @@
 """``blobzero bench decision``: what one searched decision costs, per part of the search.
 
 Medium search (3 x 30) at 4 x 5, every seat searching, uniform evaluator (so the figures are
-the search's own CPU time, without the network), one variant after another in one process:
+the search's own CPU time, without the network), one variant after another in one process,
+each the configured search (the one builder, evaluation variant) with parts swapped by name:
 
 * ``plain``: determinized PUCT, network values only (the search before the strength work);
-* ``playouts``: + expert play-outs at the leaves in freshly sampled deals (lambda = 1);
-* ``inference``: + hidden hands weighted by the bids (8 candidates);
-* ``default``: + the Gumbel root — the configured default search.
+* ``playouts``: the default with a PUCT root and uniform beliefs: expert play-outs at the
+  leaves in freshly sampled deals (lambda = 1);
+* ``inference``: the default with a PUCT root: + hidden hands weighted by the bids;
+* ``default``: the configured default search (+ the Gumbel root).
 
 For each: CPU milliseconds per searched decision, network evaluations per round (what the
 evaluator is asked; play-outs cost none) and decisions per round. ``docs/strength.md`` quotes
@@ -14,27 +16,26 @@ these beside the strength of each variant.
 """
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import statistics
 import time
 
-from blobcore.search_config import MEDIUM
+from blobcore.search_config import PLAIN_SETTINGS
+from blobzero.bench import search_config
 from selfplay_client.evaluator import UniformEvaluator
 from selfplay_client.runner import PooledSearch, round_specs
 
+#: Each variant: the parts swapped into the configured search, by name.
 VARIANTS = {
-    "plain": {},
-    "playouts": dict(rollout="expert", rollout_weight=1.0),
-    "inference": dict(rollout="expert", rollout_weight=1.0, inference_candidates=8,
-                      inference_temperature=1.0),
-    "default": dict(rollout="expert", rollout_weight=1.0, inference_candidates=8,
-                    inference_temperature=1.0, root="gumbel"),
+    "plain": PLAIN_SETTINGS,
+    "playouts": dict(root="puct", beliefs="uniform"),
+    "inference": dict(root="puct"),
+    "default": {},
 }
 
 
 def _measure(changes: dict, specs: list[tuple]) -> dict:
-    config = dataclasses.replace(MEDIUM, **changes).for_evaluation()
+    config = search_config(None, for_evaluation=True, preset="medium", **changes)
     search = PooledSearch(UniformEvaluator(), config, specs, n_games=64, halves=1)
     started = time.process_time()
     stats = search.run()

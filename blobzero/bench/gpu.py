@@ -213,7 +213,10 @@ def run(args) -> dict:
     states, masks = positions(512 if quick else 4096)
     result["network_evaluations_per_s"] = network_section(states, masks, batches, repeats)
     result["onnxruntime"] = onnx_section(states, masks, batches, repeats)
-    records = make_records(64 if quick else 256)
+    from blobzero.bench import search_config
+    search = search_config(args, preset="medium")
+    result["search"] = search.describe()
+    records = make_records(64 if quick else 256, search=search)
     window = filled_window(records, 100_000 if quick else 1_000_000)
     result["trainer"] = [train_rate(window, PRESET, "cuda", b, 5 if quick else 30) for b in (4096, 16384)]
     cores = os.cpu_count() or 2
@@ -221,7 +224,8 @@ def run(args) -> dict:
     # 2,048 rounds in flight per process, as config/gpu.toml: ~1,024 positions per request
     result["selfplay_shared_gpu_evaluator"] = [
         selfplay_rate(n, PRESET, "cuda", games=512 if quick else GAMES_IN_FLIGHT,
-                      warmup_s=5 if quick else 20, measure_s=10 if quick else 30) for n in counts]
+                      warmup_s=5 if quick else 20, measure_s=10 if quick else 30, search=search)
+        for n in counts]
     best = max(result["selfplay_shared_gpu_evaluator"], key=lambda r: r["rounds_per_min"])
     result["recommended_selfplay_replicas"] = best["processes"]
     return result

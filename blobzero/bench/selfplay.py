@@ -1,6 +1,7 @@
 """``blobzero bench selfplay``: end-to-end self-play through the real local Triton.
 
-Medium search (3 x 30), the full-size BlobNet (random weights: speed does not depend on
+The product's search at Medium size (3 x 30; ``--search plain`` for the plain search), the
+full-size BlobNet (random weights: speed does not depend on
 them), client and server on this machine, one server for every table (``--tables``, default
 4x5, 3x17, 4x13, 6x8, 8x6). Reports for the first table rounds/min, leaf evaluations/s,
 positions per request and where the time goes (client search vs waiting, Triton queue and
@@ -13,8 +14,6 @@ import itertools
 import tempfile
 import time
 from pathlib import Path
-
-from blobcore.search_config import MEDIUM
 
 TARGET_ROUNDS_PER_MIN = 300
 
@@ -30,11 +29,11 @@ def _counter(text: str, name: str) -> float:
     return total
 
 
-def _measure(server, evaluator, n_players: int, cards: int, rounds: int, games: int) -> dict:
+def _measure(server, evaluator, n_players: int, cards: int, rounds: int, games: int, config) -> dict:
     from selfplay_client.runner import PooledSearch, round_specs
 
     specs = itertools.islice(round_specs(5, n_players, cards), rounds)
-    search = PooledSearch(evaluator, MEDIUM, specs, n_games=games)
+    search = PooledSearch(evaluator, config, specs, n_games=games)
     before = server.metrics()
     started = time.perf_counter()
     stats = search.run()
@@ -48,7 +47,7 @@ def _measure(server, evaluator, n_players: int, cards: int, rounds: int, games: 
 
 
 def run(args) -> dict:
-    from blobzero.bench import rounds_for, tables
+    from blobzero.bench import rounds_for, search_config, tables
     from selfplay_client.triton_evaluator import TritonEvaluator
     from plumbing.model_repository import publish_version
     from services.triton_local import LocalTriton, ServerConfig
@@ -60,14 +59,15 @@ def run(args) -> dict:
     warmup_rounds = 64 if quick else 512
     rounds = 128 if quick else 1536
     table_list = tables(args)
+    search = search_config(args, preset="medium")
     with tempfile.TemporaryDirectory(prefix="bench-selfplay-") as tmp:
         tmp = Path(tmp)
         onnx = export_fresh(preset, tmp / "model.onnx", seed=0)
         publish_version(tmp / "repo", onnx)
         config = ServerConfig.with_free_ports(tmp / "repo", tmp / "triton", instances=2)
         with LocalTriton(config) as server, TritonEvaluator(server.url, max_in_flight=4) as evaluator:
-            _measure(server, evaluator, *table_list[0], warmup_rounds, games)
-            runs = [(n, c, _measure(server, evaluator, n, c, rounds_for(n, c, rounds), games))
+            _measure(server, evaluator, *table_list[0], warmup_rounds, games, search)
+            runs = [(n, c, _measure(server, evaluator, n, c, rounds_for(n, c, rounds), games, search))
                     for n, c in table_list]
     per_table = [{"table": f"{n}x{c}", "rounds_per_min": round(m["stats"].rounds / m["wall"] * 60, 1),
                   "evaluations_per_round": round(m["stats"].positions / m["stats"].rounds, 1),
@@ -93,7 +93,8 @@ def run(args) -> dict:
         },
         "rounds": stats.rounds,
         "tables": per_table,
-        "workload": f"Medium 3x30, {preset} BlobNet, {games} rounds in flight, 2 Triton instances "
+        "search": getattr(args, "search", None) or "default",
+        "workload": f"{search.describe()}, {preset} BlobNet, {games} rounds in flight, 2 Triton instances "
                     f"x 1 ORT thread, 4 requests in flight; headline figures for {n}x{c}",
         "target_rounds_per_min": TARGET_ROUNDS_PER_MIN,
         "meets_target": rounds_per_min >= TARGET_ROUNDS_PER_MIN if not quick else None,

@@ -161,10 +161,10 @@ def serve(shm_names: list[str], rows_max: int, max_rows: int, requests, response
 
 
 def run_client(client: int, shm_name: str, rows_max: int, requests, responses, games: int,
-               warmup_s: float, measure_s: float, seed: int, results) -> None:
-    """A self-play process: Medium search, 4 players, 5 cards, ``games`` rounds in flight;
-    puts (rounds finished in the measured window, positions evaluated in it) on ``results``."""
-    from blobcore.search_config import MEDIUM
+               warmup_s: float, measure_s: float, seed: int, results, config) -> None:
+    """A self-play process: search ``config`` (a SearchConfig), 4 players, 5 cards, ``games``
+    rounds in flight; puts (rounds finished in the measured window, positions evaluated in
+    it) on ``results``."""
     from selfplay_client.runner import PooledSearch, round_specs
     evaluator = SharedEvaluatorClient(client, shm_name, rows_max, requests, responses)
     start = time.perf_counter()
@@ -175,7 +175,7 @@ def run_client(client: int, shm_name: str, rows_max: int, requests, responses, g
         if begin <= time.perf_counter() < end:
             finished[0] += 1
 
-    search = PooledSearch(evaluator, MEDIUM, round_specs(seed), n_games=games)
+    search = PooledSearch(evaluator, config, round_specs(seed), n_games=games)
     positions_before = [0]
 
     def should_stop() -> bool:
@@ -189,8 +189,13 @@ def run_client(client: int, shm_name: str, rows_max: int, requests, responses, g
 
 
 def selfplay_rate(n_clients: int, preset: str, device: str, games: int = 512,
-                  max_rows: int = 16384, warmup_s: float = 10.0, measure_s: float = 20.0) -> dict:
-    """Rounds/min of ``n_clients`` search processes sharing one evaluator process."""
+                  max_rows: int = 16384, warmup_s: float = 10.0, measure_s: float = 20.0,
+                  search=None) -> dict:
+    """Rounds/min of ``n_clients`` search processes sharing one evaluator process, each
+    running ``search`` (a SearchConfig; default: the product's at Medium size)."""
+    if search is None:
+        from blobzero.bench import search_config
+        search = search_config(preset="medium")
     import multiprocessing as mp
     ctx = mp.get_context("spawn")
     rows_max = -(-games // 2)
@@ -208,7 +213,8 @@ def selfplay_rate(n_clients: int, preset: str, device: str, games: int = 512,
         if not ready.wait(300):
             raise RuntimeError("the evaluator process did not start within 300 s")
         clients += [ctx.Process(target=run_client, args=(i, names[i], rows_max, requests, responses[i],
-                                                        games, warmup_s, measure_s, 1000 * i, results),
+                                                        games, warmup_s, measure_s, 1000 * i, results,
+                                                        search),
                                daemon=True) for i in range(n_clients)]
         for c in clients:
             c.start()

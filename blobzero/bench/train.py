@@ -32,15 +32,17 @@ TEN_MILLION = 10_000_000
 OLD_ROW_BYTES = (256 + 52 + 52 + 8 + 8) * 4 + 8
 
 
-def make_records(n_rounds: int, seed: int = 3) -> list:
-    from blobcore.search_config import MEDIUM
+def make_records(n_rounds: int, seed: int = 3, search=None) -> list:
+    """``n_rounds`` self-play records of ``search`` (default: the product's, Medium size) on a
+    uniform evaluator, as protobuf."""
+    from blobzero.bench import search_config
     from plumbing.records import to_proto
     from selfplay_client.evaluator import UniformEvaluator
     from selfplay_client.runner import PooledSearch, round_specs
-    search = PooledSearch(UniformEvaluator(), MEDIUM, itertools.islice(round_specs(seed), n_rounds),
-                          n_games=min(256, n_rounds))
-    search.run()
-    return [to_proto(r, "bench", model_version=1) for r in search.finished()]
+    runner = PooledSearch(UniformEvaluator(), search or search_config(preset="medium"),
+                          itertools.islice(round_specs(seed), n_rounds), n_games=min(256, n_rounds))
+    runner.run()
+    return [to_proto(r, "bench", model_version=1) for r in runner.finished()]
 
 
 def ingest_rate(records: list, shards: int, rounds_per_shard: int = 64) -> dict:
@@ -205,7 +207,8 @@ def run(args) -> dict:
     import torch
     quick = getattr(args, "quick", False)
     torch.set_num_threads(1)           # trainer.threads of the laptop profile (CPU figures)
-    records = make_records(64 if quick else 256)
+    from blobzero.bench import search_config
+    records = make_records(64 if quick else 256, search=search_config(args, preset="medium"))
     window = filled_window(records, 100_000 if quick else 500_000)
     result = {
         "window": window_memory(records),

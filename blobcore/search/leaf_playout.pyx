@@ -1,0 +1,39 @@
+# cython: language_level=3
+"""Leaf value: a play-out by a built-in player (``search.rollout`` names it). From the leaf,
+in a world the beliefs draw for the searcher's information there (``rollout_resample``; else
+in the determinization the tree was built in), every seat plays that player to the end of the
+round; the leaf's value is (1 - lambda) x the network's + lambda x the play-out's normalised
+scores (AlphaGo's mixing; lambda = ``bid_rollout_weight`` while the decision searched is a
+bid, else ``rollout_weight``)."""
+from blobcore.rules cimport RoundState, rs_apply, PHASE_BID_C, PHASE_DONE_C
+from blobcore.builtin cimport builtin_action
+from blobcore.search.core cimport Pool, Slot, LeafValue
+from blobcore.search.tree cimport terminal_value
+from blobcore.search.part cimport part_capsule
+
+
+cdef void _evaluate(Pool* P, Slot* s, const RoundState* leaf, float* value) noexcept nogil:
+    cdef RoundState w
+    cdef float scores[8]
+    cdef float lam = P.p.bid_rollout_weight if s.game.phase == PHASE_BID_C else P.p.rollout_weight
+    cdef int k
+    if lam <= 0:
+        return
+    if P.p.rollout_resample:      # the hidden cards as the searcher might see them here
+        P.beliefs.leaf_world(P, s, leaf, &w)
+    else:
+        w = leaf[0]
+    while w.phase != PHASE_DONE_C:
+        rs_apply(&w, builtin_action(P.p.rollout, &w, &s.rng))
+    terminal_value(&w, scores)
+    for k in range(w.n_players):
+        value[k] = (1.0 - lam) * value[k] + lam * scores[k]
+
+
+cdef LeafValue LEAF
+LEAF.evaluate = _evaluate
+
+
+def part():
+    """This leaf value's functions, for the pool (blobcore/search/parts.py)."""
+    return part_capsule(&LEAF, b"blobcore.search.LeafValue")
