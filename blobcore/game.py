@@ -1,5 +1,5 @@
 """A full game of Blob: the round schedule, dealer rotation, trump rotation,
-cumulative scores and the winner (BRIEF §3).
+cumulative scores and the winner (docs/rules.md).
 
 Rounds are the Cython ``Round``; this class only sequences them.
 """

@@ -1,5 +1,5 @@
 # cython: language_level=3
-"""Blob rules engine (BRIEF §3), exact and C-speed.
+"""Blob rules engine (docs/rules.md), exact and C-speed.
 
 The state of a round is one plain C struct (``RoundState``, see rules.pxd): copying
 it is a memcpy, and every step function runs without the GIL so the search can

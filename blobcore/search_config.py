@@ -11,7 +11,6 @@ from dataclasses import asdict, dataclass, fields, replace
 from blobcore.search.parts import BELIEFS, ROOT_RULES, leaf_value_names
 
 PERSPECTIVES = ("mover", "searcher")
-ROOTS = tuple(ROOT_RULES)
 #: Actions one round can hold (blobcore/rules.pxd MAX_ACTIONS_C: N bids + N x C cards).
 MAX_ROUND_ACTIONS = 60
 
@@ -133,7 +132,7 @@ class SearchConfig:
              f"policy_inference = {self.policy_inference} weighs deals by the network's policy: "
              f'set beliefs = "policy" too (or policy_inference = 0)'),
             (self.policy_inference_temperature > 0, "policy_inference_temperature must be positive"),
-            (self.root in ROOTS, f"root must be one of {ROOTS}"),
+            (self.root in ROOT_RULES, f"root must be one of {', '.join(ROOT_RULES)}, got {self.root!r}"),
             (2 <= self.gumbel_actions <= 18, "gumbel_actions must be 2..18"),
             (self.gumbel_c_visit >= 0 and self.gumbel_c_scale > 0,
              "gumbel_c_visit must be >= 0 and gumbel_c_scale positive"),

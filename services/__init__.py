@@ -1,1 +1,4 @@
-"""Long-running services: the local Triton launcher and (later) the agent service."""
+"""Long-running services beside the loop: the local Triton launcher and the model mirror.
+
+The agent (``blobzero agent``) lives in ``blobzero/agent/``: it is an application of the
+search, above this layer."""

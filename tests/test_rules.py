@@ -1,4 +1,4 @@
-"""One test per rule of BRIEF §3, on hand-built deals."""
+"""One test per rule of docs/rules.md, on hand-built deals."""
 import copy
 
 import numpy as np

@@ -1,8 +1,9 @@
 """Training examples from game records, re-encoded with the core encoder.
 
 For every searched decision of a round: the observation and legal mask the searching player
-saw (``blobcore.encode``; a round of a full game is encoded with its game context), the policy target (root visit counts normalised over the legal
-actions) and the value target (the round's final normalised scores, per seat, rotated so
+saw (``blobcore.encode``; a round of a full game is encoded with its game context), the policy target (the root
+rule's: the Gumbel root's improved policy, or the root visit counts with a PUCT root, normalised
+over the legal actions) and the value target (the round's final normalised scores, per seat, rotated so
 seat 0 is the player to move — the network's value convention), and the tricks each seat
 finally took, in the same order (the ``tricks`` value head's target).
 """

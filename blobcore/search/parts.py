@@ -44,15 +44,20 @@ def leaf_value_names() -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class LoadedParts:
-    """The capsules of one search's parts (kept alive by the pool that copies them)."""
+    """The capsules of one search's parts (kept alive by the pool that copies them), and for
+    each the option and module it came from (for error messages)."""
     root: object
     leaf: object
     beliefs: object
+    where: dict
 
 
 def load_parts(config) -> LoadedParts:
     """Import the parts ``config`` (a ``SearchConfig``) names and take their capsules."""
-    leaf = LEAF_VALUES.get(config.rollout, PLAYOUT)
-    return LoadedParts(root=importlib.import_module(ROOT_RULES[config.root]).part(),
-                       leaf=importlib.import_module(leaf).part(),
-                       beliefs=importlib.import_module(BELIEFS[config.beliefs]).part())
+    modules = {"root": ("root", config.root, ROOT_RULES[config.root]),
+               "leaf": ("rollout", config.rollout, LEAF_VALUES.get(config.rollout, PLAYOUT)),
+               "beliefs": ("beliefs", config.beliefs, BELIEFS[config.beliefs])}
+    capsules = {kind: importlib.import_module(module).part()
+                for kind, (_, _, module) in modules.items()}
+    return LoadedParts(**capsules, where={kind: f"search.{option} = {name!r} ({module})"
+                                          for kind, (option, name, module) in modules.items()})

@@ -141,9 +141,13 @@ cdef class SearchPool:
         self.config = config
         self._set_params(config)
         self._parts = load_parts(config)
-        self.P.root = (<RootRule*>part_table(self._parts.root, b"blobcore.search.RootRule"))[0]
-        self.P.leaf = (<LeafValue*>part_table(self._parts.leaf, b"blobcore.search.LeafValue"))[0]
-        self.P.beliefs = (<Beliefs*>part_table(self._parts.beliefs, b"blobcore.search.Beliefs"))[0]
+        where = self._parts.where
+        self.P.root = (<RootRule*>part_table(self._parts.root, b"blobcore.search.RootRule",
+                                             where["root"]))[0]
+        self.P.leaf = (<LeafValue*>part_table(self._parts.leaf, b"blobcore.search.LeafValue",
+                                              where["leaf"]))[0]
+        self.P.beliefs = (<Beliefs*>part_table(self._parts.beliefs, b"blobcore.search.Beliefs",
+                                               where["beliefs"]))[0]
         self.P.n_slots = n_slots
         self.P.slots = <Slot*>calloc(n_slots, sizeof(Slot))
         self.P.nodes = <Node*>malloc(<size_t>n_slots * self.P.p.node_cap * sizeof(Node))
