@@ -12,7 +12,8 @@ Agents: ``random`` (uniformly random legal play), ``greedy`` (the built-in heuri
 (the card-counting rule-based player, docs/players.md), ``v<N>`` (version N from the model
 repository, or the trainer's archive of published versions: directories or a bucket, read
 through plumbing/storage.py, a bucket's versions copied into the bounded local cache
-``storage.cache_dir``), ``latest``, or a path to an ONNX file. Model agents search (evaluation mode: no noise, most-visited move) with
+``storage.cache_dir``), ``latest`` (``latest~N``: N versions before it), or a path to an ONNX
+file. Model agents search (evaluation mode: no noise, most-visited move) with
 in-process ONNX Runtime.
 """
 from __future__ import annotations
@@ -59,7 +60,8 @@ def resolve_agent(spec: str, cfg: configuration.Config) -> Agent:
     if spec in PLAYERS:
         return Agent(spec, None, PLAYERS[spec].code)
     models = ModelVersions.from_config(cfg.storage)
-    if spec == "latest":
+    back = re.fullmatch(r"latest(?:~(\d+))?", spec)
+    if back:                             # latest~N: N versions before the newest (from a script)
         try:
             latest = models.latest()
         except OSError as exc:           # a bucket that cannot be listed
@@ -67,7 +69,10 @@ def resolve_agent(spec: str, cfg: configuration.Config) -> Agent:
                              f"{exc}") from None
         if latest is None:
             raise ValueError(f"no model versions in {models.repository.url}")
-        spec = f"v{latest}"
+        if latest - int(back[1] or 0) < 1:
+            raise ValueError(f"{spec}: the newest version is v{latest}, so there is no version "
+                             f"{back[1]} before it")
+        spec = f"v{latest - int(back[1] or 0)}"
     match = re.fullmatch(r"v(?:ersion)?:?(\d+)", spec)
     if match:
         n = int(match[1])
