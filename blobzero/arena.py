@@ -11,8 +11,8 @@ the report gives the difference in total score per game and each side's win rate
 Agents: ``random`` (uniformly random legal play), ``greedy`` (the built-in heuristic), ``expert``
 (the card-counting rule-based player, docs/players.md), ``v<N>`` (version N from the model
 repository, or the trainer's archive of published versions: directories or a bucket, read
-through plumbing/storage.py, a bucket's versions copied into the bounded local cache
-``storage.cache_dir``), ``latest`` (``latest~N``: N versions before it), or a path to an ONNX
+through plumbing/storage.py, a bucket's versions copied into the bounded local cache in the
+temporary directory), ``latest`` (``latest~N``: N versions before it), or a path to an ONNX
 file. Model agents search (evaluation mode: no noise, most-visited move) with
 in-process ONNX Runtime.
 """

@@ -282,9 +282,7 @@ class StorageSection:
         ``<url>/games``, ``<url>/model_repository`` and ``<url>/checkpoints`` (overriding the
         three keys). S3 endpoint and credentials come from the standard AWS environment
         (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION).
-    Each of games_dir, model_repository, checkpoint_dir may also be an ``s3://`` URL itself.
-    cache_dir / cache_gb: local copies of model versions read from a bucket (ONNX Runtime loads
-        files), the least recently used removed beyond cache_gb."""
+    Each of games_dir, model_repository, checkpoint_dir may also be an ``s3://`` URL itself."""
     url: str = ""
     games_dir: str = "var/games"
     model_repository: str = "var/model_repository"
@@ -294,8 +292,6 @@ class StorageSection:
     # directory holds more than retain_gb. 0 = no limit of that kind (both 0: keep everything).
     retain_hours: float = 24.0
     retain_gb: float = 0.0
-    cache_dir: str = "var/cache"
-    cache_gb: float = 2.0
 
     def __post_init__(self):
         if self.url:
@@ -307,9 +303,6 @@ class StorageSection:
             _require(bool(getattr(self, key)) or key == "url", f"storage.{key}", "must not be empty")
             why = location_problem(getattr(self, key))
             _require(why is None, "storage.url" if self.url else f"storage.{key}", why or "")
-        _require(bool(self.cache_dir) and "://" not in self.cache_dir, "storage.cache_dir",
-                 "must be a local directory")
-        _require(0 < self.cache_gb <= 1_000_000, "storage.cache_gb", "must be in (0, 1000000] GB")
         _require(0 <= self.retain_hours <= 24 * 365, "storage.retain_hours",
                  "must be 0 (keep by age) .. 8760 hours")
         _require(0 <= self.retain_gb <= 1_000_000, "storage.retain_gb",

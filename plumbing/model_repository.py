@@ -363,7 +363,7 @@ class ModelVersions:
         """From a ``[storage]`` config section (plumbing/config.py StorageSection)."""
         from plumbing.storage import locations
         where = locations(section)
-        return cls(where.models, where.archive, FileCache(where.cache, where.cache_bytes))
+        return cls(where.models, where.archive, FileCache.default())
 
     def describe(self) -> str:
         return f"{self.repository.url} (archive {self.archive.url})"

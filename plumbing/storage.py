@@ -131,8 +131,6 @@ class Locations:
     checkpoints: str    # the trainer's checkpoint (trainer.pt)
     archive: str        # every published version: v<NNNNNN>.onnx + v<NNNNNN>.json manifests
     results: str        # strength.json, report.json, learning_curve.png: beside the checkpoints
-    cache: str          # local files fetched from a bucket (FileCache)
-    cache_bytes: int
 
 
 def locations(section) -> Locations:
@@ -141,8 +139,7 @@ def locations(section) -> Locations:
     return Locations(games=str(section.games_dir), models=str(section.model_repository),
                      checkpoints=str(section.checkpoint_dir),
                      archive=join(section.checkpoint_dir, "versions"),
-                     results=parent(section.checkpoint_dir), cache=str(section.cache_dir),
-                     cache_bytes=int(section.cache_gb * 1e9))
+                     results=parent(section.checkpoint_dir))
 
 
 def triton_repository_url(location: str | os.PathLike, endpoint: str | None = None) -> str:
@@ -664,18 +661,20 @@ class FileCache:
     * crash-safe: written under a hidden temporary name, fsynced, renamed (a kill leaves no
       partial copy; leftover temporaries older than an hour are removed);
     * bounded: after each download the least recently used copies are removed while the
-      cache holds more than ``max_bytes`` (the newest copy always stays)."""
+      cache holds more than ``max_bytes`` (the newest copy always stays).
 
-    DEFAULT_DIR = "var/cache"
+    The default lives in the system's temporary directory (``TMPDIR``; a container's writable
+    ``/tmp`` even with a read-only root filesystem): ``<tmp>/blobzero-cache-<uid>``, 2 GB."""
+
     DEFAULT_BYTES = 2 * 10**9
 
-    def __init__(self, directory: str | os.PathLike = DEFAULT_DIR, max_bytes: int = DEFAULT_BYTES):
+    def __init__(self, directory: str | os.PathLike, max_bytes: int = DEFAULT_BYTES):
         self.directory = Path(directory)
         self.max_bytes = max_bytes
 
     @classmethod
     def default(cls) -> "FileCache":
-        return cls()
+        return cls(Path(tempfile.gettempdir()) / f"blobzero-cache-{os.getuid()}")
 
     def _name(self, store: Store, entry: Entry) -> str:
         digest = hashlib.sha256(f"{store.url}/{entry.key}|{entry.size}|{entry.mtime}".encode())

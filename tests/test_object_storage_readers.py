@@ -2,7 +2,7 @@
 arena``, ``blobzero game``, ``blobzero strength`` and the agent's in-process models, with
 ``--set storage.url=s3://…`` against a real S3 API server on loopback (tests/s3_helpers.py).
 They fetch the version they need through plumbing/storage.py into the bounded local cache
-(``storage.cache_dir``); the strength results land in the bucket beside the checkpoints."""
+(``<TMPDIR>/blobzero-cache-<uid>``); the strength results land in the bucket beside the checkpoints."""
 import json
 import os
 import subprocess
@@ -40,13 +40,16 @@ def run(s3, tmp_path_factory):
 
 
 def _cli(args, cwd, timeout=300):
+    """A command run in ``cwd`` with its temporary directory (and so its model cache) in ``cwd/tmp``."""
+    (cwd / "tmp").mkdir(exist_ok=True)
     return subprocess.run([sys.executable, "-m", "blobzero.cli", *args], capture_output=True,
-                          text=True, timeout=timeout, cwd=cwd, env={**os.environ,
-                                                                    "PYTHONPATH": str(ROOT)})
+                          text=True, timeout=timeout, cwd=cwd,
+                          env={**os.environ, "PYTHONPATH": str(ROOT), "TMPDIR": str(cwd / "tmp")})
 
 
 def _cached(cwd: Path) -> list[str]:
-    return sorted(p.name for p in (cwd / "var" / "cache").iterdir() if not p.name.startswith("."))
+    cache = cwd / "tmp" / f"blobzero-cache-{os.getuid()}"
+    return sorted(p.name for p in cache.iterdir() if not p.name.startswith("."))
 
 
 def test_arena_and_game_play_a_version_read_from_the_bucket(run, tmp_path):
@@ -68,8 +71,10 @@ def test_arena_and_game_play_a_version_read_from_the_bucket(run, tmp_path):
     assert f"model version 9 is neither in {url}/model_repository/blobnet nor archived in " \
            f"{url}/checkpoints/versions" in res.stderr
     # nothing of the run was copied besides the cached model files: no mirror, no run directory
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["var"]
-    assert sorted(p.name for p in (tmp_path / "var").iterdir()) == ["cache"]
+    assert [p.name for p in tmp_path.iterdir()] == ["tmp"]
+    assert [p.name for p in (tmp_path / "tmp").iterdir()
+            if not p.name.startswith(".")] == [f"blobzero-cache-{os.getuid()}"]
+    assert len(_cached(tmp_path)) == 2                    # v2 for the arena, v1 for the game
 
 
 def test_strength_measures_archived_versions_from_the_bucket_and_writes_its_results_there(run, tmp_path):
@@ -93,8 +98,9 @@ def test_the_agents_models_come_from_the_bucket_and_an_outage_is_unavailable(run
     from blobzero.agent.engine import EngineUnavailable
     from blobzero.agent.models import OnnxModels
     url, _ = run
-    cfg = load(None, [f"storage.url={url}", f"storage.cache_dir={tmp_path / 'cache'}"], env={})
+    cfg = load(None, [f"storage.url={url}"], env={})
     models = OnnxModels(cfg)
+    assert models.models.cache.directory == FileCache.default().directory
     assert "model_repository/blobnet" in models.describe()
     rng = np.random.default_rng(0)
     states = rng.random((3, 256), dtype=np.float32)

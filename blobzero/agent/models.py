@@ -10,7 +10,7 @@ value (n,8), version label)``. The engine sends one batch per key and step.
   at once with the list, instead of stalling the request on a version that never loads.
 * ``OnnxModels``: the model repository's versions (or the trainer's archive), in directories or
   a bucket (``plumbing.model_repository.ModelVersions``: a bucket's versions are copied once into
-  the bounded local cache ``storage.cache_dir``), or one fixed ONNX file; "latest" is
+  the bounded local cache in the temporary directory), or one fixed ONNX file; "latest" is
   re-resolved per request so a newly published version is used at once. A storage that cannot
   be listed makes the request fail as unavailable (never a silent fallback). With no model at all
   (a fresh clone) it falls back to uniform priors and a neutral value: the search alone, labelled
