@@ -391,7 +391,6 @@ class ShardReader:
 
     def __init__(self, location: Store | str | os.PathLike):
         self.store = _store(location)
-        self.local = self.store.local
         self.root = ShardRef(self.store, "")
         self.quarantined: list[ShardRef] = []
         self.skipped: set[str] = set()     # bad shards that could not be moved (read-only volume)

@@ -286,9 +286,6 @@ class Store:
         """Download one object to a local file (written crash-safely)."""
         return atomic_write_bytes(path, self.get(key))
 
-    def rmtree(self, prefix: str) -> None:
-        self.remove_dir(prefix)
-
     def __str__(self) -> str:
         return self.url
 
@@ -725,7 +722,3 @@ class FileCache:
             total -= size
         return removed
 
-
-def scratch_dir(prefix: str) -> Path:
-    """A fresh local temporary directory (exports, downloads: never the data itself)."""
-    return Path(tempfile.mkdtemp(prefix=prefix))
