@@ -10,8 +10,10 @@ the report gives the difference in total score per game and each side's win rate
 
 Agents: ``random`` (uniformly random legal play), ``greedy`` (the built-in heuristic), ``expert``
 (the card-counting rule-based player, docs/players.md), ``v<N>`` (version N from the model
-repository, or the trainer's archive of published versions), ``latest``, or a path to an
-ONNX file. Model agents search (evaluation mode: no noise, most-visited move) with
+repository, or the trainer's archive of published versions: directories or a bucket, read
+through plumbing/storage.py, a bucket's versions copied into the bounded local cache in the
+temporary directory), ``latest`` (``latest~N``: N versions before it), or a path to an ONNX
+file. Model agents search (evaluation mode: no noise, most-visited move) with
 in-process ONNX Runtime.
 """
 from __future__ import annotations
@@ -29,7 +31,7 @@ from pathlib import Path
 from blobcore.players import AGENT_RANDOM, PLAYERS
 from blobcore.search_config import PLAIN, SIZES, SearchConfig
 from plumbing import config as configuration
-from plumbing.netspec import MODEL_NAME, ONNX_FILENAME
+from plumbing.model_repository import ModelVersions
 
 
 @dataclass(frozen=True)
@@ -56,20 +58,27 @@ def resolve_agent(spec: str, cfg: configuration.Config) -> Agent:
     """Turn an agent spec into an Agent; raises ValueError saying what was not found."""
     if spec in PLAYERS:
         return Agent(spec, None, PLAYERS[spec].code)
-    repo = Path(cfg.storage.model_repository) / MODEL_NAME
-    archive = Path(cfg.storage.checkpoint_dir) / "versions"
-    if spec == "latest":
-        versions = sorted(int(p.name) for p in repo.glob("[0-9]*") if p.name.isdigit())
-        if not versions:
-            raise ValueError(f"no model versions in {repo}")
-        spec = f"v{versions[-1]}"
+    models = ModelVersions.from_config(cfg.storage)
+    back = re.fullmatch(r"latest(?:~(\d+))?", spec)
+    if back:                             # latest~N: N versions before the newest (from a script)
+        try:
+            latest = models.latest()
+        except OSError as exc:           # a bucket that cannot be listed
+            raise ValueError(f"cannot list the model versions in {models.repository.url}: "
+                             f"{exc}") from None
+        if latest is None:
+            raise ValueError(f"no model versions in {models.repository.url}")
+        if latest - int(back[1] or 0) < 1:
+            raise ValueError(f"{spec}: the newest version is v{latest}, so there is no version "
+                             f"{back[1]} before it")
+        spec = f"v{latest - int(back[1] or 0)}"
     match = re.fullmatch(r"v(?:ersion)?:?(\d+)", spec)
     if match:
         n = int(match[1])
-        for candidate in (repo / str(n) / ONNX_FILENAME, archive / f"v{n:06d}.onnx"):
-            if candidate.is_file():
-                return Agent(f"v{n}", candidate)
-        raise ValueError(f"model version {n} is neither in {repo} nor archived in {archive}")
+        try:
+            return Agent(f"v{n}", models.path(n))     # ValueError naming both places
+        except OSError as exc:           # a bucket that cannot be read
+            raise ValueError(f"cannot read model version {n}: {exc}") from None
     path = Path(spec)
     if path.suffix == ".onnx" and path.is_file():
         return Agent(path.stem, path)

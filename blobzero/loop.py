@@ -8,7 +8,9 @@
    published version against ``greedy`` and ``expert`` while training goes on);
 4. show live progress for the time budget, then stop everything cleanly (SIGTERM);
 5. measure the final version with more deals, print the strength table, and save
-   ``report.json``, ``strength.json`` and ``learning_curve.png`` in the run directory.
+   ``report.json``, ``strength.json`` and ``learning_curve.png`` beside the checkpoints: in the
+   run directory, or with ``--set storage.url=s3://…`` in the bucket (every part reads and
+   writes through plumbing/storage.py; nothing is mirrored).
 """
 from __future__ import annotations
 
@@ -23,10 +25,10 @@ import time
 import urllib.request
 from pathlib import Path
 
-from blobzero.strength import CURVE, DEFAULT_OPPONENTS, RESULTS, parse_opponents
+from blobzero.strength import CURVE, DEFAULT_OPPONENTS, parse_opponents, results_location
 from plumbing import config as configuration
 from plumbing.fsio import atomic_write_text
-from plumbing.storage import is_remote, join
+from plumbing.storage import join, locations
 
 LOG_TAIL = 30
 
@@ -115,39 +117,6 @@ def _stop(proc: subprocess.Popen | None, name: str, timeout: float = 60) -> int 
         return proc.wait()
 
 
-class StrengthMirror:
-    """With checkpoints in a bucket, the strength tracker (which reads a directory of archived
-    versions) measures a local copy of ``<checkpoint_dir>/versions`` that the loop keeps in
-    step every second (``<run_dir>/strength-mirror``, services/mirror.py); its results go to
-    ``<storage.url>/strength``."""
-
-    def __init__(self, cfg: configuration.Config, run_dir: Path):
-        from services.mirror import Mirror
-        root = run_dir / "strength-mirror"
-        self.mirror = Mirror(join(cfg.storage.checkpoint_dir, "versions"), root / "versions")
-        self.cfg = dataclasses.replace(cfg, storage=dataclasses.replace(
-            cfg.storage, url="", checkpoint_dir=str(root)))
-        self.results = join(cfg.storage.url, "strength") if cfg.storage.url else None
-        self.config_path = run_dir / "strength.toml"
-        atomic_write_text(self.config_path, "# blobzero loop: the strength tracker's view of a run "
-                          "whose checkpoints are in a bucket\n\n" + self.cfg.to_toml())
-
-    def sync(self) -> None:
-        try:
-            self.mirror.sync()
-        except OSError as exc:          # the endpoint is down: next second
-            print(f"  (strength mirror: {exc})", file=sys.stderr)
-
-    def upload_results(self, paths) -> None:
-        if self.results is None:
-            return
-        from plumbing.storage import open_store
-        store = open_store(self.results)
-        for path in paths:
-            if path and Path(path).is_file():
-                store.put(Path(path).name, Path(path).read_bytes())
-
-
 class _Interrupted(Exception):
     pass
 
@@ -174,7 +143,6 @@ def run_loop(cfg: configuration.Config, run_dir: Path, minutes: float, out=sys.s
                                       grpc_port=cfg.triton.grpc_port, http_port=cfg.triton.http_port,
                                       metrics_port=cfg.triton.metrics_port, instances=1))
     selfplay = trainer = watcher = None
-    mirror = StrengthMirror(cfg, run_dir) if is_remote(cfg.storage.checkpoint_dir) else None
     summary: dict = {}
     previous = {s: signal.signal(s, _raise_interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -186,8 +154,7 @@ def run_loop(cfg: configuration.Config, run_dir: Path, minutes: float, out=sys.s
             # niced and single-threaded: on a 2-core box it takes what self-play leaves
             watcher = _spawn("strength", ["strength", "--watch", "--nice", "10", "--deals", str(watch_deals),
                                           "--opponents", ",".join(opponents),
-                                          "--out", str(run_dir / RESULTS)], run_dir,
-                             mirror.config_path if mirror else None)
+                                          "--out", str(results_location(cfg))], run_dir)
         started = time.monotonic()
         deadline = started + minutes * 60
         last_line = 0.0
@@ -199,8 +166,6 @@ def run_loop(cfg: configuration.Config, run_dir: Path, minutes: float, out=sys.s
             if server.poll() is not None:
                 raise LoopError("tritonserver exited:\n" + server.log_tail())
             summary = _status(cfg, started, watcher is not None)
-            if mirror is not None:
-                mirror.sync()
             now = time.monotonic()
             if interactive:
                 print("\r" + summary["line"].ljust(110), end="", file=out, flush=True)
@@ -229,9 +194,6 @@ def run_loop(cfg: configuration.Config, run_dir: Path, minutes: float, out=sys.s
             _tail(run_dir / "logs" / f"{k}.log") for k in bad))
     print("stopped cleanly: self-play and trainer exited 0, tritonserver stopped", file=out)
     summary["config"] = cfg
-    if mirror is not None:
-        mirror.sync()
-        summary["mirror"] = mirror
     return summary
 
 
@@ -311,23 +273,21 @@ def main(args: argparse.Namespace) -> int:
     if summary.get("interrupted"):
         return 130
     cfg = summary["config"]
-    from blobzero.strength import archive_dir, load_results, manifests, plot, remeasure
-    mirror = summary.get("mirror")
-    if mirror is not None:      # measure from the local copy of the bucket's version archive
-        cfg = mirror.cfg
+    from blobzero.strength import archive_dir, load_results, manifests, plot, remeasure, save_file
+    results = results_location(cfg)          # the run directory's, or the bucket's
     found = manifests(archive_dir(cfg))
-    points = load_results(run_dir / RESULTS)
+    points = load_results(results)
     if found and args.arena_deals:
         newest = max(found)
         print(f"strength of the final version v{newest}: {args.arena_deals} duplicate deals per opponent, "
               f"one model seat vs {cfg.arena_table()[0] - 1} of the opponent at "
               f"{'x'.join(map(str, cfg.arena_table()))}, search {cfg.arena.search_preset}")
         # everything else has stopped: the model may use both cores of a small machine
-        points = remeasure(cfg, run_dir / RESULTS, [newest], found, list(opponents), args.arena_deals,
+        points = remeasure(cfg, results, [newest], found, list(opponents), args.arena_deals,
                            threads=min(2, os.cpu_count() or 1))
     table = strength_table(points) if points else "(no version was measured)"
     print("\n" + table)
-    curve = plot(points, run_dir / CURVE,
+    curve = plot(points, join(locations(cfg.storage).results, CURVE),
                  title=f"{cfg.network.preset} net, {'x'.join(map(str, cfg.arena_table()))}, "
                        f"{args.minutes:g} min on this machine")
     report = {"run_dir": str(run_dir), "minutes": args.minutes,
@@ -336,10 +296,9 @@ def main(args: argparse.Namespace) -> int:
               "rounds_per_minute": summary.get("rounds_per_minute"),
               "strength": points, "table": table,
               "learning_curve": str(curve) if curve else None}
-    atomic_write_text(run_dir / "report.json", json.dumps(report, indent=2, default=str))
-    if mirror is not None:
-        mirror.upload_results([run_dir / RESULTS, run_dir / "report.json", curve])
+    saved = save_file(join(locations(cfg.storage).results, "report.json"),
+                      json.dumps(report, indent=2, default=str).encode())
     if curve:
         print(f"learning curve: {curve}")
-    print(f"\nreport saved to {run_dir / 'report.json'}")
+    print(f"\nreport saved to {saved}")
     return 0

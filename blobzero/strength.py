@@ -1,6 +1,8 @@
 """``blobzero strength``: how strong each published version is, measured as training goes.
 
 Every published version is archived by the trainer as ``<checkpoint_dir>/versions/vNNNNNN.onnx``
+(a directory or a bucket: everything here is read and written through plumbing/storage.py, so
+the tracker runs anywhere with ``--set storage.url=s3://…``, no shared volume and no mirror)
 with a manifest ``vNNNNNN.json`` saying what it was trained on (trainer step, self-play rounds
 ingested, publish time). The watcher (``--watch``, what ``blobzero loop`` runs beside
 self-play) measures the newest unmeasured version against built-in players on duplicate
@@ -8,8 +10,9 @@ deals — one tested seat against the field (arena lineup ``solo``), seats rotat
 skipping versions that were superseded while it was busy, so it never falls behind, and runs
 niced with one thread so it does not starve self-play on a small machine.
 
-Results are one JSON object per (version, opponent) in ``strength.json`` (rewritten
-crash-safely after each measurement), exported as Prometheus gauges and drawn as
+Results are one JSON object per (version, opponent) in ``strength.json`` beside the
+checkpoints (``<checkpoint_dir>/../strength.json``, i.e. ``<storage.url>/strength.json``;
+rewritten crash-safely after each measurement), exported as Prometheus gauges and drawn as
 ``learning_curve.png``: score difference against minutes of training and against self-play
 rounds, with CI bars.
 """
@@ -24,7 +27,8 @@ import threading
 from pathlib import Path
 
 from plumbing import config as configuration
-from plumbing.fsio import atomic_write_bytes, atomic_write_text
+from plumbing.model_repository import ModelVersions, archive_key
+from plumbing.storage import Store, as_location, join, locations, open_store, parent
 
 DEFAULT_OPPONENTS = ("greedy", "expert")
 RESULTS = "strength.json"
@@ -42,24 +46,34 @@ def parse_opponents(spec: str, cfg: configuration.Config) -> tuple[str, ...]:
     return names
 
 
-def archive_dir(cfg: configuration.Config) -> Path:
-    return Path(cfg.storage.checkpoint_dir) / "versions"
+def archive_dir(cfg: configuration.Config) -> str:
+    """The trainer's archive of published versions (a directory or an ``s3://`` URL)."""
+    return locations(cfg.storage).archive
 
 
-def manifests(archive: Path, known: dict[int, dict] | None = None) -> dict[int, dict]:
+def results_location(cfg: configuration.Config) -> str:
+    """Where the tracker keeps its results: ``strength.json`` beside the checkpoints."""
+    return join(locations(cfg.storage).results, RESULTS)
+
+
+def manifests(archive: Store | str | os.PathLike, known: dict[int, dict] | None = None) -> dict[int, dict]:
     """version -> manifest for every archived version that has its ONNX file. Versions in
-    ``known`` are taken from it instead of being read again (a watcher polls every few
-    seconds while the archive grows to thousands of versions)."""
+    ``known`` are taken from it instead of being read again, and the listing starts after the
+    newest of them (a watcher polls every few seconds while the archive grows to thousands of
+    versions: O(new) per poll, in a directory or a bucket)."""
+    store = archive if isinstance(archive, Store) else open_store(archive)
     out = dict(known or {})
-    for path in archive.glob("v*.json"):
-        if path.stem[1:].isdigit() and int(path.stem[1:]) in out:
+    keys = {e.key for e in store.list("v", start_after=archive_key(max(out)) if out else "")}
+    for key in sorted(keys):
+        stem, _, suffix = key.partition(".")
+        if suffix != "json" or not stem[1:].isdigit() or int(stem[1:]) in out:
             continue
         try:
-            data = json.loads(path.read_text())
+            data = json.loads(store.get(key))
             version = int(data["version"])
         except (OSError, ValueError, KeyError, TypeError):
             continue                              # being written, or not ours: skip
-        if (archive / f"v{version:06d}.onnx").is_file():
+        if archive_key(version) in keys or store.exists(archive_key(version)):
             out[version] = data
     return out
 
@@ -70,7 +84,8 @@ def measure(cfg: configuration.Config, version: int, manifest: dict, opponents: 
     ``threads``: ONNX Runtime intra-op threads of the model's evaluator."""
     from blobzero.arena import Agent, arena_search, play, resolve_agent
 
-    agent = Agent(f"v{version}", archive_dir(cfg) / f"v{version:06d}.onnx")
+    # a local file for ONNX Runtime: the archive's own in a directory, a cached copy from a bucket
+    agent = Agent(f"v{version}", ModelVersions.from_config(cfg.storage).path(version))
     points = []
     for name in opponents:
         n_players, cards = cfg.arena_table()
@@ -91,7 +106,7 @@ def measure(cfg: configuration.Config, version: int, manifest: dict, opponents: 
     return points
 
 
-def remeasure(cfg: configuration.Config, out: Path, versions: list[int], found: dict[int, dict],
+def remeasure(cfg: configuration.Config, out: str | os.PathLike, versions: list[int], found: dict[int, dict],
               opponents: list[str], deals: int, threads: int = 1, log=None) -> list[dict]:
     """Measure ``versions`` (archived, manifests in ``found``) afresh, replace their points in
     the results file ``out`` (saved crash-safely) and return every point in it."""
@@ -108,15 +123,31 @@ def remeasure(cfg: configuration.Config, out: Path, versions: list[int], found: 
     return points
 
 
-def load_results(path: Path) -> list[dict]:
+def _file(location: str | os.PathLike) -> tuple[Store, str]:
+    """The store holding a file location (a path or ``s3://bucket/key``) and its key there."""
+    return open_store(parent(location)), str(location).rstrip("/").rpartition("/")[2]
+
+
+def load_results(location: str | os.PathLike) -> list[dict]:
+    """The points in a results file ([] when there is none or it is unreadable)."""
+    store, key = _file(location)
     try:
-        return json.loads(path.read_text())["points"]
+        return json.loads(store.get(key))["points"]
     except (OSError, ValueError, KeyError, TypeError):
         return []
 
 
-def save_results(path: Path, points: list[dict]) -> None:
-    atomic_write_text(path, json.dumps({"points": points}, indent=1))
+def save_results(location: str | os.PathLike, points: list[dict]) -> None:
+    """Write the points crash-safely (temporary name + fsync + rename, or one PUT)."""
+    store, key = _file(location)
+    store.put(key, json.dumps({"points": points}, indent=1).encode())
+
+
+def save_file(location: str | os.PathLike, data: bytes) -> Path | str:
+    """Write a file of the results (the curve, the loop's report) crash-safely; returns it."""
+    store, key = _file(location)
+    store.put(key, data)
+    return as_location(location)
 
 
 class StrengthMetrics:
@@ -146,14 +177,14 @@ class StrengthMetrics:
         return serve(self.registry, host, port, "metrics.strength_port")
 
 
-def watch(cfg: configuration.Config, out: Path, opponents: list[str], deals: int,
+def watch(cfg: configuration.Config, out: str | os.PathLike, opponents: list[str], deals: int,
           stop: threading.Event, poll_s: float = 2.0, metrics: StrengthMetrics | None = None,
           final_deals: int = 0, log=print) -> list[dict]:
     """Measure the newest unmeasured version until ``stop`` is set; then, if ``final_deals``,
     measure the newest version once more with that many deals. Returns all points."""
     points = load_results(out)
     measured = {p["version"] for p in points}
-    archive = archive_dir(cfg)
+    archive = open_store(archive_dir(cfg))
     if metrics is not None and points:          # a restarted watcher shows what it knew
         newest = max(measured)
         for point in points:
@@ -173,13 +204,23 @@ def watch(cfg: configuration.Config, out: Path, opponents: list[str], deals: int
 
     found: dict[int, dict] = {}
     while not stop.is_set():
-        found = manifests(archive, found)
+        try:
+            found = manifests(archive, found)
+        except OSError as exc:               # a bucket's endpoint is down: next poll
+            log(f"strength: cannot list {archive.url} ({exc}); retrying")
+            stop.wait(max(poll_s, 5.0))
+            continue
         start = found[min(found)]["published_unix"] if found else None
         newest = max(found) if found else None
         if newest is None or newest in measured:
             stop.wait(poll_s)
             continue
-        record(measure(cfg, newest, found[newest], opponents, deals, start))
+        try:
+            record(measure(cfg, newest, found[newest], opponents, deals, start))
+        except OSError as exc:               # the results or the model could not be stored/read
+            log(f"strength: measuring v{newest} failed ({exc}); retrying")
+            stop.wait(max(poll_s, 5.0))
+            continue
         measured.add(newest)
     if final_deals:
         found = manifests(archive, found)
@@ -206,7 +247,7 @@ def trend(series: list[dict], window: int = TREND_POINTS) -> list[float]:
     return out
 
 
-def plot(points: list[dict], path: Path, title: str = "") -> Path | None:
+def plot(points: list[dict], path: str | os.PathLike, title: str = "") -> Path | str | None:
     """Draw the learning curve (score difference vs minutes and vs self-play rounds, 95% CI
     bars, one line per opponent) as a PNG; returns the path, or None without points. With more
     than ``TREND_POINTS`` points per opponent the bars fade and a trend line (``trend``) is
@@ -247,7 +288,7 @@ def plot(points: list[dict], path: Path, title: str = "") -> Path | None:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110)
     plt.close(fig)
-    return atomic_write_bytes(path, buffer.getvalue())
+    return save_file(path, buffer.getvalue())
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -261,8 +302,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--deals", type=int, default=200, help="duplicate deals per measurement")
     parser.add_argument("--final-deals", type=int, default=0,
                         help="with --watch: on SIGTERM, measure the newest version with this many deals")
-    parser.add_argument("--out", type=Path, help=f"results file (default: <checkpoint_dir>/../{RESULTS})")
-    parser.add_argument("--plot", type=Path, help=f"also draw the curve here (e.g. {CURVE})")
+    parser.add_argument("--out", help=f"results file, a path or s3://bucket/key (default: "
+                                      f"<checkpoint_dir>/../{RESULTS})")
+    parser.add_argument("--plot", help=f"also draw the curve here (e.g. {CURVE}; a path or s3://…)")
     parser.add_argument("--nice", type=int, default=0, help="lower this process's CPU priority by N")
 
 
@@ -275,7 +317,7 @@ def main(args: argparse.Namespace) -> int:
         return 2
     if args.nice:
         os.nice(args.nice)
-    out = args.out or Path(cfg.storage.checkpoint_dir).parent / RESULTS
+    out = args.out or results_location(cfg)
     if args.watch:
         stop = threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -245,9 +245,37 @@ class TritonSection:
                  "must be none or tensorrt_fp16")
 
 
+#: The location schemes the storage layer opens (plumbing/storage.py ``open_store``).
+STORAGE_SCHEMES = ("", "file", "s3")
+#: Where ``storage.url`` puts each kind of data: key -> the name under the url.
+STORAGE_LAYOUT = (("games_dir", "games"), ("model_repository", "model_repository"),
+                  ("checkpoint_dir", "checkpoints"))
+
+
+def location_under(url: str, name: str) -> str:
+    """``<url>/<name>`` for ``storage.url`` (a local path, ``file:///path`` -> its path, or
+    ``s3://bucket/prefix``); string work only: the schema opens nothing."""
+    base = url[len("file://"):] if url.startswith("file://") else url
+    return f"{base.rstrip('/')}/{name}"
+
+
+def location_problem(location: str) -> str | None:
+    """None when ``location`` is a usable storage location, else why not."""
+    scheme, sep, rest = location.partition("://")
+    if not sep:
+        return None
+    if scheme not in STORAGE_SCHEMES:
+        return f"must be a local path, file:///path or s3://bucket/prefix, got scheme {scheme!r}"
+    if scheme == "s3" and not rest.partition("/")[0]:
+        return f"must name a bucket (s3://bucket/prefix), got {location!r}"
+    return None
+
+
 @dataclass(frozen=True)
 class StorageSection:
-    """Where games, the model repository and checkpoints live (plumbing/storage.py).
+    """Where games, the model repository and checkpoints live (plumbing/storage.py opens them;
+    ``storage.locations(cfg.storage)`` also gives the archive of published versions and where
+    strength results go).
 
     url: "" = the three locations below as given (the default, what ``make run`` uses); else a
         local path, ``file:///path`` or ``s3://bucket/prefix``, which places them at
@@ -267,17 +295,13 @@ class StorageSection:
 
     def __post_init__(self):
         if self.url:
-            from plumbing.storage import is_remote, join, local_path
-            base = self.url if is_remote(self.url) else str(local_path(self.url))
-            for key, sub in (("games_dir", "games"), ("model_repository", "model_repository"),
-                             ("checkpoint_dir", "checkpoints")):
-                object.__setattr__(self, key, join(base, sub))
+            for key, name in STORAGE_LAYOUT:
+                object.__setattr__(self, key, location_under(self.url, name))
 
     def validate(self) -> None:
-        from plumbing.storage import validate_location
         for key in ("url", "games_dir", "model_repository", "checkpoint_dir"):
             _require(bool(getattr(self, key)) or key == "url", f"storage.{key}", "must not be empty")
-            why = validate_location(getattr(self, key), f"storage.{key}") if getattr(self, key) else None
+            why = location_problem(getattr(self, key))
             _require(why is None, "storage.url" if self.url else f"storage.{key}", why or "")
         _require(0 <= self.retain_hours <= 24 * 365, "storage.retain_hours",
                  "must be 0 (keep by age) .. 8760 hours")

@@ -1,10 +1,12 @@
-"""The model repository on disk: numeric version directories, validated and published atomically.
+"""The model repository: numeric version directories, validated and published atomically,
+in a directory or a bucket alike (through plumbing/storage.py).
 
 Layout (identical in both flavours; only ``config.pbtxt`` differs, see plumbing/triton_config.py)::
 
     <parent>/<repo>/blobnet/config.pbtxt
     <parent>/<repo>/blobnet/<n>/model.onnx   n = 1, 2, ... (Triton ignores non-numeric names)
-    <parent>/.<repo>.staging/                publisher's scratch space and lock
+    <parent>/.<repo>.staging/                publisher's scratch space and lock (a directory)
+    <parent>/.<repo>.rejected/               versions set aside as unusable
 
 The staging directory is a *sibling* of the repository, not inside it: in poll mode Triton
 treats every subdirectory of the repository as a model (a ``.staging`` inside it fails to
@@ -12,28 +14,25 @@ load and turns the server not-ready), and any write inside ``blobnet/`` triggers
 It must be on the same filesystem as the repository (checked), so mount the repository's
 parent, not the repository itself, into a container that publishes.
 
-``publish_version`` stages a complete version outside the model directory, fsyncs it,
-validates that the staged file really loads and runs, then ``os.rename``s the whole directory
-in: a watcher (Triton in poll mode) sees either no new version or a complete one, never a
-partial file. A model that does not load is never renamed in.
+``publish_version`` validates that the file really loads and runs, then makes the version
+appear whole (``Store.put_dir``: a directory is assembled in staging, fsynced and renamed in;
+in a bucket the version is one object, one PUT): a watcher (Triton in poll mode) sees either
+no new version or a complete one, never a partial file. A model that does not load is never
+published. Readers that need a file (ONNX Runtime) get one through ``ModelVersions``.
 """
 from __future__ import annotations
 
-import fcntl
 import functools
 import os
 import shutil
-import tempfile
 import time
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
-from plumbing.fsio import copy_file_synced, fsync_dir
+from plumbing import triton_config
 from plumbing.netspec import INPUTS, MASK, MODEL_NAME, ONNX_FILENAME, OUTPUTS, STATE
-from plumbing.storage import is_remote, join, open_store
+from plumbing.storage import FileCache, LocalStore, Store, join, open_store
 
 _LOCK_NAME = "publish.lock"
 
@@ -46,16 +45,14 @@ class InvalidModelError(ModelRepositoryError):
     """An ONNX file does not load, or does not match the BlobNet wire contract."""
 
 
-def list_versions(model_dir: str | os.PathLike) -> list[int]:
+def _store(location: Store | str | os.PathLike) -> Store:
+    return location if isinstance(location, Store) else open_store(location)
+
+
+def list_versions(model_dir: Store | str | os.PathLike) -> list[int]:
     """Version numbers present in ``model_dir`` (numeric directories, no leading zero), ascending."""
-    if is_remote(model_dir):
-        return sorted(int(n) for n in open_store(model_dir).children("")
-                      if n.isdigit() and not n.startswith("0"))
-    model_dir = Path(model_dir)
-    if not model_dir.is_dir():
-        return []
-    return sorted(int(p.name) for p in model_dir.iterdir()
-                  if p.is_dir() and p.name.isdigit() and not p.name.startswith("0"))
+    return sorted(int(n) for n in _store(model_dir).children("")
+                  if n.isdigit() and not n.startswith("0"))
 
 
 #: Real positions a model must answer sensibly before it is published (see validation_positions).
@@ -160,250 +157,238 @@ def check_servable(repo_root: str | os.PathLike, model_name: str = MODEL_NAME) -
 
     Validates the newest version's file (the one Triton will load) with ``validate_onnx``.
     """
-    if is_remote(repo_root):
-        return _check_servable_remote(str(repo_root), model_name)
-    repo_root = Path(repo_root)
+    repo = _store(repo_root)
     hint = ("publish one with plumbing.model_repository.publish_version, or start with "
-            "`blobzero serve --init-preset tiny` to export a freshly initialised network as version 1")
-    if not repo_root.is_dir():
+            "`blobzero serve --init-preset tiny` to export a freshly initialised network as version 1 "
+            "(the trainer publishes version 1 at start: blobzero train --init-only)")
+    if isinstance(repo, LocalStore) and not repo.root.is_dir():
         raise ModelRepositoryError(f"model repository {repo_root} does not exist; {hint}")
-    versions = list_versions(repo_root / model_name)
+    model = repo.child(model_name)
+    versions = list_versions(model)
     if not versions:
         raise ModelRepositoryError(
             f"model repository {repo_root} has no version of '{model_name}' "
-            f"(expected {repo_root / model_name}/<n>/{ONNX_FILENAME}); {hint}")
-    latest = repo_root / model_name / str(versions[-1]) / ONNX_FILENAME
+            f"(expected {join(repo_root, model_name)}/<n>/{ONNX_FILENAME}); {hint}")
     try:
-        validate_onnx(latest)
-    except InvalidModelError as exc:
+        with model.local_file(f"{versions[-1]}/{ONNX_FILENAME}") as path:
+            validate_onnx(path)
+    except (InvalidModelError, FileNotFoundError) as exc:
         raise ModelRepositoryError(f"model repository {repo_root} is malformed: newest version "
                                    f"{versions[-1]} is unusable: {exc}") from exc
     return versions
 
 
 def staging_dir(repo_root: str | os.PathLike) -> Path:
-    """The publisher's scratch directory for ``repo_root``: ``<parent>/.<name>.staging``."""
-    repo_root = Path(repo_root).resolve()
-    return repo_root.parent / f".{repo_root.name}.staging"
+    """The publisher's scratch directory of a repository directory: ``<parent>/.<name>.staging``."""
+    return LocalStore(repo_root).staging()
 
 
-@contextmanager
-def _publish_lock(staging: Path) -> Iterator[None]:
-    """One publisher at a time per repository (version numbers must not collide)."""
-    with open(staging / _LOCK_NAME, "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
-def _clear_stale(staging: Path) -> None:
-    """Remove leftovers of publishers that crashed mid-way (we hold the lock, so none is live)."""
-    for entry in staging.iterdir():
-        if entry.name != _LOCK_NAME:
-            shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
+def check_repository(repo_root: str | os.PathLike, config_key: str) -> None:
+    """At start: the repository and its staging space beside it take writes (ConfigError
+    naming ``config_key`` otherwise)."""
+    repo = _store(repo_root)
+    repo.check(config_key)
+    repo.sibling(f".{repo.name}.staging").check(config_key)
 
 
 def publish_version(repo_root: str | os.PathLike, onnx_path: str | os.PathLike, keep_last: int = 3,
                     model_name: str = MODEL_NAME) -> int:
     """Publish ``onnx_path`` as the next version of ``model_name``; returns its number.
 
-    Steps: copy into ``staging_dir(repo_root)`` + fsync; validate the staged copy (a truncated or
-    foreign model raises InvalidModelError and nothing changes); ``os.rename`` the staged
-    directory to ``<repo_root>/<model_name>/<n>`` + fsync the parent; prune to the newest
-    ``keep_last`` versions. Old versions leave by rename too, so a watcher never sees half a
-    directory.
+    Steps: validate the file (a truncated or foreign model raises InvalidModelError and nothing
+    changes); make ``<repo_root>/<model_name>/<n>/model.onnx`` appear whole (``Store.put_dir``);
+    prune to the newest ``keep_last`` versions (``Store.remove_dir``: a version vanishes whole).
+    One publisher at a time per repository (the lock in its staging space; a bucket has one
+    publisher, the trainer, by construction).
     """
     if keep_last < 1:
         raise ValueError(f"keep_last must be >= 1, got {keep_last}")
-    if is_remote(repo_root):
-        return _publish_remote(str(repo_root), onnx_path, keep_last, model_name)
-    repo_root = Path(repo_root)
-    model_dir = repo_root / model_name
-    staging = staging_dir(repo_root)
-    model_dir.mkdir(parents=True, exist_ok=True)
-    staging.mkdir(exist_ok=True)
-    if os.stat(staging).st_dev != os.stat(model_dir).st_dev:  # rename would not be atomic
-        raise ModelRepositoryError(
-            f"{staging} and {model_dir} are on different filesystems, so the final rename would "
-            f"not be atomic; mount the repository's parent directory instead of the repository")
-    with _publish_lock(staging):
+    validate_onnx(onnx_path)                  # before anything is written
+    data = Path(onnx_path).read_bytes()
+    repo = _store(repo_root)
+    staging = repo.sibling(f".{repo.name}.staging")
+    with staging.lock(_LOCK_NAME):
         _clear_stale(staging)
-        version = max(list_versions(model_dir), default=0) + 1
-        stage = Path(tempfile.mkdtemp(prefix=f"{model_name}-{version}.", dir=staging))
-        try:
-            copy_file_synced(onnx_path, stage / ONNX_FILENAME)
-            fsync_dir(stage)
-            validate_onnx(stage / ONNX_FILENAME)
-            os.chmod(stage, 0o755)  # mkdtemp creates 0700; the server may run as another user
-            os.rename(stage, model_dir / str(version))
-        except BaseException:
-            shutil.rmtree(stage, ignore_errors=True)
-            raise
-        fsync_dir(model_dir)
-        prune(repo_root, keep_last, model_name)
+        version = max(list_versions(repo.child(model_name)), default=0) + 1
+        repo.put_dir(f"{model_name}/{version}", {ONNX_FILENAME: data})
+        prune(repo, keep_last, model_name)
     return version
 
 
-def prune(repo_root: str | os.PathLike, keep_last: int, model_name: str = MODEL_NAME) -> list[int]:
+def _clear_stale(staging: Store) -> None:
+    """Remove leftovers of publishers that crashed mid-way (we hold the lock, so none is live)."""
+    scratch = staging.scratch_dir("")
+    if scratch is None:
+        return
+    for entry in scratch.iterdir():
+        if entry.name != _LOCK_NAME:
+            shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
+
+
+def prune(repo_root: Store | str | os.PathLike, keep_last: int, model_name: str = MODEL_NAME) -> list[int]:
     """Remove all but the newest ``keep_last`` versions; returns the removed numbers."""
-    repo_root = Path(repo_root)
-    model_dir, staging = repo_root / model_name, staging_dir(repo_root)
-    staging.mkdir(exist_ok=True)
-    removed = list_versions(model_dir)[:-keep_last]
+    repo = _store(repo_root)
+    removed = list_versions(repo.child(model_name))[:-keep_last]
     for version in removed:
-        trash = Path(tempfile.mkdtemp(prefix=f"trash-{version}.", dir=staging))
-        os.rename(model_dir / str(version), trash / "v")  # vanishes atomically from the watcher's view
-        shutil.rmtree(trash)
-    if removed:
-        fsync_dir(model_dir)
+        repo.remove_dir(f"{model_name}/{version}")
     return removed
 
 
 def rejected_dir(repo_root: str | os.PathLike) -> Path:
-    """Where unusable versions are moved: ``<parent>/.<repo>.rejected`` (outside what Triton
-    scans, on the same filesystem so the move is a rename)."""
-    repo_root = Path(repo_root).resolve()
-    return repo_root.parent / f".{repo_root.name}.rejected"
+    """Where unusable versions of a repository directory are moved: ``<parent>/.<repo>.rejected``
+    (outside what Triton scans, on the same filesystem so the move is a rename)."""
+    repo = LocalStore(repo_root)
+    return repo.sibling(f".{repo.name}.rejected").root
 
 
 def set_aside_unusable(repo_root: str | os.PathLike, model_name: str = MODEL_NAME) -> list[tuple[int, str]]:
     """Move the newest versions that fail ``validate_onnx`` (an empty or half-written directory
-    left by a writer that bypassed ``publish_version``, a truncated file) out of the repository,
-    newest first, until the newest one left is usable or none is left; returns
-    ``[(version, why), ...]``. With poll mode and ``latest: 1``, Triton would otherwise try only
-    the broken newest version and never serve the good one below it."""
-    if is_remote(repo_root):
-        return _set_aside_remote(str(repo_root), model_name)
-    model_dir = Path(repo_root) / model_name
+    left by a writer that bypassed ``publish_version``, a truncated file) out of the repository
+    to ``.<repo>.rejected`` beside it, newest first, until the newest one left is usable or none
+    is left; returns ``[(version, why), ...]``. With poll mode and ``latest: 1``, Triton would
+    otherwise try only the broken newest version and never serve the good one below it."""
+    repo = _store(repo_root)
+    model = repo.child(model_name)
+    rejected = repo.sibling(f".{repo.name}.rejected")
     moved = []
-    for version in reversed(list_versions(model_dir)):
+    for version in reversed(list_versions(model)):
+        key = f"{version}/{ONNX_FILENAME}"
         try:
-            validate_onnx(model_dir / str(version) / ONNX_FILENAME)
+            with model.local_file(key) as path:
+                validate_onnx(path)
             break
-        except InvalidModelError as exc:
-            target = rejected_dir(repo_root)
-            target.mkdir(exist_ok=True)
-            os.rename(model_dir / str(version), target / f"{model_name}-{version}-{time.time_ns()}")
-            fsync_dir(model_dir)
-            moved.append((version, str(exc)))
+        except (InvalidModelError, FileNotFoundError) as exc:
+            why = str(exc) if isinstance(exc, InvalidModelError) else f"{model.url}/{key}: no such file"
+            model.move(str(version), rejected, f"{model_name}-{version}-{time.time_ns()}")
+            moved.append((version, why))
     return moved
 
-
-# -- the repository in a bucket (storage.model_repository = s3://...; plumbing/storage.py) ----
-# A version is one object, ``<repo>/blobnet/<n>/model.onnx``, written with one PUT after the
-# file was validated locally: Triton (poll mode on the s3:// repository) sees no new version or
-# a complete one. Old versions leave by deleting that object. The trainer is the one publisher.
 
 def version_mtime(model_dir: str | os.PathLike, version: int) -> float:
     """When ``version`` was published (unix seconds)."""
-    if is_remote(model_dir):
-        entries = open_store(model_dir).list(f"{version}/")
-        return max((e.mtime for e in entries), default=time.time())
-    return (Path(model_dir) / str(version)).stat().st_mtime
+    entries = _store(model_dir).list(f"{version}/")
+    return max((e.mtime for e in entries), default=time.time())
 
 
-def _download(store, key: str) -> Path:
-    """One object into a private temporary file (the caller removes its directory)."""
-    directory = Path(tempfile.mkdtemp(prefix="blobzero-model-"))
-    return store.get_to_file(key, directory / ONNX_FILENAME)
+# -- config.pbtxt (its two flavours: plumbing/triton_config.py) -------------------------------
 
-
-def _publish_remote(repo_url: str, onnx_path: str | os.PathLike, keep_last: int,
-                    model_name: str) -> int:
-    validate_onnx(onnx_path)                  # before anything is written
-    store = open_store(join(repo_url, model_name))
-    version = max(list_versions(store.url), default=0) + 1
-    store.put(f"{version}/{ONNX_FILENAME}", Path(onnx_path).read_bytes())
-    for old in list_versions(store.url)[:-keep_last]:
-        store.rmtree(str(old))
-    return version
-
-
-def _check_servable_remote(repo_url: str, model_name: str) -> list[int]:
-    model_url = join(repo_url, model_name)
-    versions = list_versions(model_url)
-    if not versions:
-        raise ModelRepositoryError(
-            f"model repository {repo_url} has no version of '{model_name}' (expected "
-            f"{model_url}/<n>/{ONNX_FILENAME}); the trainer publishes version 1 at start "
-            f"(blobzero train --init-only)")
-    path = _download(open_store(model_url), f"{versions[-1]}/{ONNX_FILENAME}")
+def _config_text(model: Store) -> str | None:
     try:
-        validate_onnx(path)
-    except InvalidModelError as exc:
-        raise ModelRepositoryError(f"model repository {repo_url} is malformed: newest version "
-                                   f"{versions[-1]} is unusable: {exc}") from exc
-    finally:
-        shutil.rmtree(path.parent, ignore_errors=True)
-    return versions
+        return model.get("config.pbtxt").decode()
+    except FileNotFoundError:
+        return None
 
 
-def _set_aside_remote(repo_url: str, model_name: str) -> list[tuple[int, str]]:
-    """Remote ``set_aside_unusable``: an unusable newest version is copied under the sibling
-    prefix ``.<repo>.rejected/`` (outside what Triton scans) and removed."""
-    store = open_store(join(repo_url, model_name))
-    base, _, name = repo_url.rstrip("/").rpartition("/")
-    rejected = open_store(f"{base}/.{name}.rejected")
-    moved = []
-    for version in reversed(list_versions(store.url)):
-        key = f"{version}/{ONNX_FILENAME}"
-        try:
-            path = _download(store, key)
-        except FileNotFoundError:
-            path = None
-        try:
-            if path is None:
-                raise InvalidModelError(f"{store.url}/{key}: no such object")
-            validate_onnx(path)
-            break
-        except InvalidModelError as exc:
-            if path is not None:
-                rejected.put(f"{model_name}-{version}-{time.time_ns()}/{ONNX_FILENAME}",
-                             path.read_bytes())
-            store.rmtree(str(version))
-            moved.append((version, str(exc)))
-        finally:
-            if path is not None:
-                shutil.rmtree(path.parent, ignore_errors=True)
-    return moved
+def check_not_foreign(model_dir: str | os.PathLike) -> None:
+    """Raise ModelRepositoryError if ``model_dir`` has a config.pbtxt we did not generate."""
+    model = _store(model_dir)
+    current = _config_text(model)
+    if current is None or current.startswith(triton_config.GENERATED_HEADER):
+        return
+    source = join(model.url, "config.pbtxt")
+    try:
+        backend = triton_config.parse_config(current, source).backend or "(unset)"
+    except triton_config.ModelConfigError as exc:
+        raise ModelRepositoryError(str(exc)) from exc
+    raise ModelRepositoryError(
+        f"{source} is not the generated local flavour (backend {backend!r}); the local "
+        f"tritonserver only runs the python-based backend '{triton_config.LOCAL_BACKEND}'. Move "
+        f"the file away: the local config is generated from {triton_config.PRODUCTION_CONFIG} on "
+        f"start.")
 
 
-def put_config_if_changed(model_url: str, text: str) -> bool:
+def write_config(model_dir: str | os.PathLike, text: str) -> bool:
     """Write ``<model>/config.pbtxt`` unless it already holds ``text`` (a rewrite makes a
     polling server reload the model); returns whether it wrote."""
-    store = open_store(model_url)
-    try:
-        if store.get("config.pbtxt").decode() == text:
-            return False
-    except FileNotFoundError:
-        pass
-    store.put("config.pbtxt", text.encode())
+    model = _store(model_dir)
+    if _config_text(model) == text:
+        return False
+    model.put("config.pbtxt", text.encode())
     return True
 
 
-def prepare_remote_config(repo_url: str, flavour: str, gpu_instances: int = 1,
-                          accelerator: str = "none", model_name: str = MODEL_NAME) -> None:
-    """The trainer's ``_prepare_repository`` for a bucket: the production config of the
-    [triton] settings, or (local flavour) the generated local config unless one is there."""
-    from plumbing import triton_config
-    model_url = join(repo_url, model_name)
+def write_local_config(model_dir: str | os.PathLike, instances: int = 1, intra_op_threads: int = 1):
+    """Write the local flavour's config into ``model_dir`` unless it is already identical;
+    returns where it is (a Path in a directory). Refuses to overwrite a config it did not
+    generate (e.g. a copied production config, whose ``onnxruntime`` backend the wheel's
+    server does not have): that is the user's file."""
+    check_not_foreign(model_dir)
+    write_config(model_dir, triton_config.render(triton_config.local_config(instances, intra_op_threads)))
+    model = _store(model_dir)
+    return model.path("config.pbtxt") if isinstance(model, LocalStore) else join(model.url, "config.pbtxt")
+
+
+#: Old name of ``write_config``.
+put_config_if_changed = write_config
+
+
+def prepare_config(repo_root: str | os.PathLike, flavour: str, gpu_instances: int = 1,
+                   accelerator: str = "none", model_name: str = MODEL_NAME) -> None:
+    """The trainer's preparation of ``<repo>/<model>/config.pbtxt``: the production config of
+    the [triton] settings (rewritten only when its meaning changes), or (local flavour) the
+    generated local config unless one is there — the local server may have generated one with
+    more instances, and rewriting it would make a polling server reload for nothing."""
+    model = _store(repo_root).child(model_name)
     if flavour == "local":
-        store = open_store(model_url)
-        try:
-            current = store.get("config.pbtxt").decode()
-        except FileNotFoundError:
-            store.put("config.pbtxt", triton_config.render(triton_config.local_config()).encode())
-            return
-        if not current.startswith(triton_config.GENERATED_HEADER):
-            raise ModelRepositoryError(f"{model_url}/config.pbtxt is not the generated local "
-                                       f"flavour; remove it (the local server generates it)")
+        check_not_foreign(model)
+        if _config_text(model) is None:
+            write_config(model, triton_config.render(triton_config.local_config()))
         return
     text = triton_config.production_text(gpu_instances, accelerator)
-    try:
-        same = triton_config.same_config(open_store(model_url).get("config.pbtxt").decode(), text)
-    except FileNotFoundError:
-        same = False
-    if not same:
-        open_store(model_url).put("config.pbtxt", text.encode())
+    current = _config_text(model)
+    if current is None or not triton_config.same_config(current, text):
+        model.put("config.pbtxt", text.encode())
+
+
+#: Old name of ``prepare_config``.
+prepare_remote_config = prepare_config
+
+
+# -- model versions as local files, for the readers (arena, game, strength, agent) -----------
+
+class ModelVersions:
+    """Model versions a command reads: the repository Triton serves (``<repo>/blobnet/<n>/``)
+    and the trainer's archive of every published version (``v<NNNNNN>.onnx``), each a directory
+    or a bucket. ``path(n)`` gives a local file ONNX Runtime can load: the file itself in a
+    directory, a copy in the bounded local ``FileCache`` from a bucket."""
+
+    def __init__(self, repository: str | os.PathLike, archive: str | os.PathLike,
+                 cache: FileCache | None = None, model_name: str = MODEL_NAME):
+        self.repository = _store(join(repository, model_name))
+        self.archive = _store(archive)
+        self.cache = cache or FileCache.default()
+
+    @classmethod
+    def from_config(cls, section) -> "ModelVersions":
+        """From a ``[storage]`` config section (plumbing/config.py StorageSection)."""
+        from plumbing.storage import locations
+        where = locations(section)
+        return cls(where.models, where.archive, FileCache.default())
+
+    def describe(self) -> str:
+        return f"{self.repository.url} (archive {self.archive.url})"
+
+    def served(self) -> list[int]:
+        """The versions in the repository, ascending (StorageError when it cannot be listed)."""
+        return list_versions(self.repository)
+
+    def latest(self) -> int | None:
+        versions = self.served()
+        return versions[-1] if versions else None
+
+    def path(self, version: int) -> Path:
+        """A local ONNX file of ``version`` (from the repository, else the archive); ValueError
+        naming both places when neither has it, StorageError when they cannot be read."""
+        for store, key in ((self.repository, f"{version}/{ONNX_FILENAME}"),
+                           (self.archive, archive_key(version))):
+            try:
+                return store.fetch(key, self.cache)
+            except FileNotFoundError:
+                continue
+        raise ValueError(f"model version {version} is neither in {self.repository.url} nor "
+                         f"archived in {self.archive.url}")
+
+
+def archive_key(version: int, suffix: str = ".onnx") -> str:
+    """The key of a version in the trainer's archive: ``v<NNNNNN>.onnx`` (manifest ``.json``)."""
+    return f"v{version:06d}{suffix}"

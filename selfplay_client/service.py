@@ -16,18 +16,15 @@ import argparse
 import concurrent.futures
 import logging
 import signal
-import socket
 import sys
 import threading
 import time
 
 from blobcore.players import builtin_player
 from plumbing import config as configuration
-from plumbing.fsio import check_writable
 from plumbing.records import to_proto
-from plumbing.object_shards import open_writer
-from plumbing.shards import ClientClaim, ClientIdInUse, sanitize_client_id
-from plumbing.storage import is_remote, open_store
+from plumbing.shards import ClientClaim, ClientIdInUse, ShardWriter
+from plumbing.storage import open_store
 from selfplay_client.metrics import SelfplayMetrics
 from selfplay_client import tables
 from selfplay_client.runner import PooledSearch
@@ -146,34 +143,15 @@ def main(args: argparse.Namespace) -> int:
 
 
 def claim_storage(cfg: configuration.Config) -> ClientClaim:
-    """Check that the games directory takes files and claim this client's id there; raises
+    """Check that the games location takes shards and claim this client's id there; raises
     ConfigError naming the key (a read-only volume must not cost minutes of rounds first)."""
-    games = cfg.storage.games_dir
-    if is_remote(games):        # a bucket: checked at start; ids unique by construction (no locks)
-        open_store(games).check("storage.games_dir")
-        return _UnlockedClaim(sanitize_client_id(cfg.selfplay.client_id or socket.gethostname()))
-    try:
-        check_writable(games)
-    except OSError as exc:
-        raise configuration.ConfigError(
-            f"config key 'storage.games_dir': cannot write game shards to {games} "
-            f"({exc.strerror or exc}); mount it read-write or choose another directory") from None
+    games = open_store(cfg.storage.games_dir)
+    games.check("storage.games_dir")           # a directory or a bucket (names the variable to fix)
     try:
         return ClientClaim(games, cfg.selfplay.client_id)
     except ClientIdInUse as exc:
         raise configuration.ConfigError(f"config key 'selfplay.client_id': {exc}; give each "
                                         f"client its own id (or leave it empty)") from None
-
-
-class _UnlockedClaim:
-    """The client id on object storage: the configured id or the host name (a StatefulSet's
-    pod name), unique per live writer by construction; there is nothing to lock."""
-
-    def __init__(self, client_id: str):
-        self.id = client_id
-
-    def release(self) -> None:
-        pass
 
 
 def run(cfg: configuration.Config, rounds: int = 0, duration: float = 0, progress: str = "auto") -> int:
@@ -190,9 +168,8 @@ def run(cfg: configuration.Config, rounds: int = 0, duration: float = 0, progres
     except configuration.ConfigError:
         claim.release()
         raise
-    writer = open_writer(cfg.storage.games_dir, client_id, cfg.selfplay.rounds_per_shard)
-    if hasattr(writer, "on_upload_error"):     # a bucket: each failed upload (kept, retried) counts
-        writer.on_upload_error = metrics.errors.labels("storage").inc
+    writer = ShardWriter(cfg.storage.games_dir, client_id, cfg.selfplay.rounds_per_shard)
+    writer.on_upload_error = metrics.errors.labels("storage").inc   # each upload kept for a retry
     seed = cfg.selfplay.seed if cfg.selfplay.seed >= 0 else time.time_ns() & 0xFFFFFFFF
     search_config = cfg.selfplay_search()
     log.info("client %s (shards from seq %d): %s, %d rounds in flight, search %dx%d, Triton %s, "
@@ -225,8 +202,7 @@ def run(cfg: configuration.Config, rounds: int = 0, duration: float = 0, progres
         except OSError as exc:
             metrics.errors.labels("storage").inc()
             log.error("cannot write a shard to %s (%s); dropping %d finished rounds", writer.root,
-                      exc.strerror or exc, len(writer.buffer))
-            writer.buffer = []
+                      exc.strerror or exc, writer.discard())
             raise StorageFailed(str(exc)) from None
 
     def flush() -> None:
@@ -262,7 +238,7 @@ def run(cfg: configuration.Config, rounds: int = 0, duration: float = 0, progres
     finally:
         try:
             flush()
-            if getattr(writer, "pending", None) and writer.drain(DRAIN_S):   # a bucket was down
+            if writer.pending and writer.drain(DRAIN_S):   # a bucket's endpoint was down
                 metrics.errors.labels("storage").inc()
                 code = 1
         except StorageFailed:

@@ -1,11 +1,11 @@
-"""``blobzero mirror``: keep a local directory in step with an object-storage prefix, and push
-result files back — for tools that read a directory when the data lives in a bucket.
+"""``blobzero mirror``: keep a local directory in step with a storage location (a bucket prefix
+or a directory), and push result files back.
 
-The strength tracker (``blobzero strength --watch``) reads the trainer's archive of versions
-as a directory. Where checkpoints live in a bucket (``storage.url = s3://...``), a mirror beside
-it (a sidecar sharing an ``emptyDir`` in Kubernetes, ``blobzero loop`` itself locally) copies
-``<checkpoint_dir>/versions`` down and the tracker's ``strength.json`` up, so the tracker can run
-on any node: no volume is shared between pods::
+No part of BlobZero needs it any more: the strength tracker, the arena, ``blobzero game`` and
+the agent read model versions through plumbing/storage.py (``--set storage.url=s3://…``), and
+``blobzero loop`` carries no mirror. It is kept, as a general tool, for the deployment files
+that still run it as a sidecar (k8s/components/object-storage, docker-compose.objectstore.yml)
+until they run those commands on the bucket directly; then it can go. As they use it::
 
     blobzero mirror --watch s3://blobzero/run/checkpoints/versions /var/lib/blobzero/checkpoints/versions \\
         --push /var/lib/blobzero/strength/strength.json=s3://blobzero/run/strength/strength.json
@@ -22,7 +22,7 @@ import sys
 import threading
 from pathlib import Path
 
-from plumbing.storage import is_remote, open_store, parse_s3
+from plumbing.storage import open_store, parent
 
 log = logging.getLogger("blobzero.mirror")
 
@@ -48,22 +48,25 @@ class Mirror:
             except FileNotFoundError:
                 continue
             if self._pushed.get(local) != mtime:
-                base, _, name = url.rpartition("/")
-                open_store(base).put(name, local.read_bytes())
+                open_store(parent(url)).put(url.rpartition("/")[2], local.read_bytes())
                 self._pushed[local] = mtime
         return len(new)
 
 
 def _push_pair(text: str) -> tuple[Path, str]:
     local, sep, url = text.partition("=")
-    if not sep or not is_remote(url):
-        raise argparse.ArgumentTypeError(f"--push takes LOCAL_FILE=s3://bucket/key, got {text!r}")
-    parse_s3(url)
+    if not sep or not local or "/" not in url.strip("/"):
+        raise argparse.ArgumentTypeError(f"--push takes LOCAL_FILE=s3://bucket/key (or a path), "
+                                         f"got {text!r}")
+    try:
+        open_store(parent(url))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"--push {text!r}: {exc}") from None
     return Path(local), url
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("source", help="s3://bucket/prefix to copy from")
+    parser.add_argument("source", help="s3://bucket/prefix (or a directory) to copy from")
     parser.add_argument("target", type=Path, help="local directory to copy into")
     parser.add_argument("--push", type=_push_pair, action="append", default=[],
                         metavar="FILE=s3://bucket/key", help="upload FILE whenever it changes (repeatable)")
@@ -73,11 +76,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s mirror %(levelname)s %(message)s")
-    if not is_remote(args.source):
-        print(f"blobzero mirror: the source must be s3://bucket/prefix, got {args.source!r}",
-              file=sys.stderr)
+    try:
+        mirror = Mirror(args.source, args.target, args.push)
+    except ValueError as exc:           # an unknown scheme
+        print(f"blobzero mirror: {exc}", file=sys.stderr)
         return 2
-    mirror = Mirror(args.source, args.target, args.push)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

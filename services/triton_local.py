@@ -54,10 +54,10 @@ from pathlib import Path
 
 from plumbing.netspec import MODEL_NAME, ONNX_FILENAME
 from services import triton_dist
-from plumbing.model_repository import (ModelRepositoryError, check_servable, list_versions, publish_version,
-                                       set_aside_unusable)
-from plumbing.storage import is_remote, join, open_store, triton_repository_url
-from plumbing.triton_config import check_not_foreign, write_local_config
+from plumbing.model_repository import (ModelRepositoryError, check_not_foreign, check_servable,
+                                       list_versions, publish_version, set_aside_unusable,
+                                       write_local_config)
+from plumbing.storage import as_location, join, open_store, triton_repository_url
 
 log = logging.getLogger("blobzero.serve")
 
@@ -74,7 +74,7 @@ def default_instances() -> int:
 class ServerConfig:
     """Settings of one local tritonserver.
 
-    model_repository: directory holding ``blobnet/<n>/model.onnx`` (the generated local config
+    model_repository: directory (or ``s3://`` URL) holding ``blobnet/<n>/model.onnx`` (the generated local config
                       is written to ``blobnet/config.pbtxt``)
     work_dir:         backend directory and ``tritonserver.log`` live here
     *_port:           TCP ports on 127.0.0.1
@@ -90,7 +90,7 @@ class ServerConfig:
                       that make the watchdog restart it (the restart reaps them)
     """
 
-    model_repository: Path
+    model_repository: Path | str
     work_dir: Path
     grpc_port: int = 8001
     http_port: int = 8000
@@ -110,8 +110,8 @@ class ServerConfig:
     def __post_init__(self):
         if self.restarts < 0 or self.zombie_limit < 1 or self.zombie_grace_s < 0:
             raise ValueError("ServerConfig: restarts must be >= 0, zombie_limit >= 1, zombie_grace_s >= 0")
-        if not is_remote(self.model_repository):       # an s3:// URL stays a URL
-            object.__setattr__(self, "model_repository", Path(self.model_repository))
+        # a directory as a Path, an s3:// URL as it is (plumbing/storage.py)
+        object.__setattr__(self, "model_repository", as_location(self.model_repository))
         object.__setattr__(self, "work_dir", Path(self.work_dir))
 
     @classmethod
@@ -126,9 +126,7 @@ class ServerConfig:
 
 def repository_argument(model_repository) -> str:
     """``--model-repository`` for a directory (absolute) or a bucket (Triton's s3:// form)."""
-    if is_remote(model_repository):
-        return triton_repository_url(model_repository)
-    return str(Path(model_repository).resolve())
+    return triton_repository_url(model_repository)
 
 
 class ServeError(RuntimeError):
@@ -229,13 +227,7 @@ class LocalTriton:
         for version, why in set_aside_unusable(c.model_repository):
             log.warning("moved unusable version %d out of the repository (%s)", version, why)
         versions = check_servable(c.model_repository)
-        if is_remote(c.model_repository):
-            from plumbing.model_repository import put_config_if_changed
-            from plumbing.triton_config import local_config, render
-            put_config_if_changed(join(c.model_repository, MODEL_NAME),
-                                  render(local_config(c.instances, c.intra_op_threads)))
-        else:
-            write_local_config(c.model_repository / MODEL_NAME, c.instances, c.intra_op_threads)
+        write_local_config(join(c.model_repository, MODEL_NAME), c.instances, c.intra_op_threads)
         self._watchdog_stop.clear()
         self._launch()
         atexit.register(self.stop)
@@ -313,35 +305,18 @@ class LocalTriton:
         return [pid for pid, comm, state in _children(self.process.pid)
                 if comm.startswith("triton_python") and state == "Z"]
 
-    def _reload_remote(self, why: str) -> int | None:
-        """``reload_served_version`` on a bucket: rewrite the newest version's object (same
-        bytes, new modification time), which poll mode reloads."""
+    def reload_served_version(self, why: str) -> int | None:
+        """Make poll mode reload the newest version (a new modification time on its model
+        file: ``Store.touch``, the same bytes rewritten in a bucket); returns it."""
         store = open_store(join(self.config.model_repository, MODEL_NAME))
-        versions = list_versions(store.url)
+        versions = list_versions(store)
         if not versions:
             return None
         key = f"{versions[-1]}/{ONNX_FILENAME}"
         try:
-            store.put(key, store.get(key))
+            store.touch(key)
         except OSError as exc:
-            log.error("%s, but cannot rewrite %s/%s to reload it: %s", why, store.url, key, exc)
-            return None
-        self.heals += 1
-        log.warning("%s: reloading %s version %d", why, MODEL_NAME, versions[-1])
-        return versions[-1]
-
-    def reload_served_version(self, why: str) -> int | None:
-        """Make poll mode reload the newest version (touch its model file); returns it."""
-        if is_remote(self.config.model_repository):
-            return self._reload_remote(why)
-        versions = list_versions(self.config.model_repository / MODEL_NAME)
-        if not versions:
-            return None
-        path = self.config.model_repository / MODEL_NAME / str(versions[-1]) / ONNX_FILENAME
-        try:
-            os.utime(path)
-        except OSError as exc:
-            log.error("%s, but cannot touch %s to reload it: %s", why, path, exc)
+            log.error("%s, but cannot touch %s/%s to reload it: %s", why, store.url, key, exc)
             return None
         self.heals += 1
         log.warning("%s: reloading %s version %d (poll mode picks it up within %d s)",
@@ -553,7 +528,7 @@ def _url_status(url: str) -> int:
 
 # -- the `blobzero serve` command -------------------------------------------------------------
 
-def init_repository(repo: Path, preset_name: str, seed: int = 0) -> int:
+def init_repository(repo: Path | str, preset_name: str, seed: int = 0) -> int:
     """Export a freshly initialised BlobNet and publish it (version 1 of an empty repository)."""
     import tempfile
 
@@ -567,7 +542,7 @@ def init_repository(repo: Path, preset_name: str, seed: int = 0) -> int:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from plumbing.config import add_config_arguments
     add_config_arguments(parser)   # the shared config supplies the defaults of the next four
-    parser.add_argument("--model-repository", type=Path,
+    parser.add_argument("--model-repository",
                         help="repository with blobnet/<n>/model.onnx (default: storage.model_repository)")
     parser.add_argument("--work-dir", type=Path, default=Path("var/triton"),
                         help="backend directory and tritonserver.log (default: %(default)s)")
@@ -596,7 +571,7 @@ def main(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     from plumbing.config import from_args_or_exit
     shared = from_args_or_exit(args, "serve")
-    config = ServerConfig(args.model_repository or Path(shared.storage.model_repository), args.work_dir,
+    config = ServerConfig(args.model_repository or shared.storage.model_repository, args.work_dir,
                           grpc_port=args.grpc_port or shared.triton.grpc_port,
                           http_port=args.http_port or shared.triton.http_port,
                           metrics_port=args.metrics_port or shared.triton.metrics_port,
@@ -604,16 +579,18 @@ def main(args: argparse.Namespace) -> int:
     server = LocalTriton(config)
     previous = {s: signal.signal(s, _request_stop) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
-        if args.init_preset and not list_versions(config.model_repository / MODEL_NAME):
+        model_dir = join(config.model_repository, MODEL_NAME)
+        if args.init_preset and not list_versions(model_dir):
             check_ports(config)  # fail fast, before spending seconds on an export
-            check_not_foreign(config.model_repository / MODEL_NAME)
+            check_not_foreign(model_dir)
             version = init_repository(config.model_repository, args.init_preset, args.seed)
             log.info("initialised %s with a fresh '%s' BlobNet as version %d",
                      config.model_repository, args.init_preset, version)
         server.start()
         log.info("tritonserver (pid %d) ready: gRPC %s | HTTP %s | metrics %s | model %s versions %s "
                  "from %s | log %s", server.process.pid, server.url, server.http_url, server.metrics_url,
-                 MODEL_NAME, server.ready_versions(), config.model_repository.resolve(), server.log_path)
+                 MODEL_NAME, server.ready_versions(), repository_argument(config.model_repository),
+                 server.log_path)
         while server.poll() is None:
             time.sleep(0.5)
         log.error("tritonserver exited unexpectedly (code %s); log tail:\n%s", server.poll(), server.log_tail())

@@ -52,6 +52,13 @@ def test_agent_specs_resolve_or_explain(tmp_path):
     archived.mkdir(parents=True)
     (archived / "v000003.onnx").write_bytes(b"x")
     assert resolve_agent("v3", cfg).onnx == archived / "v000003.onnx"
+    for version in (2, 4):               # the repository keeps the newest; the archive has v3
+        (tmp_path / "repo" / "blobnet" / str(version)).mkdir(parents=True)
+        (tmp_path / "repo" / "blobnet" / str(version) / "model.onnx").write_bytes(b"x")
+    assert [resolve_agent(spec, cfg).name for spec in ("latest", "latest~1", "latest~2")] == \
+        ["v4", "v3", "v2"]
+    with pytest.raises(ValueError, match="newest version is v4, so there is no version 4 before it"):
+        resolve_agent("latest~4", cfg)
 
 
 def test_cli_prints_json():

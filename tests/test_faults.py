@@ -36,7 +36,7 @@ from plumbing.model_repository import (InvalidModelError, list_versions, publish
                                        staging_dir, validate_onnx)
 from plumbing.netspec import MASK, MODEL_NAME, POLICY, STATE, VALUE, VALUE_DIM
 from plumbing.records import to_proto
-from plumbing.shards import QUARANTINE, ShardReader, encode_shard, sanitize_client_id, shard_name
+from plumbing.shards import QUARANTINE, ShardReader, encode_shard, sanitize_client_id, shard_key
 from selfplay_client.evaluator import UniformEvaluator
 from selfplay_client.runner import PooledSearch, round_specs
 from selfplay_client.triton_evaluator import TritonEvaluator, TritonNonFiniteError
@@ -173,8 +173,10 @@ def mutated(record, change) -> records_pb2.RoundRecord:
     return copy
 
 
-def write_shard(games: Path, client: str, records: list) -> Path:
-    return atomic_write_bytes(games / shard_name(1, client, 0), encode_shard(records))
+def write_shard(games: Path, client: str, records: list) -> str:
+    """A shard of ``client`` written where self-play puts it; returns its key."""
+    atomic_write_bytes(games / shard_key(1, client, 0), encode_shard(records))
+    return shard_key(1, client, 0)
 
 
 def malformed(records) -> list:
@@ -195,12 +197,12 @@ def test_malformed_records_cost_one_record_not_the_trainer(tmp_path, records):
     write_shard(games, "good", good)
     mixed = write_shard(games, "mixed", records[:4] + bad)        # 4 usable, 4 malformed
     empty = write_shard(games, "empty", [records_pb2.RoundRecord()] * 2000)
-    assert empty.stat().st_size < 100                            # the 51-byte file of the report
+    assert (games / empty).stat().st_size < 100                  # the 51-byte file of the report
     port = free_ports(1)[0]
     log = tmp_path / "trainer.log"
     trainer = spawn("train", settings(tmp_path, metrics__trainer_port=port) + ["--duration", "120"], log)
     try:
-        quarantined = games / QUARANTINE / (empty.name + ".reason")
+        quarantined = games / QUARANTINE / (empty + ".reason")
         wait_until(quarantined.exists, 60, "the shard of empty records to be quarantined", [(trainer, log)])
         wait_until(lambda: metric(scrape(port), "blobzero_trainer_data_lag_seconds") > 0, 30,
                    "the trainer's metrics", [(trainer, log)])
@@ -219,11 +221,11 @@ def test_malformed_records_cost_one_record_not_the_trainer(tmp_path, records):
     assert "Traceback" not in out
     skipped = [line for line in out.splitlines() if "skipped" in line and "records of" in line]
     assert len(skipped) == 2, skipped                      # one summary line per bad shard
-    assert sum(empty.name in line for line in out.splitlines()) == 1, out   # quarantined: still one line
-    assert "skipped 4 of 8 records of " + mixed.name in out
-    assert "skipped 2000 of 2000 records of " + empty.name in out and "1997 more" in out
+    assert sum(empty in line for line in out.splitlines()) == 1, out   # quarantined: still one line
+    assert "skipped 4 of 8 records of " + mixed in out
+    assert "skipped 2000 of 2000 records of " + empty in out and "1997 more" in out
     assert "none of its 2000 records is usable" in quarantined.read_text()
-    assert mixed.exists()                                  # its good half is used, it stays
+    assert (games / mixed).exists()                        # its good half is used, it stays
     state = torch.load(tmp_path / "checkpoints" / "trainer.pt", map_location="cpu", weights_only=False)
     all_views = load(None, [a for a in settings(tmp_path) if a != "--set"], env={}).search.perspective == "searcher"
     usable = sum(len(from_record(r, all_views=all_views)) for r in good + records[:4])
@@ -239,13 +241,14 @@ def test_a_read_only_games_volume(tmp_path, records):
     games = tmp_path / "games"
     games.mkdir()
     write_shard(games, "bad", malformed(records))
-    (games / shard_name(1, "garbage", 0)).write_bytes(b"not a shard at all")
+    (games / "garbage").mkdir()
+    (games / shard_key(1, "garbage", 0)).write_bytes(b"not a shard at all")
     with read_only(games) as prefix:
         # self-play checks at start (it used to play, then die at its first flush)
         started = time.monotonic()
         result = run_cli("selfplay", settings(tmp_path, triton__url="127.0.0.1:9"), timeout=60, prefix=prefix)
         assert result.returncode == 2, result.stderr
-        assert "config key 'storage.games_dir': cannot write game shards to" in result.stderr
+        assert "config key 'storage.games_dir': cannot write to" in result.stderr
         assert "Traceback" not in result.stderr
         refused_s = time.monotonic() - started
         # the trainer cannot quarantine: it skips the bad shards in place, says so, keeps going
@@ -256,8 +259,8 @@ def test_a_read_only_games_volume(tmp_path, records):
         assert code == 0, out[-3000:]
         assert "Traceback" not in out
         assert out.count("so it is skipped in place") == 2
-        assert sorted(p.name for p in games.iterdir()) == sorted(
-            [shard_name(1, "bad", 0), shard_name(1, "garbage", 0)])
+        assert sorted(str(p.relative_to(games)) for p in games.rglob("*") if p.is_file()) == sorted(
+            [shard_key(1, "bad", 0), shard_key(1, "garbage", 0)])
     report("read-only games volume", selfplay_refused_after_s=round(refused_s, 1), trainer_exit=code)
 
 

@@ -13,7 +13,7 @@ import torch
 from plumbing.config import load
 from blobzero.loop import _metrics, _spawn, prepare
 from helpers import wait_until
-from plumbing.shards import CLIENTS, ShardReader, decode_shard, sanitize_client_id
+from plumbing.shards import CLIENTS, ShardReader, decode_shard, sanitize_client_id, shard_key
 from services.triton_local import LocalTriton, ServerConfig
 
 TINY = ["network.preset=tiny", "search.preset=light", "selfplay.games_in_flight=64",
@@ -76,10 +76,11 @@ def test_the_whole_loop_and_its_failure_drills(tmp_path):
 
         # -- a corrupt shard is quarantined and the trainer keeps going --
         good = reader.list()[0].path
-        corrupt = Path(cfg.storage.games_dir) / "games-v000001-intruder-00000000.shard"
+        corrupt = Path(cfg.storage.games_dir) / shard_key(1, "intruder", 0)
+        corrupt.parent.mkdir()
         corrupt.write_bytes(good.read_bytes()[: len(good.read_bytes()) // 2])
         quarantine = Path(cfg.storage.games_dir) / "quarantine"
-        wait_until(lambda: (quarantine / (corrupt.name + ".reason")).exists(), 30,
+        wait_until(lambda: (quarantine / (shard_key(1, "intruder", 0) + ".reason")).exists(), 30,
                    "the corrupt shard to be quarantined", watched)
         assert not corrupt.exists() and procs["trainer"].poll() is None
 
@@ -115,8 +116,8 @@ def test_the_whole_loop_and_its_failure_drills(tmp_path):
         mine = [s for s in reader.list() if s.client == client and s.seq >= int(first_seq)]
         assert done and int(done[1]) >= 5
         assert sum(len(reader.read(s.path)) for s in mine) == int(done[1])
-        assert not [p for p in Path(cfg.storage.games_dir).iterdir()
-                    if p.name.startswith(".") and p.name != CLIENTS]      # no temporary file left
+        assert not [p for p in Path(cfg.storage.games_dir).rglob(".*")
+                    if CLIENTS not in p.parts]                  # no temporary file left
         procs["trainer"].send_signal(signal.SIGTERM)
         assert procs["trainer"].wait(60) == 0
     finally:

@@ -8,18 +8,19 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
 from plumbing.config import ConfigError, load
-from plumbing.object_shards import KEY_RE, ObjectShardReader, ObjectShardWriter, object_key
-from plumbing.shards import encode_shard
+from plumbing.shards import KEY_RE, ShardReader, ShardWriter, encode_shard, shard_key
 from plumbing.storage import (LocalStore, S3Store, StorageUnavailable, join, open_store,
                               triton_repository_url)
 from s3_helpers import S3Server, s3_environment
 from test_training import protos  # noqa: F401  (the module-scoped fixture: real self-play records)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT_CONFIG = Path(ROOT) / "model_repository" / "blobnet" / "config.pbtxt"
 
 
 @pytest.fixture(scope="module")
@@ -60,6 +61,64 @@ def test_the_store_interface_is_the_same_on_a_directory_and_a_bucket(store):
     with pytest.raises(FileNotFoundError):
         store.get("missing")
     store.check("storage.url")
+
+
+def test_directory_operations_lock_and_fetch_are_the_same_on_both_kinds(store, tmp_path):
+    from plumbing.storage import FileCache
+    store.put_dir("blobnet/1", {"model.onnx": b"onnx", "extra.txt": b"x"})
+    assert [e.key for e in store.list("blobnet/")] == ["blobnet/1/extra.txt", "blobnet/1/model.onnx"]
+    assert store.children("blobnet") == ["1"] and store.stat("blobnet/1/model.onnx").size == 4
+    with pytest.raises(FileNotFoundError, match="nothing-here"):
+        store.stat("nothing-here")
+    aside = store.sibling(f".{store.name}.aside")
+    store.move("blobnet/1", aside, "v1")                      # a directory, whole
+    assert store.list("blobnet/") == [] and aside.get("v1/model.onnx") == b"onnx"
+    store.put("q/a.shard", b"shard")
+    store.move("q/a.shard", store, "quarantine/q/a.shard")    # one object
+    assert [e.key for e in store.list("q/")] == [] and store.get("quarantine/q/a.shard") == b"shard"
+    aside.remove_dir("v1")
+    assert aside.list() == []
+    store.put("m.onnx", b"model")
+    before = store.stat("m.onnx").mtime
+    time.sleep(1.1)                                            # S3 times have 1 s resolution
+    store.touch("m.onnx")
+    assert store.stat("m.onnx").mtime > before and store.get("m.onnx") == b"model"
+    local = store.fetch("m.onnx", FileCache(tmp_path / "cache"))
+    assert local.read_bytes() == b"model"
+    assert (local == store.path("m.onnx")) if store.local else (local.parent == tmp_path / "cache")
+    with store.local_file("m.onnx") as path:
+        assert path.read_bytes() == b"model"
+    first = store.lock(".clients/a.lock", wait=False)
+    second = store.lock(".clients/a.lock", wait=False)
+    # a directory: one live holder at a time; a bucket has no locks (ids unique by construction)
+    assert (second is None) if store.local else (second is not None)
+    first.release()
+    assert store.lock(".clients/a.lock", wait=False) is not None
+    assert ".clients/a.lock" not in {e.key for e in store.list()}   # hidden from readers
+
+
+def test_the_model_repository_works_the_same_in_a_bucket(s3, tmp_path):
+    from plumbing.model_repository import (ModelRepositoryError, check_servable, list_versions,
+                                           publish_version, set_aside_unusable, version_mtime,
+                                           write_local_config)
+    from trainer.export import export_fresh
+    onnx = export_fresh("tiny", tmp_path / "m.onnx", seed=1)
+    repo = _prefix("repo")
+    assert [publish_version(repo, onnx, keep_last=2) for _ in range(3)] == [1, 2, 3]
+    models = open_store(join(repo, "blobnet"))
+    assert list_versions(models) == [2, 3] and check_servable(repo) == [2, 3]
+    assert version_mtime(models.url, 3) > time.time() - 60
+    models.put("4/model.onnx", onnx.read_bytes()[:1000])     # a writer that bypassed publishing
+    with pytest.raises(ModelRepositoryError, match="malformed: newest version 4"):
+        check_servable(repo)
+    moved = set_aside_unusable(repo)
+    assert [v for v, _ in moved] == [4] and list_versions(models) == [2, 3]
+    rejected = open_store(repo.rpartition("/")[0] + f"/.{repo.rpartition('/')[2]}.rejected")
+    assert [e.key.split("/")[1] for e in rejected.list()] == ["model.onnx"]
+    write_local_config(models.url)
+    models.put("config.pbtxt", (ROOT_CONFIG.read_text()).encode())
+    with pytest.raises(ModelRepositoryError, match="'onnxruntime'"):
+        write_local_config(models.url)
 
 
 def test_storage_url_places_everything_under_one_location(tmp_path):
@@ -149,11 +208,11 @@ def test_the_trainer_ingests_from_a_bucket_publishes_to_it_and_resumes(s3, proto
     url = _prefix("train")
     cfg = _trainer_cfg(url)
     games = open_store(cfg.storage.games_dir)
-    writer = ObjectShardWriter(games, "sp-0", rounds_per_shard=10)
+    writer = ShardWriter(games, "sp-0", rounds_per_shard=10)
     for rec in protos[:30]:
         writer.add(rec)
     writer.flush()
-    assert [e.key for e in games.list()] == [object_key(1, "sp-0", i) for i in range(3)]
+    assert [e.key for e in games.list()] == [shard_key(1, "sp-0", i) for i in range(3)]
     assert all(KEY_RE.match(e.key) for e in games.list())
     trainer = Trainer(cfg)
     assert trainer.run(steps=25) == 0
@@ -165,9 +224,9 @@ def test_the_trainer_ingests_from_a_bucket_publishes_to_it_and_resumes(s3, proto
     assert {e.key for e in checkpoints.list()} >= {"trainer.pt", "versions/v000003.onnx",
                                                    "versions/v000003.json"}
     # a second client appears, the first continues its sequence after a restart
-    again = ObjectShardWriter(games, "sp-0", rounds_per_shard=10)
+    again = ShardWriter(games, "sp-0", rounds_per_shard=10)
     assert again.seq == 3
-    other = ObjectShardWriter(games, "sp-1", rounds_per_shard=10)
+    other = ShardWriter(games, "sp-1", rounds_per_shard=10)
     for rec in protos[30:40]:
         other.add(rec)
     other.flush()
@@ -178,7 +237,7 @@ def test_the_trainer_ingests_from_a_bucket_publishes_to_it_and_resumes(s3, proto
     assert resumed.progress.cursors == {"sp-0": 2, "sp-1": 0}
     # incremental: a scan with nothing new lists each client after its newest key only
     assert resumed.index.scan() == [] and resumed.index.after == {
-        "sp-0": object_key(1, "sp-0", 2), "sp-1": object_key(1, "sp-1", 0)}
+        "sp-0": shard_key(1, "sp-0", 2), "sp-1": shard_key(1, "sp-1", 0)}
 
 
 def test_retention_deletes_ingested_shards_from_the_bucket(s3, protos):
@@ -186,7 +245,7 @@ def test_retention_deletes_ingested_shards_from_the_bucket(s3, protos):
     cfg = _trainer_cfg(_prefix("retain"), **{"storage.retain_hours": 1, "trainer.window_max": 100,
                                             "trainer.window_min": 50})
     games = open_store(cfg.storage.games_dir)
-    writer = ObjectShardWriter(games, "sp-0", rounds_per_shard=5)
+    writer = ShardWriter(games, "sp-0", rounds_per_shard=5)
     for rec in protos[:30]:
         writer.add(rec)
     writer.flush()
@@ -195,7 +254,7 @@ def test_retention_deletes_ingested_shards_from_the_bucket(s3, protos):
     assert trainer.run(steps=6) == 0
     left = [e.key for e in games.list()]
     assert 1 <= len(left) < 6
-    assert object_key(1, "sp-0", 5) in left                   # the client's newest stays
+    assert shard_key(1, "sp-0", 5) in left                   # the client's newest stays
 
 
 def test_a_partial_upload_is_never_ingested(s3, protos):
@@ -205,20 +264,20 @@ def test_a_partial_upload_is_never_ingested(s3, protos):
     client = s3.client()
     blob = encode_shard(protos[:10])
     # an interrupted multipart upload: parts sent, never completed -> no object at all
-    key = f"{games.prefix}/{object_key(1, 'sp-0', 0)}"
+    key = f"{games.prefix}/{shard_key(1, 'sp-0', 0)}"
     upload = client.create_multipart_upload(Bucket="blobzero", Key=key)
     client.upload_part(Bucket="blobzero", Key=key, UploadId=upload["UploadId"], PartNumber=1,
                        Body=blob[: len(blob) // 2])
     # a PUT whose connection dies before the body is complete -> no object either
-    _raw_truncated_put(s3, f"/blobzero/{games.prefix}/{object_key(1, 'sp-0', 1)}", blob)
+    _raw_truncated_put(s3, f"/blobzero/{games.prefix}/{shard_key(1, 'sp-0', 1)}", blob)
     # an object that holds only a prefix of a shard (a foreign writer) -> quarantined, not ingested
-    games.put(object_key(1, "sp-0", 2), blob[: len(blob) // 2])
-    assert [e.key for e in games.list()] == [object_key(1, "sp-0", 2)]
+    games.put(shard_key(1, "sp-0", 2), blob[: len(blob) // 2])
+    assert [e.key for e in games.list()] == [shard_key(1, "sp-0", 2)]
     trainer = Trainer(cfg)
     assert trainer.run(steps=1, duration=3) == 0
     assert trainer.progress.rounds_seen == 0 and trainer.progress.positions_seen == 0
-    assert [e.key for e in games.list()] == [f"quarantine/{object_key(1, 'sp-0', 2)}",
-                                            f"quarantine/{object_key(1, 'sp-0', 2)}.reason"]
+    assert [e.key for e in games.list()] == [f"quarantine/{shard_key(1, 'sp-0', 2)}",
+                                            f"quarantine/{shard_key(1, 'sp-0', 2)}.reason"]
 
 
 def _raw_truncated_put(s3, path, blob):
@@ -239,7 +298,7 @@ def test_the_endpoint_down_for_30_s_loses_nothing_and_ingests_nothing_twice(s3, 
     from trainer.service import Trainer
     cfg = _trainer_cfg(_prefix("outage"), **{"trainer.min_positions": 10 ** 9})   # ingest only
     games = open_store(cfg.storage.games_dir)
-    writer = ObjectShardWriter(games, "sp-0", rounds_per_shard=5, backoff_initial_s=0.2,
+    writer = ShardWriter(games, "sp-0", rounds_per_shard=5, backoff_initial_s=0.2,
                                backoff_max_s=0.5)
     failures = []
     writer.on_upload_error = lambda: failures.append(1)
@@ -260,7 +319,7 @@ def test_the_endpoint_down_for_30_s_loses_nothing_and_ingests_nothing_twice(s3, 
         with pytest.raises(StorageUnavailable):
             trainer._ingest_new()                                 # the trainer's loop logs and waits
         waiting = threading.Thread(target=trainer._read_shard,
-                                   args=(trainer.reader.root / object_key(1, "sp-0", 0),))
+                                   args=(trainer.reader.root / shard_key(1, "sp-0", 0),))
         waiting.start()                                           # a read retries until it answers
         while time.monotonic() - down_since < OUTAGE_S:           # self-play goes on meanwhile
             writer.flush()
@@ -275,16 +334,16 @@ def test_the_endpoint_down_for_30_s_loses_nothing_and_ingests_nothing_twice(s3, 
     trainer._ingest_new()
     assert trainer.progress.rounds_seen == 25                     # every round, once
     assert trainer.progress.cursors == {"sp-0": 4}
-    assert [e.key for e in games.list()] == [object_key(1, "sp-0", i) for i in range(5)]
+    assert [e.key for e in games.list()] == [shard_key(1, "sp-0", i) for i in range(5)]
 
 
 def test_shard_reader_on_a_bucket_quarantines_a_corrupt_object(s3, protos):
     games = open_store(_prefix("corrupt"))
-    games.put(object_key(1, "x", 0), b"not gzip")
-    reader = ObjectShardReader(games)
-    assert reader.read(reader.root / object_key(1, "x", 0)) == []
-    assert games.exists(f"quarantine/{object_key(1, 'x', 0)}.reason")
-    assert not games.exists(object_key(1, "x", 0))
+    games.put(shard_key(1, "x", 0), b"not gzip")
+    reader = ShardReader(games)
+    assert reader.read(reader.root / shard_key(1, "x", 0)) == []
+    assert games.exists(f"quarantine/{shard_key(1, 'x', 0)}.reason")
+    assert not games.exists(shard_key(1, "x", 0))
     assert isinstance(games, S3Store)
 
 
@@ -293,3 +352,19 @@ def test_bench_train_measures_ingest_from_a_bucket(s3, protos):
     result = train.ingest_rate_bucket(protos[:8], shards=2, rounds_per_shard=4, url=_prefix("bench"))
     assert result["shards"] == 2 and result["rounds_per_s"] > 0 and result["rounds_per_cpu_s"] > 0
     assert result["bucket"].startswith("s3://blobzero/")
+
+
+def test_mirror_still_copies_a_prefix_down_and_pushes_a_file_up(s3, tmp_path):
+    """``blobzero mirror`` is no longer used by BlobZero itself (every reader goes through the
+    store); the deployment files that still run it as a sidecar keep working until they drop it."""
+    source = open_store(_prefix("mirror"))
+    source.put("v000001.onnx", b"model")
+    source.put("v000001.json", b"{}")
+    (tmp_path / "strength.json").write_text('{"points": []}')
+    result = _cli(["mirror", source.url, str(tmp_path / "copy"),
+                   "--push", f"{tmp_path / 'strength.json'}={source.url}/results/strength.json"])
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in (tmp_path / "copy").iterdir()) == ["v000001.json", "v000001.onnx"]
+    assert source.get("results/strength.json") == b'{"points": []}'
+    bad = _cli(["mirror", "gs://bucket/x", str(tmp_path / "other")])
+    assert bad.returncode == 2 and "unknown storage scheme 'gs'" in bad.stderr

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from plumbing.object_shards import KEY_RE
+from plumbing.shards import KEY_RE
 from plumbing.storage import open_store
 from s3_helpers import S3Server, s3_environment
 
@@ -47,9 +47,13 @@ def test_blobzero_loop_runs_end_to_end_through_a_bucket(tmp_path):
             checkpoints = open_store(f"{url}/checkpoints")
             keys = {e.key for e in checkpoints.list()}
             assert "trainer.pt" in keys and "versions/v000002.onnx" in keys
-            assert open_store(f"{url}/strength").exists("strength.json")
+            # the strength tracker measured versions it read from the bucket (no mirror), and its
+            # results, the report and the curve are beside the checkpoints, in the bucket
+            results = open_store(url)
+            assert results.exists("strength.json") and results.exists("report.json")
+            assert results.exists("learning_curve.png")
             run = tmp_path / "run"
             assert not (run / "games").exists() and not (run / "model_repository").exists()
-            assert not (run / "checkpoints").exists()
+            assert not (run / "checkpoints").exists() and not (run / "strength-mirror").exists()
     finally:
         server.stop()

@@ -54,8 +54,8 @@ class SyntheticRun:
         """n shards spread over the next ``seconds`` of simulated time."""
         for i in range(n):
             self.now += seconds / n
-            path = self.writers[CLIENTS[i % len(CLIENTS)]].add(next(self.records))
-            os.utime(path, (self.now, self.now))
+            key = self.writers[CLIENTS[i % len(CLIENTS)]].add(next(self.records))
+            os.utime(self.games / key, (self.now, self.now))
 
     def tick(self) -> int:
         """One scan + checkpoint (retention runs from the saved state); returns stats made."""
@@ -65,7 +65,11 @@ class SyntheticRun:
         return self.trainer.index.stat_calls - before
 
     def files(self) -> list:
-        return [p for p in self.games.iterdir() if p.name.endswith(".shard")]
+        return [p for p in self.games.rglob("*.shard") if "quarantine" not in p.parts]
+
+    def keys(self) -> list[str]:
+        """The files' keys: <client>/<seq>-v<version>.shard (plumbing/shards.py)."""
+        return [str(p.relative_to(self.games)) for p in self.files()]
 
 
 def test_long_run_keeps_disk_and_ingest_state_bounded(tmp_path, records):
@@ -90,8 +94,8 @@ def test_long_run_keeps_disk_and_ingest_state_bounded(tmp_path, records):
     assert trainer.metrics.shards_deleted._value.get() == total - len(run.files())
     # every shard left is younger than the limit, or needed: window, or a client's newest
     needed = {n for n, _ in trainer.progress.window_shards}
-    newest = {max(p.name for p in run.files() if f"-{c}-" in p.name) for c in CLIENTS}
-    old = [p.name for p in run.files() if run.now - p.stat().st_mtime > HOUR]
+    newest = {max(k for k in run.keys() if k.startswith(f"{c}/")) for c in CLIENTS}
+    old = [k for k in run.keys() if run.now - (run.games / k).stat().st_mtime > HOUR]
     assert set(old) <= needed | newest
 
     # a restart after retention: nothing re-counted, the window refilled from the kept shards
@@ -116,7 +120,7 @@ def test_size_cap_deletes_oldest_ingested_first(tmp_path, records):
     kept = run.files()
     needed = {n for n, _ in trainer.progress.window_shards}
     # under the cap except for what may not be deleted (the window, each client's newest)
-    deletable_bytes = sum(p.stat().st_size for p in kept if p.name not in needed)
+    deletable_bytes = sum(p.stat().st_size for p, k in zip(kept, run.keys()) if k not in needed)
     assert deletable_bytes <= 40_000 + 3 * max(p.stat().st_size for p in kept)
     assert len(kept) < 600 and trainer.progress.rounds_seen == 600
 
@@ -166,6 +170,43 @@ def test_a_checkpoint_with_the_old_list_of_ingested_names_is_converted():
     names = [f"games-v000001-{c}-{s:08d}.shard" for s in range(5) for c in ("a", "b")]
     progress = _progress_from({"step": 7, "positions_seen": 100, "ingested": names + ["junk"]}, 1000)
     assert progress.step == 7 and progress.cursors == {"a": 4, "b": 4}
-    assert [n for n, _ in progress.window_shards] == names      # reloaded newest first on resume
+    # the keys the old names were renamed to (plumbing/shards.py migrate_legacy)
+    assert [n for n, _ in progress.window_shards] == [f"{c}/{s:08d}-v000001.shard"
+                                                      for s in range(5) for c in ("a", "b")]
     assert progress.is_ingested("a", 4) and not progress.is_ingested("a", 5)
     assert not progress.is_ingested("c", 0)
+
+
+def test_a_run_of_the_old_naming_resumes_without_counting_anything_twice(tmp_path, records):
+    """A games directory and a checkpoint from before the one naming (games-v…-<client>-<seq>
+    .shard at the top, window names of that form): the resumed trainer renames the shards,
+    refills its window from them, ingests only what is new, and retention still works."""
+    from plumbing.shards import legacy_to_key
+    trainer = make_trainer(tmp_path, "storage.retain_hours=1")
+    run = SyntheticRun(tmp_path, records, trainer)
+    run.write(12, 600.0)
+    run.tick()
+    seen, window = trainer.progress.positions_seen, len(trainer.window)
+    # turn it into a run of the old naming: files at the top, old names in the checkpoint
+    old_name = {k: f"games-v000001-{k.split('/')[0]}-{k.split('/')[1][:8]}.shard" for k in run.keys()}
+    for key, name in old_name.items():
+        os.replace(run.games / key, run.games / name)
+        assert legacy_to_key(name) == key
+    for client in CLIENTS:
+        (run.games / client).rmdir()
+    trainer.progress.window_shards = [[old_name[k], p] for k, p in trainer.progress.window_shards]
+    trainer._save_checkpoint()
+    again = make_trainer(tmp_path, "storage.retain_hours=1")
+    assert again._load_checkpoint()
+    again._refill_window()
+    assert len(again.window) == window                       # refilled from the renamed shards
+    assert sorted(run.keys()) == sorted(old_name) and not list(run.games.glob("games-v*"))
+    again.clock = lambda: run.now
+    again._ingest_new()
+    assert again.progress.positions_seen == seen             # nothing counted twice
+    run.trainer = again
+    run.writers = {c: ShardWriter(run.games, c, rounds_per_shard=1) for c in CLIENTS}
+    assert {c: w.seq for c, w in run.writers.items()} == {"alpha": 4, "beta": 4, "gamma": 4}
+    run.write(3, 60.0)
+    run.tick()
+    assert again.progress.rounds_seen == trainer.progress.rounds_seen + 3

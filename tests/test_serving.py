@@ -26,9 +26,9 @@ from plumbing.netspec import MODEL_NAME, NUM_ACTIONS, VALUE_DIM
 from selfplay_client.evaluator import Evaluator, OrtEvaluator, UniformEvaluator, check_batch
 from selfplay_client.triton_evaluator import TritonEvaluator, TritonRequestError, TritonUnavailableError
 from plumbing.model_repository import (InvalidModelError, ModelRepositoryError, check_servable,
-                                       list_versions, publish_version, staging_dir)
+                                       list_versions, publish_version, staging_dir, write_local_config)
 from plumbing.triton_config import (GENERATED_HEADER, LOCAL_BACKEND, local_config, parse_config,
-                                    production_config, write_local_config)
+                                    production_config)
 from services.triton_local import LocalTriton, PortInUseError, ServerConfig, free_ports
 from triton_helpers import (PROJECT_ROOT, PYTHON, export_tiny, make_repository, metric, random_batch,
                             shm_files, start_server)

@@ -30,17 +30,15 @@ from pathlib import Path
 import numpy as np
 
 from plumbing import config as configuration
-from plumbing.fsio import (atomic_write_bytes, check_writable,
-                           fsync_dir)
+from plumbing.fsio import check_writable
 from plumbing.netspec import MODEL_NAME
-from plumbing.object_shards import open_reader
-from plumbing.shards import NAME_RE
-from plumbing.storage import StorageError, is_remote, join, open_store
+from plumbing.shards import LEGACY_NAME_RE, ShardReader, legacy_to_key
+from plumbing.storage import StorageError, join, locations, open_store
 from trainer.compact_window import CompactWindow, pack_shard
 from trainer.device import TrainDevice
 from trainer.metrics import TrainerMetrics
 from trainer.retention import RetentionPolicy
-from trainer.shard_index import index_for
+from trainer.shard_index import ShardIndex
 from trainer.window import window_capacity
 
 log = logging.getLogger("blobzero.train")
@@ -113,17 +111,16 @@ class Trainer:
             log.warning("trainer.batch_size %d is small for a GPU (it idles between steps); the GPU "
                         "profile config/gpu.toml trains with 4096 and a learning rate scaled up "
                         "with its square root", self.t.batch_size)
-        # each location is a directory or an s3:// URL (plumbing/storage.py)
-        self.remote_repo = is_remote(cfg.storage.model_repository)
-        self.repo = cfg.storage.model_repository if self.remote_repo else Path(cfg.storage.model_repository)
-        self.model_dir = join(self.repo, MODEL_NAME) if self.remote_repo else self.repo / MODEL_NAME
-        self.checkpoints = open_store(cfg.storage.checkpoint_dir)
-        self.checkpoint_dir = self.checkpoints.root if self.checkpoints.local else None
-        self.archive = join(cfg.storage.checkpoint_dir, "versions")  # every published ONNX, for rollbacks
-        # exports are staged on a local disk (a bucket has no rename): beside the checkpoints,
-        # else in a private temporary directory
-        self.staging = (self.checkpoint_dir / STAGING if self.checkpoint_dir is not None
-                        else Path(tempfile.gettempdir()) / f"blobzero-trainer-{os.getpid()}{STAGING}")
+        # each location is a directory or an s3:// URL, read and written through plumbing/storage.py
+        where = locations(cfg.storage)
+        self.repo = where.models
+        self.model_dir = join(self.repo, MODEL_NAME)
+        self.checkpoints = open_store(where.checkpoints)
+        self.archive = where.archive           # every published ONNX, for rollbacks and the tracker
+        # exports are staged on a local disk: beside the checkpoints when they are on one, else
+        # in a private temporary directory
+        self.staging = (self.checkpoints.scratch_dir(STAGING)
+                        or Path(tempfile.gettempdir()) / f"blobzero-trainer-{os.getpid()}{STAGING}")
         self.net = build(cfg.network.preset, seed=self.t.seed,
                          value_head=cfg.network.value_head).to(self.device.device)
         self.optimizer = torch.optim.AdamW(self.net.parameters(), lr=self.t.learning_rate,
@@ -133,11 +130,11 @@ class Trainer:
         self.all_views = cfg.search.perspective == "searcher"
         self.window = CompactWindow(self.t.window_max, views_min=3 if self.all_views else 1,
                                     value_target_search=self.t.value_target_search)
-        self.reader = open_reader(cfg.storage.games_dir)
+        self.reader = ShardReader(where.games)
         self.metrics = TrainerMetrics()
         self.rng = np.random.default_rng(self.t.seed)
         self.stop = threading.Event()
-        self.index = index_for(self.reader)        # what is on disk, learned incrementally
+        self.index = ShardIndex(self.reader)       # what is stored, learned incrementally
         self.reader.stop = self.stop               # a bucket read retries until this is set
         self.retention = RetentionPolicy(cfg.storage.retain_hours, cfg.storage.retain_gb)
         self._scanned = False                      # the first scan meets shards of earlier runs
@@ -219,22 +216,17 @@ class Trainer:
         return list_versions(self.model_dir)
 
     def _check_storage(self) -> None:
-        """Fail at start, naming the key, when a directory the trainer writes cannot be written."""
-        from plumbing.model_repository import staging_dir
-        for key, location in (("storage.checkpoint_dir", self.cfg.storage.checkpoint_dir),
-                              ("storage.model_repository", self.cfg.storage.model_repository),
-                              ("storage.games_dir", self.cfg.storage.games_dir)):
-            if is_remote(location):                # names the key, the bucket and the variable
-                open_store(location).check(key)
-        checked = [("storage.checkpoint_dir", self.checkpoint_dir or self.staging)]
-        if not self.remote_repo:
-            checked.append(("storage.model_repository", staging_dir(self.repo)))
-        for key, path in checked:
-            try:
-                check_writable(path)
-            except OSError as exc:
-                raise configuration.ConfigError(f"config key '{key}': cannot write to {path} "
-                                                f"({exc.strerror or exc})") from None
+        """Fail at start, naming the key, when a location the trainer writes cannot be written
+        (the games location is only read: a read-only games volume is fine)."""
+        from plumbing.model_repository import check_repository
+        self.checkpoints.check("storage.checkpoint_dir")
+        try:
+            check_writable(self.staging)
+        except OSError as exc:
+            raise configuration.ConfigError(f"config key 'storage.checkpoint_dir': cannot write to "
+                                            f"{self.staging} ({exc.strerror or exc})") from None
+        check_repository(self.repo, "storage.model_repository")
+        self.reader.store.check("storage.games_dir", write=False)
         try:
             self._prepare_repository()
         except OSError as exc:
@@ -249,26 +241,9 @@ class Trainer:
 
     def _prepare_repository(self) -> None:
         """Write blobnet/config.pbtxt of the configured flavour (the trainer owns the repo)."""
-        from plumbing import triton_config
-        if self.remote_repo:
-            from plumbing.model_repository import prepare_remote_config
-            prepare_remote_config(self.repo, self.cfg.triton.flavour, self.cfg.triton.gpu_instances,
-                                  self.cfg.triton.accelerator)
-            return
-        self.model_dir.mkdir(parents=True, exist_ok=True)
-        if self.cfg.triton.flavour == "local":
-            # Keep a local config the server already generated (it may run more instances):
-            # rewriting it would make a polling server reload the model for nothing.
-            triton_config.check_not_foreign(self.model_dir)
-            if not (self.model_dir / "config.pbtxt").exists():
-                triton_config.write_local_config(self.model_dir)
-        else:
-            target = self.model_dir / "config.pbtxt"
-            text = triton_config.production_text(self.cfg.triton.gpu_instances,
-                                                 self.cfg.triton.accelerator)
-            # compare meanings, not bytes: a rewrite makes a polling server reload the model
-            if not target.exists() or not triton_config.same_config(target.read_text(), text):
-                atomic_write_bytes(target, text.encode())
+        from plumbing.model_repository import prepare_config
+        prepare_config(self.repo, self.cfg.triton.flavour, self.cfg.triton.gpu_instances,
+                       self.cfg.triton.accelerator)
 
     # -- data ------------------------------------------------------------------------------
     def _ingest_new(self) -> None:
@@ -330,11 +305,7 @@ class Trainer:
                 break
             self.index.forget(shard.name)
             deleted += 1
-        if deleted and getattr(self.reader, "local", True):
-            try:
-                fsync_dir(self.reader.root)
-            except OSError:
-                pass
+        if deleted:
             self.metrics.shards_deleted.inc(deleted)
             self.metrics.games_bytes.set(self.index.bytes)
             log.info("retention deleted %d ingested shards (%d left, %.2f GB)", deleted,
@@ -344,16 +315,18 @@ class Trainer:
         return deleted
 
     def _report_volume(self) -> None:
-        if not getattr(self.reader, "local", True):
+        capacity = self.reader.store.capacity()
+        if capacity is None:
             return                                 # a bucket has no volume to fill
-        try:
-            fs = os.statvfs(self.reader.root)
-        except OSError:
-            return
-        self.metrics.games_free.set(fs.f_bavail * fs.f_frsize)
-        self.metrics.games_size.set(fs.f_blocks * fs.f_frsize)
+        free, total = capacity
+        self.metrics.games_free.set(free)
+        self.metrics.games_size.set(total)
 
-    def _read_shard(self, path: Path, quarantine: bool = True):
+    def _quarantine(self, path, reason: str) -> None:
+        self.reader.quarantine(path, reason)
+        self.index.forget(path.name)
+
+    def _read_shard(self, path, quarantine: bool = True):
         """(checked compact rounds or None, number of usable records) of one shard. A record
         that does not replay costs that record only, whatever it raises; a shard with no usable
         record is quarantined (``quarantine``). One log line per shard, naming a few bad records."""
@@ -364,7 +337,7 @@ class Trainer:
         try:       # parsed in C straight from the wire bytes (blobcore/shardparse.pyx)
             packed, bad, n_records = pack_shard(blob, all_views=self.all_views)
         except CorruptShard as exc:
-            self.reader.quarantine(path, str(exc))
+            self._quarantine(path, str(exc))
             return None, 0
         if not n_records:
             return None, 0
@@ -372,7 +345,7 @@ class Trainer:
             more = f"; {len(bad) - RECORD_WARNINGS} more" if len(bad) > RECORD_WARNINGS else ""
             summary = f"skipped {len(bad)} of {n_records} records of {path.name}"
             if not packed.rounds and quarantine:      # the quarantine's line is the shard's one line
-                self.reader.quarantine(path, f"{summary}: none of its {n_records} records is usable; "
+                self._quarantine(path, f"{summary}: none of its {n_records} records is usable; "
                                              + "; ".join(bad[:RECORD_WARNINGS]) + more)
             else:
                 log.warning("%s (%s%s)", summary, "; ".join(bad[:RECORD_WARNINGS]), more)
@@ -380,6 +353,7 @@ class Trainer:
 
     def _refill_window(self) -> None:
         """After a restart, reload the newest already-ingested shards into the window."""
+        self.reader.migrate()           # a checkpoint of the old naming names the renamed keys
         parts, total = [], 0
         capacity = window_capacity(self.progress.positions_seen, self.t.window_min,
                                    self.t.window_max, self.t.window_growth)
@@ -569,13 +543,18 @@ class Trainer:
 
 
 def _progress_from(saved: dict, window_max: int) -> Progress:
-    """A checkpoint's progress; one from a trainer before cursors (a list of every ingested
-    shard name, ``ingested``) is converted: cursors from the names, the window from the newest."""
+    """A checkpoint's progress. Shard names of the old naming (``games-v…-<client>-<seq>.shard``,
+    renamed in the games location by plumbing/shards.py ``migrate_legacy``) become their keys;
+    one from a trainer before cursors (a list of every ingested shard name, ``ingested``) is
+    converted: cursors from the names, the window from the newest."""
     saved = dict(saved)
     names = saved.pop("ingested", None)
     progress = Progress(**saved)
+    progress.window_shards = [[legacy_to_key(name) or name, positions]
+                              for name, positions in progress.window_shards]
     for name in names or []:
-        match = NAME_RE.match(name)
+        match = LEGACY_NAME_RE.match(name)
         if match:
-            progress.note_ingested(match["client"], int(match["seq"]), name, 1, window_max)
+            progress.note_ingested(match["client"], int(match["seq"]), legacy_to_key(name), 1,
+                                   window_max)
     return progress

@@ -8,9 +8,11 @@ value (n,8), version label)``. The engine sends one batch per key and step.
   the label is the version Triton says answered. A pinned version must be one Triton serves now
   (its model metadata lists them; the served config loads only the newest): any other is refused
   at once with the list, instead of stalling the request on a version that never loads.
-* ``OnnxModels``: the model repository's versions (or the trainer's archive) resolved like the
-  arena resolves them (``blobzero.arena.resolve_agent``), or one fixed ONNX file; "latest" is
-  re-resolved per request so a newly published version is used at once. With no model at all
+* ``OnnxModels``: the model repository's versions (or the trainer's archive), in directories or
+  a bucket (``plumbing.model_repository.ModelVersions``: a bucket's versions are copied once into
+  the bounded local cache in the temporary directory), or one fixed ONNX file; "latest" is
+  re-resolved per request so a newly published version is used at once. A storage that cannot
+  be listed makes the request fail as unavailable (never a silent fallback). With no model at all
   (a fresh clone) it falls back to uniform priors and a neutral value: the search alone, labelled
   ``uniform`` so nobody mistakes it for a trained network.
 
@@ -28,8 +30,8 @@ from pathlib import Path
 import numpy as np
 
 from blobzero.agent.engine import EngineUnavailable
-from blobzero.arena import resolve_agent
 from plumbing import config as configuration
+from plumbing.model_repository import ModelVersions
 from selfplay_client.evaluator import OrtEvaluator, UniformEvaluator
 
 UNIFORM = "uniform"
@@ -153,6 +155,7 @@ class OnnxModels:
     def __init__(self, cfg: configuration.Config, onnx_file: Path | None = None,
                  intra_op_threads: int = 1, max_models: int = 4):
         self.cfg = cfg
+        self.models = ModelVersions.from_config(cfg.storage)
         self.onnx_file = Path(onnx_file) if onnx_file else None
         self.intra_op_threads = intra_op_threads
         self._paths: dict[str, Path | None] = {}          # key -> its ONNX file (small: names only)
@@ -164,7 +167,7 @@ class OnnxModels:
     def describe(self) -> str:
         if self.onnx_file is not None:
             return f"ONNX Runtime in process on {self.onnx_file}"
-        return (f"ONNX Runtime in process on the versions in {self.cfg.storage.model_repository} "
+        return (f"ONNX Runtime in process on the versions in {self.models.describe()} "
                 f"(uniform priors while there is none)")
 
     def key(self, spec: str) -> str:
@@ -174,15 +177,22 @@ class OnnxModels:
                 raise ValueError(f"this agent serves one file ({self.onnx_file.name}); "
                                  f"model_version must be 'latest', got {spec!r}")
             return self.onnx_file.stem
-        try:
-            agent = resolve_agent("latest" if version is None else f"v{version}", self.cfg)
-        except ValueError as exc:
+        if version is None:
+            try:
+                version = self.models.latest()
+            except OSError as exc:       # a bucket that cannot be listed: not "no model"
+                raise EngineUnavailable(f"cannot list the model versions in "
+                                        f"{self.models.repository.url}: {exc}") from None
             if version is None:          # no model at all: the search on uniform priors
                 return UNIFORM
-            raise ValueError(str(exc)) from None
+        try:
+            path = self.models.path(version)    # ValueError naming where it was looked for
+        except OSError as exc:
+            raise EngineUnavailable(f"cannot read model version {version}: {exc}") from None
+        name = f"v{version}"
         with self._lock:
-            self._paths[agent.name] = agent.onnx
-        return agent.name
+            self._paths[name] = path
+        return name
 
     def _evaluator(self, key: str):
         with self._lock:
