@@ -8,8 +8,7 @@
   one reader, one naming);
 - ``model_repository`` / ``triton_config``: the model repository (versions published whole, read
   as local files) and the texts of its Triton config;
-- ``fsio``: crash-safe writes (temp name, fsync, rename); ``metrics_http``: the metrics endpoint;
-  ``object_shards``: old names of the shard writer and reader.
+- ``fsio``: crash-safe writes (temp name, fsync, rename); ``metrics_http``: the metrics endpoint.
 
 Layer 1 of the project (docs/architecture.md, "Layers"): it may import ``blobcore`` and
 third-party libraries only, never a service or the application.

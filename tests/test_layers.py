@@ -6,7 +6,8 @@
        |
     selfplay_client  trainer      the two services of the loop, side by side, never importing each other
        |               |
-    plumbing         config schema, wire contract, records and shards, model repository, crash-safe I/O
+    plumbing         config schema, storage (local or s3://), wire contract, records and shards,
+                     model repository, crash-safe I/O
        |
     blobcore         the game core: rules, encoder, determinization, search (no I/O)
 

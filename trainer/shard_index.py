@@ -86,10 +86,3 @@ class ShardIndex:
         if shard is not None:
             self.bytes -= shard.size
 
-
-#: Old name (one index serves both kinds of location now).
-ObjectShardIndex = ShardIndex
-
-
-def index_for(reader: ShardReader) -> ShardIndex:
-    return ShardIndex(reader)

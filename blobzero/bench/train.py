@@ -81,14 +81,14 @@ def _timed_ingest(reader, paths: list, rounds_per_shard: int) -> dict:
 def ingest_rate_bucket(records: list, shards: int, rounds_per_shard: int = 64, url: str = "") -> dict:
     """``ingest_rate`` through object storage: shards uploaded as objects to ``url``
     (``s3://bucket/prefix``; endpoint and credentials from the AWS environment), then the
-    trainer's bucket path timed: incremental listing (``ObjectShardIndex``), GET, parse, pack.
+    trainer's bucket path timed: incremental listing (``ShardIndex``), GET, parse, pack.
     Without ``url`` a loopback S3 server (moto, in this process) stands in for the bucket, so
     the figure is the client's cost plus a local server's, not a network's."""
     import os
 
-    from plumbing.object_shards import ObjectShardReader, ObjectShardWriter
+    from plumbing.shards import ShardReader, ShardWriter
     from plumbing.storage import open_store
-    from trainer.shard_index import ObjectShardIndex
+    from trainer.shard_index import ShardIndex
     server, saved = None, {}
     if not url:
         try:
@@ -111,13 +111,13 @@ def ingest_rate_bucket(records: list, shards: int, rounds_per_shard: int = 64, u
         url = "s3://bench/ingest"
     try:
         store = open_store(f"{url.rstrip('/')}/bench-{time.time_ns()}")
-        writer = ObjectShardWriter(store, "bench", rounds_per_shard)
+        writer = ShardWriter(store, "bench", rounds_per_shard)
         for rec in itertools.islice(itertools.cycle(records), shards * rounds_per_shard):
             writer.add(rec)
         writer.flush()
-        reader = ObjectShardReader(store)
+        reader = ShardReader(store)
         started, cpu = time.perf_counter(), time.process_time()
-        listed = [shard.path(reader.root) for shard in ObjectShardIndex(reader).scan()]
+        listed = [shard.path(reader.root) for shard in ShardIndex(reader).scan()]
         figures = _timed_ingest(reader, listed, rounds_per_shard)
         listing_s, listing_cpu_s = time.perf_counter() - started, time.process_time() - cpu
         for entry in store.list():
