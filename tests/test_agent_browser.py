@@ -1,9 +1,11 @@
 """The play page of ``blobzero agent`` in a real headless Chromium (Debian's chromium +
 chromedriver, ``make browser-tools``): a person's round played by clicking, checked against the
-core's rules, with a screenshot.
+core's rules, with a screenshot; a reload continues the game; the review of the round, the game
+file downloaded and opened again.
 """
 from __future__ import annotations
 
+import json
 import random
 
 import pytest
@@ -62,13 +64,23 @@ def test_play_a_round_by_clicking_and_check_the_score_table(agent, tmp_path):
         b.click(b.find("#start"))
         b.wait_for(lambda: idle(b) and not b.script("return document.getElementById('game').hidden"),
                    what="the deal")
-        hinted = seen_cards = 0
+        hinted = seen_cards = reloaded = 0
         for _ in range(20):
             if not b.script("return document.getElementById('game-over').hidden"):
                 break
             bids = [e for e in b.find_all("#bids .bid-button") if b.enabled(e)]
             if bids:
                 b.click(rng.choice(bids))
+                b.wait_for(lambda: idle(b), what="the agents' moves")
+                before = b.script("return [state.game_id, state.history.length, state.hand]")
+                b.get(agent.page)                    # a reload continues the game (issue 29)
+                b.wait_for(lambda: b.script("return state !== null && !document.getElementById('game').hidden"),
+                           what="the game after a reload")
+                assert b.script("return [state.game_id, state.history.length, state.hand]") == before
+                b.script("window.violations = []; document.addEventListener('securitypolicyviolation', "
+                         "e => window.violations.push(e.violatedDirective + ' ' + e.blockedURI));")
+                reloaded = 1
+                continue
             else:
                 if not hinted:        # the hint: probabilities and values for my seat
                     b.click(b.find("#hint"))
@@ -85,7 +97,37 @@ def test_play_a_round_by_clicking_and_check_the_score_table(agent, tmp_path):
                 b.click(rng.choice(b.find_all(".hand .card.legal")))
             b.wait_for(lambda: idle(b), what="the agents' moves")
         shot = b.screenshot(tmp_path / "round-over.png")
-        assert shot.stat().st_size > 10_000 and hinted and seen_cards >= 4
+        assert shot.stat().st_size > 10_000 and hinted and seen_cards >= 4 and reloaded
+
+        # the review: every decision of mine (1 bid + 3 cards), the costliest marked, a total
+        b.wait_for(lambda: b.script("return document.getElementById('review-box').dataset.state") == "done",
+                   what="the review")
+        rows = b.script("return [...document.querySelectorAll('#review-box tr.decision')].map(r => "
+                        "[Number(r.dataset.lost), r.classList.contains('costly'), r.textContent])")
+        assert len(rows) == 4, rows
+        lost = sorted((v for v, _, _ in rows), reverse=True)
+        marked = sorted((v for v, costly, _ in rows if costly), reverse=True)
+        assert marked == lost[:len(marked)] and len(marked) == min(3, sum(v > 0.005 for v in lost))
+        review_title = b.text(b.find("#review-box h2"))
+        assert review_title.startswith("Review of the whole game: ") and "points given away" in review_title
+        assert "search light 2x20" in b.text(b.find("#review-box .options"))
+        b.screenshot(tmp_path / "review.png")
+
+        # the game file: downloaded, then opened again from the setup panel
+        b.click(b.find("#download"))
+        b.wait_for(lambda: b.script("return exportedGame"), what="the game file")
+        exported = json.loads(b.script("return exportedGame"))
+        assert exported["format"] == "blobzero.game" and exported["over"] and exported["seed"] == 7
+        saved = tmp_path / "game.json"
+        saved.write_text(b.script("return exportedGame"))
+        old_id = b.script("return state.game_id")
+        b.click(b.find("#new-game"))
+        b.type(b.find("#open-file"), str(saved))
+        b.wait_for(lambda: idle(b) and b.script("return state.game_id") != old_id
+                   and b.script("return document.getElementById('review-box').dataset.state") == "done",
+                   what="the opened game and its review")
+        assert b.script("return state.game_over") and b.script("return state.scores") == exported["scores"]
+        assert len(b.find_all("#review-box tr.decision")) == 4
         assert b.script("return window.violations") == []
 
         banner = b.text(b.find("#game-over"))

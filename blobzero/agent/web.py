@@ -2,8 +2,9 @@
 
     GET  /                 the page          GET /static/<file>   its script and style
     GET  /api/info         presets, seat kinds, the model behind the agent
-    POST /api/<Method>     Advise, StartGame, Act, GetState, Hint: the proto request as JSON
-                           (field names as in agent.proto) -> the proto response as JSON;
+    POST /api/<Method>     Advise, StartGame, Act, GetState, Hint, ExportGame, ImportGame, Review:
+                           the proto request as JSON (field names as in agent.proto) -> the proto
+                           response as JSON (Review: a ReviewResponse, {"decisions": [...], ...});
                            an error is {"code": "INVALID_ARGUMENT", "message": ...} with a 4xx/5xx
     GET  /healthz          "ok"          (metrics: only on metrics.agent_port)
 
@@ -38,18 +39,15 @@ from pathlib import Path
 from aiohttp import web
 from google.protobuf import json_format
 
-from blobzero import agent_pb2 as pb
 from blobzero.agent.access import Access
-from blobzero.agent.api import AgentApi
+from blobzero.agent.api import METHODS, AgentApi, run_method
 from blobzero.agent.games import KINDS
-from blobzero.agent.service import call
 
 log = logging.getLogger("blobzero.agent")
 WEB_DIR = Path(__file__).resolve().parent / "web"
 STATIC = {"index.html": "text/html; charset=utf-8", "app.js": "text/javascript; charset=utf-8",
           "style.css": "text/css; charset=utf-8"}
-REQUESTS = {"Advise": pb.AdviseRequest, "StartGame": pb.StartGameRequest, "Act": pb.ActRequest,
-            "GetState": pb.GetStateRequest, "Hint": pb.HintRequest}
+REQUESTS = {name: request for name, (_, request) in METHODS.items()}
 HTTP_STATUS = {"OK": 200, "INVALID_ARGUMENT": 400, "UNAUTHENTICATED": 401, "NOT_FOUND": 404,
                "RESOURCE_EXHAUSTED": 429, "UNAVAILABLE": 503, "INTERNAL": 500}
 MAX_BODY = 1 << 20
@@ -234,7 +232,7 @@ class WebFront:
         self._waiting += 1
         try:
             response, code, text = await asyncio.get_running_loop().run_in_executor(
-                self._pool, call, self.api, method, message, client)
+                self._pool, run_method, self.api, method, message, client)
         finally:
             self._waiting -= 1
         if response is None:

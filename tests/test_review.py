@@ -1,0 +1,238 @@
+"""Game files, review and games that survive, through a real ``blobzero agent`` process over HTTP
+(``POST /api/ExportGame``, ``/api/ImportGame``, ``/api/Review``), the ``blobzero review`` command,
+and agent restarts and a second replica on the same storage."""
+from __future__ import annotations
+
+import copy
+import json
+import random
+import subprocess
+import time
+
+import jsonschema
+import pytest
+
+from blobzero import gamefile
+from blobzero.agent.gamestore import GameStore
+from agent_helpers import start_agent
+from test_gamefile import SCHEMA
+from triton_helpers import PROJECT_ROOT, PYTHON, export_tiny
+
+
+@pytest.fixture(scope="module")
+def onnx(tmp_path_factory):
+    return export_tiny(tmp_path_factory.mktemp("review-model") / "tiny.onnx", seed=6)
+
+
+@pytest.fixture(scope="module")
+def agent(tmp_path_factory, onnx):
+    proc = start_agent(tmp_path_factory.mktemp("review-agent"), "--onnx", str(onnx))
+    yield proc
+    assert proc.stop() == 0, proc.log.read_text()[-2000:]
+
+
+def ok(agent, method: str, body: dict) -> dict:
+    status, answer = agent.post(method, body)
+    assert status == 200, (method, answer)
+    return answer
+
+
+def play(agent, state: dict, rng: random.Random, moves: int = 10_000) -> dict:
+    """Random legal moves for the human seat, up to ``moves`` of them or the end."""
+    for _ in range(moves):
+        if state["game_over"]:
+            break
+        body = {"bid": rng.choice(state["legal_bids"])} if state["legal_bids"] else {"card": rng.choice(state["legal_cards"])}
+        state = ok(agent, "Act", {"game_id": state["game_id"], "seat": state["seat"], **body})
+    return state
+
+
+def human_decisions(obj: dict, seat: int) -> int:
+    return sum(a["seat"] == seat for r in obj["rounds"] for a in r["actions"])
+
+
+@pytest.fixture(scope="module")
+def finished(agent):
+    """A full 3-player game from 3 cards: seat 0 human (random legal moves), expert and greedy."""
+    state = ok(agent, "StartGame", {"players": 3, "cards": 3, "seed": 17,
+                                    "seats": [{"kind": "human"}, {"kind": "expert"}, {"kind": "greedy"}]})
+    state = play(agent, state, random.Random(3))
+    assert state["game_over"]
+    return state
+
+
+def test_export_is_a_valid_game_file_and_imports_as_a_finished_game(agent, finished):
+    text = ok(agent, "ExportGame", {"game_id": finished["game_id"]})["game_json"]
+    obj = json.loads(text)
+    jsonschema.validate(obj, SCHEMA)
+    assert obj["over"] and obj["seed"] == 17 and obj["scores"] == finished["scores"]
+    assert [s["kind"] for s in obj["seats"]] == ["human", "expert", "greedy"]
+    state = ok(agent, "ImportGame", {"game_json": text})
+    assert state["game_over"] and state["game_id"] != finished["game_id"]
+    assert state["scores"] == finished["scores"] and state["winners"] == finished["winners"]
+    assert [r["bids"] for r in state["results"]] == [r["bids"] for r in finished["results"]]
+    # the imported game exports the same file
+    assert json.loads(ok(agent, "ExportGame", {"game_id": state["game_id"]})["game_json"]) == obj
+
+
+def test_an_unfinished_game_exports_only_what_every_seat_has_seen(agent):
+    state = ok(agent, "StartGame", {"players": 4, "cards": 2, "seed": 9, "opponents": {"kind": "greedy"}})
+    state = play(agent, state, random.Random(1), moves=5)      # into round 2 or 3
+    assert not state["game_over"] and state["results"]
+    obj = json.loads(ok(agent, "ExportGame", {"game_id": state["game_id"]})["game_json"])
+    assert obj["seed"] is None and not obj["over"]
+    assert len(obj["rounds"]) == len(state["results"])        # the round in progress stays hidden
+    assert all("scores" in r for r in obj["rounds"])
+
+
+def test_an_impossible_history_is_refused_naming_the_first_illegal_action(agent, finished):
+    obj = json.loads(ok(agent, "ExportGame", {"game_id": finished["game_id"]})["game_json"])
+    games_before = agent.metric("blobzero_agent_hosted_games")
+    bad = copy.deepcopy(obj)
+    r = bad["rounds"][0]
+    k = next(i for i, a in enumerate(r["actions"]) if "card" in a)
+    seat = r["actions"][k]["seat"]
+    r["actions"][k]["card"] = r["hands"][(seat + 1) % 3][0]       # another seat's card
+    status, answer = agent.post("ImportGame", {"game_json": json.dumps(bad)})
+    assert status == 400 and answer["code"] == "INVALID_ARGUMENT"
+    assert answer["message"].startswith(f"game_json: rounds[0].actions[{k}]: seat {seat} plays ")
+    assert "is not in player" in answer["message"]
+    wrong_seat = copy.deepcopy(obj)
+    wrong_seat["rounds"][2]["actions"][1]["seat"] = wrong_seat["rounds"][2]["actions"][0]["seat"]
+    status, answer = agent.post("ImportGame", {"game_json": json.dumps(wrong_seat)})
+    assert status == 400 and answer["message"].startswith("game_json: rounds[2].actions[1]: seat ")
+    for body, expected in (({"game_json": "{"}, "game_json: not JSON"), ({"game_json": ""}, "game_json: empty"),
+                           ({"game_json": 5}, "bad JSON for ImportGame"),
+                           ({"game_json": json.dumps({**obj, "version": 9})}, "version 1")):
+        status, answer = agent.post("ImportGame", body)
+        assert status == 400 and expected in answer["message"], answer
+    assert agent.metric("blobzero_agent_hosted_games") == games_before      # nothing was hosted
+    status, answer = agent.post("ExportGame", {"game_id": "0123456789abcdef"})
+    assert status == 404 and answer["code"] == "NOT_FOUND"
+
+
+def test_review_of_a_hosted_game_every_decision_of_the_human_seat(agent, finished):
+    obj = json.loads(ok(agent, "ExportGame", {"game_id": finished["game_id"]})["game_json"])
+    review = ok(agent, "Review", {"game_id": finished["game_id"], "seat": 0, "search": "light"})
+    decisions = review["decisions"]
+    assert len(decisions) == human_decisions(obj, 0) and review["search"] == "light 2x20"
+    assert review["seat"] == 0
+    for d in decisions:
+        assert d["search"] == "light 2x20" and d["points_lost"] >= 0
+        values = [a["value"] for a in d["actions"]]
+        assert d["taken"] in d["actions"]
+        assert d["points_lost"] == pytest.approx(0.0 if d["forced"] else max(values) - d["taken"]["value"], abs=1e-4)
+        if not d["forced"]:
+            assert sum(a["visits"] for a in d["actions"]) > 0
+    assert review["total_points_lost"] == pytest.approx(sum(d["points_lost"] for d in decisions), abs=1e-3)
+    lost = sorted((d["points_lost"] for d in decisions), reverse=True)
+    marked = [decisions[i] for i in review["costliest"]]
+    assert len(marked) == min(3, sum(v > 0.005 for v in lost))
+    assert [d["points_lost"] for d in marked] == lost[:len(marked)]
+    assert all(d["costly"] for d in marked) and sum(d["costly"] for d in decisions) == len(marked)
+    # the same game as a file: the same decisions; one round only
+    again = ok(agent, "Review", {"game_json": json.dumps(obj), "seat": 0, "search": "light"})
+    assert [(d["round_index"], d["ply"], d["taken"]) for d in again["decisions"]] == \
+           [(d["round_index"], d["ply"], d["taken"]) for d in decisions]
+    one = ok(agent, "Review", {"game_id": finished["game_id"], "seat": 0, "search": "light", "rounds": [2]})
+    assert {d["round_index"] for d in one["decisions"]} == {2}
+
+
+def test_one_reviewed_decision_is_one_advise_search(agent, finished):
+    """Review searches each decision exactly as Advise does: the same search, the same visits."""
+    obj = json.loads(ok(agent, "ExportGame", {"game_id": finished["game_id"]})["game_json"])
+    review = ok(agent, "Review", {"game_id": finished["game_id"], "seat": 0, "search": "medium", "rounds": [0]})
+    d = next(d for d in review["decisions"] if not d["forced"])
+    r = obj["rounds"][0]
+    history = r["actions"][:d["ply"]]
+    played = {a["card"] for a in history if "card" in a and a["seat"] == 0}
+    advice = ok(agent, "Advise", {"players": 3, "cards": r["cards"], "dealer": r["dealer"], "trump": r["trump"],
+                                  "seat": 0, "hand": [c for c in r["hands"][0] if c not in played],
+                                  "history": history, "search": "medium",
+                                  "game": {"round_index": 0, "rounds_in_game": 7, "next_cards": 2,
+                                           "scores": [0, 0, 0]}})
+    assert advice["search"] == d["search"] == "medium 3x30"
+    assert sum(a["visits"] for a in advice["actions"]) == sum(a["visits"] for a in d["actions"])
+    assert {a.get("card", a.get("bid")) for a in advice["actions"]} == {a.get("card", a.get("bid")) for a in d["actions"]}
+
+
+def test_review_bad_input_is_a_clear_400(agent, finished):
+    for body, code, expected in (
+            ({"seat": 0}, 400, "a review needs game_id"),
+            ({"game_id": finished["game_id"], "seat": 5}, 400, "seat must be 0..2, got 5"),
+            ({"game_id": finished["game_id"], "seat": 0, "search": "huge"}, 400, "'huge' is not a preset"),
+            ({"game_id": "fedcba9876543210", "seat": 0}, 404, "no hosted game"),
+            ({"game_json": "[1]", "seat": 0}, 400, "game_json: (top): a game file is a JSON object")):
+        status, answer = agent.post("Review", body)
+        assert status == code and expected in answer["message"], (body, answer)
+
+
+def test_blobzero_review_prints_a_table_and_json(agent, finished, onnx, tmp_path):
+    path = tmp_path / "game.json"
+    path.write_text(ok(agent, "ExportGame", {"game_id": finished["game_id"]})["game_json"])
+    base = [PYTHON, "-m", "blobzero.cli", "review", str(path), "--onnx", str(onnx), "--search", "light",
+            "--set", f"storage.games_dir={tmp_path / 'games'}"]
+    out = subprocess.run(base + ["--json"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    review = json.loads(out.stdout)
+    assert len(review["decisions"]) == human_decisions(json.loads(path.read_text()), 0)
+    assert review["search"] == "light 2x20" and review["seat"] == 0
+    table = subprocess.run(base, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
+    assert table.returncode == 0, table.stderr
+    lines = table.stdout.splitlines()
+    assert lines[0].startswith(f"review of seat 0 (human): {len(review['decisions'])} decisions, search light 2x20")
+    assert lines[-1].startswith("points lost in all: ")
+    assert sum(line.rstrip().endswith("*") for line in lines) == len(review["costliest"])
+    path.write_text(path.read_text().replace('"version": 1', '"version": 3'))
+    bad = subprocess.run(base, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "version: this agent reads version 1, got 3" in bad.stderr
+
+
+# -- games that survive ---------------------------------------------------------------------------
+
+def test_a_hosted_game_survives_an_agent_restart_and_a_second_replica(tmp_path, onnx):
+    run = tmp_path / "run"
+    first = start_agent(tmp_path / "a", "--onnx", str(onnx), storage=run)
+    try:
+        state = ok(first, "StartGame", {"players": 4, "cards": 3, "seed": 23,
+                                        "seats": [{"kind": "human"}, {"kind": "model", "search": "light"},
+                                                  {"kind": "expert"}, {"kind": "greedy"}]})
+        state = play(first, state, random.Random(2), moves=4)
+        game_id = state["game_id"]
+    finally:
+        assert first.stop() == 0, first.log.read_text()[-2000:]
+    assert (run / "agent" / "games" / f"{game_id}.json").is_file()
+    second = start_agent(tmp_path / "b", "--onnx", str(onnx), storage=run)
+    replica = start_agent(tmp_path / "c", "--onnx", str(onnx), storage=run)
+    try:
+        restored = ok(second, "GetState", {"game_id": game_id, "seat": 0})
+        assert restored == state                                # the same view, after a restart
+        moved = play(second, restored, random.Random(5), moves=3)
+        assert ok(replica, "GetState", {"game_id": game_id, "seat": 0}) == moved    # another replica sees it
+        done = play(replica, moved, random.Random(6))                               # and finishes it
+        assert done["game_over"] and len(done["results"]) == 8
+        assert ok(second, "GetState", {"game_id": game_id, "seat": 0})["scores"] == done["scores"]
+        review = ok(second, "Review", {"game_id": game_id, "seat": 0, "search": "light", "rounds": [7]})
+        assert review["decisions"] and {d["round_index"] for d in review["decisions"]} == {7}
+    finally:
+        assert second.stop() == 0, second.log.read_text()[-2000:]
+        assert replica.stop() == 0, replica.log.read_text()[-2000:]
+
+
+def test_retention_bounds_the_stored_games(tmp_path):
+    """keep_games and keep_days on real files; a crash-safe put leaves no temporary files."""
+    from blobzero.agent.games import GameHost, Seat
+    from blobcore.players import PLAYERS
+    store = GameStore(str(tmp_path / "games"), keep_games=3, keep_days=1.0)
+    host = GameHost(lambda rnd, seat, seed: PLAYERS["greedy"](rnd, None), store=store)
+    ids = []
+    for seed in range(1, 6):
+        ids.append(host.start(3, 1, [Seat("greedy")] * 3, single_round=True, seed=seed).id)
+        time.sleep(0.02)                         # distinct modification times
+    files = sorted(p.name for p in (tmp_path / "games").iterdir())
+    assert files == sorted(f"{i}.json" for i in ids)             # no temporary names left behind
+    assert store.prune() == 2
+    assert sorted(p.stem for p in (tmp_path / "games").iterdir()) == sorted(ids[2:])
+    assert store.prune(now=time.time() + 2 * 86400) == 3          # idle for more than keep_days
+    assert not list((tmp_path / "games").iterdir())
+    assert store.load("../../etc/passwd") is None and store.moves("0" * 16) is None
