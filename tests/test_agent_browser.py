@@ -6,14 +6,16 @@ file downloaded and opened again.
 from __future__ import annotations
 
 import json
+import math
 import random
+import subprocess
 
 import pytest
 
 from blobcore.rules import Rng, Round
 from services.triton_local import free_ports
 from agent_helpers import start_agent
-from triton_helpers import export_tiny
+from triton_helpers import PROJECT_ROOT, PYTHON, export_tiny
 from webdriver import Browser
 
 SYMBOLS = {"S": "♠", "H": "♥", "C": "♣", "D": "♦"}
@@ -21,8 +23,14 @@ SYMBOLS = {"S": "♠", "H": "♥", "C": "♣", "D": "♦"}
 
 @pytest.fixture(scope="module")
 def agent(tmp_path_factory):
+    """The agent, with a small ladder measured in its run's storage (the page names levels by it)."""
     onnx = export_tiny(tmp_path_factory.mktemp("browser-model") / "tiny.onnx", seed=4)
-    proc = start_agent(tmp_path_factory.mktemp("browser-agent"), "--onnx", str(onnx))
+    work = tmp_path_factory.mktemp("browser-agent")
+    rated = subprocess.run([PYTHON, "-m", "blobzero.cli", "ladder", "--set", f"storage.games_dir={work}/run/games",
+                            "--add", "random", "greedy", "expert", "level:light", "--model", str(onnx),
+                            "--deals", "10"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
+    assert rated.returncode == 0, rated.stderr
+    proc = start_agent(work, "--onnx", str(onnx))
     yield proc
     assert proc.stop() == 0, proc.log.read_text()[-2000:]
 
@@ -56,6 +64,13 @@ def test_play_a_round_by_clicking_and_check_the_score_table(agent, tmp_path):
         assert "script-src 'self'" in csp and "style-src 'self'" in csp, csp
         b.script("window.violations = []; document.addEventListener('securitypolicyviolation', "
                  "e => window.violations.push(e.violatedDirective + ' ' + e.blockedURI));")
+        # each level and built-in opponent is named with its measured rating (blobzero ladder)
+        ratings = json.loads((agent.log.parent / "run" / "ladder" / "ladder.json").read_text())["ratings"]
+        b.wait_for(lambda: "rating" in b.text(b.find("#preset option[value=light]")), what="the ratings")
+        light = b.text(b.find("#preset option[value=light]"))
+        assert light.startswith("light 2×20 · rating ") and f"rating {math.floor(ratings['level:light']['rating'] + 0.5)}" in light
+        assert f"rating {math.floor(ratings['expert']['rating'] + 0.5)}" in b.text(b.find("#opponent-kind option[value=expert]"))
+        assert "rating" not in b.text(b.find("#preset option[value=heavy]"))     # not measured: no number
         for css, value in (("#players", "4"), ("#cards", "3"), ("#length", "round"),
                            ("#opponent-kind", "model"), ("#preset", "light")):
             b.select(css, value)

@@ -38,10 +38,12 @@ from pathlib import Path
 
 from aiohttp import web
 from google.protobuf import json_format
+from prometheus_client import Gauge
 
 from blobzero.agent.access import Access
 from blobzero.agent.api import METHODS, AgentApi, run_method
 from blobzero.agent.games import KINDS
+from blobzero.ladder import stored_ratings
 
 log = logging.getLogger("blobzero.agent")
 WEB_DIR = Path(__file__).resolve().parent / "web"
@@ -242,8 +244,18 @@ class WebFront:
 
 def start_http(api: AgentApi, host: str, port: int, model: str, access: Access | None = None,
                ssl_context=None) -> WebFront:
-    """Serve the page and the JSON API in a thread of its own; raises OSError if the port is taken."""
+    """Serve the page and the JSON API in a thread of its own; raises OSError if the port is taken.
+    The ladder's ratings in the run's storage (``blobzero ladder``), read once here, name each
+    level on the page and are served as the gauge ``blobzero_ladder_rating`` on the metrics port."""
+    ratings = stored_ratings(api.cfg)
     info = {"model": model, "search_presets": ["light", "medium", "heavy"],
             "default_search": api.cfg.agent.search_preset, "seat_kinds": [k for k in KINDS if k != "human"],
-            "token_required": bool(access and access.token)}
+            "token_required": bool(access and access.token),
+            "ratings": {name: r for name, r in ratings.items() if name in KINDS or name.startswith("level:")}}
+    if ratings and api.metrics is not None:
+        gauge = Gauge("blobzero_ladder_rating", "Bradley-Terry rating (Elo scale, random = 0) and its 95% "
+                      "interval, from blobzero ladder", ["entrant", "bound"], registry=api.metrics.registry)
+        for name, r in ratings.items():
+            for bound, key in (("mid", "rating"), ("low", "low"), ("high", "high")):
+                gauge.labels(name, bound).set(r[key])
     return WebFront(api, host, port, info, access, ssl_context).start()

@@ -407,6 +407,20 @@ $("new-game").addEventListener("click", () => {
 });
 refreshSetup();
 
+// Each level and built-in opponent with its rating (blobzero ladder: Bradley–Terry, Elo scale,
+// random = 0), when the run has measured it.
+function nameLevels(ratings) {
+  const label = (r) => ` · rating ${Math.round(r.rating)} ±${Math.round((r.high - r.low) / 2)}`;
+  for (const o of $("preset").options) {
+    const r = ratings[`level:${o.value}`];
+    if (r) { o.textContent += label(r); o.dataset.rating = String(r.rating); }
+  }
+  for (const o of $("opponent-kind").options) {
+    const r = ratings[o.value];
+    if (r) { o.textContent += label(r); o.dataset.rating = String(r.rating); }
+  }
+}
+
 // A reload (or an agent restart: hosted games are kept in its storage) continues the game.
 async function resume() {
   const saved = JSON.parse(localStorage.getItem("blobzero-game") || "null");
@@ -426,4 +440,5 @@ resume();
 fetch("/api/info").then((r) => r.json()).then((info) => {
   $("model-info").textContent = `agent: ${info.model}`;
   if (!localStorage.getItem("blobzero-game")) $("preset").value = info.default_search;
+  nameLevels(info.ratings || {});
 }).catch(() => {});
