@@ -236,3 +236,37 @@ def test_retention_bounds_the_stored_games(tmp_path):
     assert store.prune(now=time.time() + 2 * 86400) == 3          # idle for more than keep_days
     assert not list((tmp_path / "games").iterdir())
     assert store.load("../../etc/passwd") is None and store.moves("0" * 16) is None
+
+
+# -- human games as data (opt-in) -------------------------------------------------------------------
+
+def test_human_games_are_not_recorded_by_default(agent, finished):
+    run = agent.log.parent / "run"
+    assert (run / "agent" / "games" / f"{finished['game_id']}.json").is_file()
+    assert not (run / "human_games").exists()
+
+
+def test_a_finished_human_game_becomes_training_records_when_switched_on(tmp_path):
+    """The writer the switch turns on (``agent.record_human_games``): one shard per finished game,
+    the human seat's moves as one-visit decisions, read back with the trainer's shard reader."""
+    from blobcore.players import PLAYERS
+    from blobzero.agent.games import GameHost, Seat
+    from blobzero.agent.humangames import HumanGames
+    from plumbing.shards import decode_shard
+
+    writer = HumanGames(str(tmp_path / "human_games"))
+    host = GameHost(lambda rnd, seat, seed: PLAYERS["expert"](rnd, None), on_finished=writer.write)
+    hosted = host.start(3, 2, [Seat("greedy"), Seat("human"), Seat("expert")], seed=31)
+    rng = random.Random(4)
+    while not hosted.over:
+        host.act(hosted.id, 1, rng.choice(hosted.round.legal_actions()))
+    [shard] = list((tmp_path / "human_games").iterdir())
+    assert shard.name == f"games-v000000-human-{hosted.id}-00000000.shard"
+    records = decode_shard(shard.read_bytes())
+    assert len(records) == len(hosted.finished_rounds) == 5
+    for record, rnd in zip(records, hosted.finished_rounds):
+        assert list(record.actions) == [a for _, a in rnd.history] and list(record.scores) == rnd.scores()
+        assert record.client_id == f"human-{hosted.id}"
+        assert [d.player for d in record.decisions] == [s for s, _ in rnd.history if s == 1]
+        assert all(list(d.visits) == [1] and list(d.actions) == [record.actions[d.ply]] for d in record.decisions)
+    assert [r.game.scores_before[1] for r in records][-1] + records[-1].scores[1] == hosted.game.scores[1]
