@@ -83,6 +83,12 @@ def test_an_unfinished_game_exports_only_what_every_seat_has_seen(agent):
     assert obj["seed"] is None and not obj["over"]
     assert len(obj["rounds"]) == len(state["results"])        # the round in progress stays hidden
     assert all("scores" in r for r in obj["rounds"])
+    # imported, it is played on: the agents move up to the human's turn, the game ends
+    imported = ok(agent, "ImportGame", {"game_json": json.dumps(obj)})
+    assert not imported["game_over"] and imported["to_act"] == 0
+    assert imported["results"] == state["results"]
+    done = play(agent, imported, random.Random(2))
+    assert done["game_over"] and len(done["results"]) == done["rounds_in_game"]
 
 
 def test_an_impossible_history_is_refused_naming_the_first_illegal_action(agent, finished):
@@ -270,3 +276,30 @@ def test_a_finished_human_game_becomes_training_records_when_switched_on(tmp_pat
         assert [d.player for d in record.decisions] == [s for s, _ in rnd.history if s == 1]
         assert all(list(d.visits) == [1] and list(d.actions) == [record.actions[d.ply]] for d in record.decisions)
     assert [r.game.scores_before[1] for r in records][-1] + records[-1].scores[1] == hosted.game.scores[1]
+
+
+def test_a_failing_or_broken_store_loses_nothing_in_play(tmp_path):
+    """Storage that cannot be written (the directory replaced by a file) or a stored copy someone
+    broke: the game in memory plays on, the broken copy is NOT_FOUND naming why, never a crash."""
+    from blobcore.players import PLAYERS
+    from blobzero.agent.games import GameHost, GameNotFound, Seat
+
+    def host():
+        return GameHost(lambda rnd, seat, seed: PLAYERS["greedy"](rnd, None), store=GameStore(str(tmp_path / "games")))
+
+    first = host()
+    hosted = first.start(3, 2, [Seat("human"), Seat("greedy"), Seat("expert")], single_round=True, seed=3)
+    stored = tmp_path / "games" / f"{hosted.id}.json"
+    assert json.loads(stored.read_text())["host"]["moves"] == hosted.moves
+    stored.write_text('{"format": "blobzero.game", "host": ')          # broken
+    with pytest.raises(GameNotFound, match="its stored copy is unreadable"):
+        host().get(hosted.id)
+    assert first.get(hosted.id) is hosted                              # the playing process keeps it
+    for path in (tmp_path / "games").iterdir():
+        path.unlink()
+    (tmp_path / "games").rmdir()
+    (tmp_path / "games").write_text("not a directory")                 # every write and read now fails
+    rng = random.Random(1)
+    while not hosted.over:
+        first.act(hosted.id, 0, rng.choice(hosted.round.legal_actions()))
+    assert hosted.over and first.get(hosted.id) is hosted

@@ -17,7 +17,7 @@ from blobcore.search_config import PRESETS, SearchConfig
 from blobzero import agent_pb2 as pb
 from blobzero import gamefile
 from blobzero.agent.engine import Advice, Engine, EngineUnavailable
-from blobzero.agent.games import GAME_ID_LENGTH, KINDS, GameHost, GameNotFound, HostedGame, Seat
+from blobzero.agent.games import GAME_ID_LENGTH, KINDS, GameHost, GameNotFound, GameUnavailable, HostedGame, Seat
 from blobzero.agent.gamestore import DEFAULT_KEEP_DAYS, DEFAULT_KEEP_GAMES, GameStore, games_location
 from blobzero.agent.position import (SUITS, PositionError, Play, SeatKnowledge, build_round, check_table,
                                      parse_card, parse_trump)
@@ -244,6 +244,8 @@ class AgentApi:
             return self.games.get(game_id)
         except GameNotFound as exc:
             raise ApiError("NOT_FOUND", exc.args[0]) from None
+        except GameUnavailable as exc:
+            raise ApiError("UNAVAILABLE", str(exc)) from None
 
     def _agent_move(self, rnd, seat: Seat, seed: int) -> int:
         config = self.search_config(seat.search)

@@ -6,6 +6,7 @@ see; rules, dealing, scores and the agents' moves all happen here, through the c
 """
 from __future__ import annotations
 
+import logging
 import random
 import secrets
 import threading
@@ -17,12 +18,17 @@ from blobcore.players import PLAYERS
 from blobcore.rules import Round, trump_for_round
 from blobzero.gamefile import GameRecord, RoundRecord
 
+log = logging.getLogger("blobzero.agent")
 KINDS = ("human", "model", *PLAYERS)     # a seat: a person, the model, or a built-in player
 GAME_ID_LENGTH = 16                 # secrets.token_hex(8)
 
 
 class GameNotFound(KeyError):
     pass
+
+
+class GameUnavailable(RuntimeError):
+    """The game is in the store, which cannot be read now (retry)."""
 
 
 @dataclass(frozen=True)
@@ -181,7 +187,10 @@ class GameHost:
         hosted = host_record(secrets.token_hex(GAME_ID_LENGTH // 2), record, seats, seed, owner, imported=True)
         self._add(hosted)
         with hosted.lock:
-            self._save(hosted)
+            try:
+                self._play_agents(hosted)        # an unfinished game: the agents play up to a human turn
+            finally:
+                self._save(hosted)
         return hosted
 
     def _add(self, hosted: HostedGame) -> None:
@@ -198,9 +207,19 @@ class GameHost:
         with self._lock:
             hosted = self._games.get(game_id)
         if self.store is not None:
-            stored_moves = self.store.moves(game_id)     # None: not stored
-            if stored_moves is not None and (hosted is None or stored_moves > hosted.moves):
-                hosted = self._restore(game_id)          # another replica (or process) moved it on
+            try:
+                stored_moves = self.store.moves(game_id)     # None: not stored
+                if stored_moves is not None and (hosted is None or stored_moves > hosted.moves):
+                    hosted = self._restore(game_id)          # another replica (or process) moved it on
+            except (ValueError, KeyError, TypeError) as exc:   # a stored file someone broke: say so
+                log.error("hosted game %s: the stored copy is unreadable: %s", game_id[:32], exc)
+                if hosted is None:
+                    raise GameNotFound(f"game {game_id[:32]!r}: its stored copy is unreadable ({exc})") from None
+            except OSError as exc:                           # storage down: what memory holds still plays
+                log.warning("hosted game %s: cannot read the store: %s", game_id[:32], exc)
+                if hosted is None:
+                    raise GameUnavailable(f"game {game_id[:32]!r} is kept in storage, which cannot be read now "
+                                          f"({exc}); retry") from None
         if hosted is None:
             raise GameNotFound(f"no hosted game {game_id[:32]!r} (games expire after {self.ttl_s:.0f} s "
                                f"idle, or when their client starts more than {self.max_per_owner})")
@@ -219,8 +238,13 @@ class GameHost:
         return hosted
 
     def _save(self, hosted: HostedGame) -> None:
+        """Write the game to the store; a failing store is logged (the game goes on in memory,
+        the next successful write catches up)."""
         if self.store is not None:
-            self.store.save(hosted)
+            try:
+                self.store.save(hosted)
+            except OSError as exc:
+                log.warning("hosted game %s not saved: %s", hosted.id, exc)
 
     def act(self, game_id: str, seat: int, action: int) -> HostedGame:
         """A human seat's bid or card; then the agents play until a human is to act."""
