@@ -83,6 +83,11 @@ def test_an_unfinished_game_exports_only_what_every_seat_has_seen(agent):
     assert obj["seed"] is None and not obj["over"]
     assert len(obj["rounds"]) == len(state["results"])        # the round in progress stays hidden
     assert all("scores" in r for r in obj["rounds"])
+    # its review covers the completed rounds only, for any seat (an agent's hand stays hidden)
+    for seat in (0, 2):
+        review = ok(agent, "Review", {"game_id": state["game_id"], "seat": seat, "search": "light"})
+        assert {d["round_index"] for d in review["decisions"]} == set(range(len(state["results"])))
+        assert len(review["decisions"]) == human_decisions(obj, seat)
     # imported, it is played on: the agents move up to the human's turn, the game ends
     imported = ok(agent, "ImportGame", {"game_json": json.dumps(obj)})
     assert not imported["game_over"] and imported["to_act"] == 0

@@ -360,7 +360,9 @@ class AgentApi:
             raise ApiError("INVALID_ARGUMENT", "a review needs game_id (a hosted game) or game_json (a game file)")
         hosted = self._game(req.game_id)
         with hosted.lock:
-            return hosted.record(reveal=True)     # the seat's own decisions only; the search sees its view
+            # while the game runs: its completed rounds only (every card of them is public). The
+            # round in progress would show a seat's legal cards, i.e. its hand, to whoever asks.
+            return hosted.record(reveal=False)
 
     @staticmethod
     def _decision(index: int, ply: int, rnd, action: int, answer: pb.AdviseResponse) -> pb.DecisionReview:
