@@ -58,7 +58,12 @@ class AgentApi:
             store = GameStore(agent_setting(cfg, "games_dir", "") or games_location(cfg),
                               agent_setting(cfg, "keep_games", DEFAULT_KEEP_GAMES),
                               agent_setting(cfg, "keep_games_days", DEFAULT_KEEP_DAYS))
-            store.prune()
+            log.info("hosted games kept in %s (at most %d, %g days idle)%s", store.location, store.keep_games,
+                     store.keep_days, "; human games recorded" if agent_setting(cfg, "record_human_games", False) else "")
+            try:
+                store.prune()
+            except OSError as exc:        # storage down at start: serve, and keep trying as games are saved
+                log.warning("hosted games: cannot apply the retention to %s now: %s", store.location, exc)
         if human_games is None and agent_setting(cfg, "record_human_games", False):
             from blobzero.agent.humangames import HumanGames
             human_games = HumanGames.from_config(cfg)
