@@ -308,3 +308,32 @@ def test_a_failing_or_broken_store_loses_nothing_in_play(tmp_path):
     while not hosted.over:
         first.act(hosted.id, 0, rng.choice(hosted.round.legal_actions()))
     assert hosted.over and first.get(hosted.id) is hosted
+
+
+def test_hosted_games_survive_a_restart_on_object_storage(tmp_path, onnx):
+    """The same through ``s3://`` (a real S3 API server on loopback, moto): the agent's storage is
+    the run's bucket; a restarted agent continues the game from it."""
+    from s3_helpers import S3Server, s3_environment
+
+    server = S3Server().start()
+    try:
+        with s3_environment(server):
+            bucket = server.bucket("blobzero-run")
+            run = f"s3://{bucket}/run1"
+            first = start_agent(tmp_path / "a", "--onnx", str(onnx), storage=run)
+            try:
+                state = ok(first, "StartGame", {"players": 3, "cards": 2, "seed": 5,
+                                                "seats": [{"kind": "human"}, {"kind": "expert"}, {"kind": "greedy"}]})
+                state = play(first, state, random.Random(8), moves=3)
+            finally:
+                assert first.stop() == 0, first.log.read_text()[-2000:]
+            keys = [o["Key"] for o in server.client().list_objects_v2(Bucket=bucket)["Contents"]]
+            assert keys == [f"run1/agent/games/{state['game_id']}.json"]
+            second = start_agent(tmp_path / "b", "--onnx", str(onnx), storage=run)
+            try:
+                assert ok(second, "GetState", {"game_id": state["game_id"], "seat": 0}) == state
+                assert play(second, state, random.Random(9))["game_over"]
+            finally:
+                assert second.stop() == 0, second.log.read_text()[-2000:]
+    finally:
+        server.stop()
