@@ -190,3 +190,43 @@ def test_the_page_sends_the_token_it_was_opened_with(tmp_path):
                         "return document.getElementById('message').textContent"), what="the refusal")
     finally:
         assert proc.stop() == 0
+
+
+def test_a_full_game_is_reviewed_round_by_round_then_whole(agent, tmp_path):
+    """3 players from 2 cards (5 rounds) against greedy: after each round the review of that round,
+    at the end the review of the whole game; every row a decision of mine."""
+    [driver_port] = free_ports(1)
+    rng = random.Random(11)
+    with Browser(driver_port, tmp_path / "chromedriver.log") as b:
+        b.get(agent.page)
+        b.wait_for(lambda: b.script("return document.getElementById('model-info').textContent"),
+                   what="the agent's info")
+        for css, value in (("#players", "3"), ("#cards", "2"), ("#length", "game"), ("#opponent-kind", "greedy"),
+                           ("#preset", "light")):
+            b.select(css, value)
+        b.click(b.find("#start"))
+        b.wait_for(lambda: idle(b) and not b.script("return document.getElementById('game').hidden"), what="the deal")
+        titles = []
+        for _ in range(40):
+            if b.script("return state.game_over"):
+                break
+            rounds_done = b.script("return state.results.length")
+            bids = [e for e in b.find_all("#bids .bid-button") if b.enabled(e)]
+            b.click(rng.choice(bids) if bids else rng.choice(b.find_all(".hand .card.legal")))
+            b.wait_for(lambda: idle(b), what="the agents' moves")
+            if b.script("return state.results.length") > rounds_done:
+                b.wait_for(lambda: b.script("return document.getElementById('review-box').dataset.state") == "done",
+                           what="the round's review")
+                titles.append(b.text(b.find("#review-box h2")))
+                rows = b.script("return [...document.querySelectorAll('#review-box tr.decision td:first-child')]"
+                                ".map(td => td.textContent)")
+                if not b.script("return state.game_over"):
+                    n = b.script("return state.results.length")
+                    assert rows and set(rows) == {str(n)}, (n, rows)
+        assert b.script("return state.game_over")
+        assert [t.split(":")[0] for t in titles] == [f"Review of round {i}" for i in range(1, 5)] + \
+            ["Review of the whole game"]
+        game_id = b.script("return state.game_id")
+        rows = b.find_all("#review-box tr.decision")
+    obj = json.loads(agent.post("ExportGame", {"game_id": game_id})[1]["game_json"])
+    assert len(rows) == sum(a["seat"] == 0 for r in obj["rounds"] for a in r["actions"])

@@ -109,6 +109,7 @@ async function startGame(event) {
     $("game").hidden = false;
     $("hint-box").hidden = true;
     $("review-box").hidden = true;
+    reviewing++;
     setMessage(state.game_over ? "" : turnText());
     render();
   } catch (err) {
@@ -144,7 +145,8 @@ async function act(body) {
       setMessage(turnText());
     }
     render();
-    if (done > 0) await review(state.game_over ? [] : [state.results[state.results.length - 1].round_index]);
+    // the review runs beside the game: the next round can be played while the agent reviews
+    if (done > 0) review(state.game_over ? [] : [state.results[state.results.length - 1].round_index]);
   } catch (err) {
     setMessage(err.message, true);
   } finally {
@@ -195,15 +197,19 @@ function renderHint(advice) {
 // After each round: the review of that round; at the end of the game: of the whole game. Every
 // decision of my seat, searched by the agent as a hint would be: what it expected of each action,
 // the points given away, the three costliest marked.
+let reviewing = 0;       // the latest review asked for: an older answer arriving later is dropped
+
 async function review(rounds) {
+  const mine = ++reviewing;
   const box = $("review-box");
   box.hidden = false;
   box.dataset.state = "running";
   box.innerHTML = `<h2>Review</h2><p class="options">The agent reviews your decisions…</p>`;
   try {
     const answer = await api("Review", { game_id: state.game_id, seat: state.seat, search: $("preset").value, rounds });
-    renderReview(answer, rounds);
+    if (mine === reviewing) renderReview(answer, rounds);
   } catch (err) {
+    if (mine !== reviewing) return;
     box.dataset.state = "failed";
     box.innerHTML = `<h2>Review</h2><p class="options">${err.message}</p>`;
   }
@@ -257,7 +263,7 @@ async function openFile() {
     $("hint-box").hidden = true;
     setMessage(state.game_over ? "" : turnText());
     render();
-    if (state.results.length) await review([]);
+    if (state.results.length) review([]);
   } catch (err) {
     setMessage(err.message, true);
   } finally {
