@@ -73,6 +73,16 @@ def test_export_is_a_valid_game_file_and_imports_as_a_finished_game(agent, finis
     assert [r["bids"] for r in state["results"]] == [r["bids"] for r in finished["results"]]
     # the imported game exports the same file
     assert json.loads(ok(agent, "ExportGame", {"game_id": state["game_id"]})["game_json"]) == obj
+    # a finished game from another agent (a model version this one lacks) still imports for review;
+    # an unfinished one would need that model to play on, and is refused naming it
+    elsewhere = {**obj, "seats": [{"kind": "human"}, {"kind": "model", "search": "medium", "model_version": "77"},
+                                  {"kind": "greedy"}]}
+    assert ok(agent, "ImportGame", {"game_json": json.dumps(elsewhere)})["game_over"]
+    unfinished = {**elsewhere, "rounds": elsewhere["rounds"][:2]}
+    for key in ("scores", "over", "winners"):
+        unfinished.pop(key)
+    status, answer = agent.post("ImportGame", {"game_json": json.dumps(unfinished)})
+    assert status == 400 and answer["message"].startswith("game_json: seats[1].model_version:"), answer
 
 
 def test_an_unfinished_game_exports_only_what_every_seat_has_seen(agent):

@@ -316,7 +316,7 @@ class AgentApi:
         """Host a game file (checked by the rules engine) for review, or to play on."""
         record = self._parse(req.game_json)
         for i, s in enumerate(record.seats):
-            if s["kind"] == "model":
+            if s["kind"] == "model" and not record.over:     # a seat that will search must be servable
                 self._seat(pb.SeatSpec(kind="model", search=s.get("search", ""),
                                        model_version=s.get("model_version", "")), f"game_json: seats[{i}]", "model")
         hosted = self.games.add_record(record, owner=client)
