@@ -155,9 +155,11 @@ def play(a: Agent, b: Agent, deals: int, n_players: int = 4, cards: int = 5,
             totals[side][1] += len(side_scores[side])
         diff = sum(side_scores[0]) / len(side_scores[0]) - sum(side_scores[1]) / len(side_scores[1])
         per_deal.setdefault(deal, []).append(diff)
-    mean, (low, high) = mean_ci([sum(v) / len(v) for v in per_deal.values()])
+    deal_means = [sum(v) / len(v) for _, v in sorted(per_deal.items())]
+    mean, (low, high) = mean_ci(deal_means)
     return {
         "a": a.name, "b": b.name, "deals": len(per_deal), "plays_per_deal": len(patterns),
+        "per_deal": deal_means,     # A's mean score minus B's per deal, in deal order (paired fits)
         "lineup": lineup, "players": n_players, "cards": cards,
         "search": f"{search.determinizations}x{search.simulations}",
         "a_mean_score": totals[0][0] / totals[0][1], "b_mean_score": totals[1][0] / totals[1][1],

@@ -13,9 +13,13 @@ class AgentProcess(process.AgentProcess):
         return metric(self.metrics(), name, **labels)
 
 
-def start_agent(work: Path, *args: str, timeout: float = 60.0, tls_root: bytes | None = None) -> AgentProcess:
-    """The agent on free ports, without a model repository of its own (``work/no-repository``)."""
+def start_agent(work: Path, *args: str, timeout: float = 60.0, tls_root: bytes | None = None,
+                storage: Path | str | None = None) -> AgentProcess:
+    """The agent on free ports, without a model repository of its own (``work/no-repository``);
+    its run storage (hosted games: ``<storage>/agent/games``) is ``storage`` or ``work/run``."""
+    run = storage or work / "run"
     agent = process.start_agent(work, *args, "--set", f"storage.model_repository={work / 'no-repository'}",
+                                "--set", f"storage.games_dir={run}/games",
                                 timeout=timeout, tls_root=tls_root)
     return AgentProcess(**vars(agent))
 

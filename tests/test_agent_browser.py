@@ -1,17 +1,21 @@
 """The play page of ``blobzero agent`` in a real headless Chromium (Debian's chromium +
 chromedriver, ``make browser-tools``): a person's round played by clicking, checked against the
-core's rules, with a screenshot.
+core's rules, with a screenshot; a reload continues the game; the review of the round, the game
+file downloaded and opened again.
 """
 from __future__ import annotations
 
+import json
+import math
 import random
+import subprocess
 
 import pytest
 
 from blobcore.rules import Rng, Round
 from services.triton_local import free_ports
 from agent_helpers import start_agent
-from triton_helpers import export_tiny
+from triton_helpers import PROJECT_ROOT, PYTHON, export_tiny
 from webdriver import Browser
 
 SYMBOLS = {"S": "♠", "H": "♥", "C": "♣", "D": "♦"}
@@ -19,8 +23,14 @@ SYMBOLS = {"S": "♠", "H": "♥", "C": "♣", "D": "♦"}
 
 @pytest.fixture(scope="module")
 def agent(tmp_path_factory):
+    """The agent, with a small ladder measured in its run's storage (the page names levels by it)."""
     onnx = export_tiny(tmp_path_factory.mktemp("browser-model") / "tiny.onnx", seed=4)
-    proc = start_agent(tmp_path_factory.mktemp("browser-agent"), "--onnx", str(onnx))
+    work = tmp_path_factory.mktemp("browser-agent")
+    rated = subprocess.run([PYTHON, "-m", "blobzero.cli", "ladder", "--set", f"storage.games_dir={work}/run/games",
+                            "--add", "random", "greedy", "expert", "level:light", "--model", str(onnx),
+                            "--deals", "10"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
+    assert rated.returncode == 0, rated.stderr
+    proc = start_agent(work, "--onnx", str(onnx))
     yield proc
     assert proc.stop() == 0, proc.log.read_text()[-2000:]
 
@@ -54,6 +64,13 @@ def test_play_a_round_by_clicking_and_check_the_score_table(agent, tmp_path):
         assert "script-src 'self'" in csp and "style-src 'self'" in csp, csp
         b.script("window.violations = []; document.addEventListener('securitypolicyviolation', "
                  "e => window.violations.push(e.violatedDirective + ' ' + e.blockedURI));")
+        # each level and built-in opponent is named with its measured rating (blobzero ladder)
+        ratings = json.loads((agent.log.parent / "run" / "ladder" / "ladder.json").read_text())["ratings"]
+        b.wait_for(lambda: "rating" in b.text(b.find("#preset option[value=light]")), what="the ratings")
+        light = b.text(b.find("#preset option[value=light]"))
+        assert light.startswith("light 2×20 · rating ") and f"rating {math.floor(ratings['level:light']['rating'] + 0.5)}" in light
+        assert f"rating {math.floor(ratings['expert']['rating'] + 0.5)}" in b.text(b.find("#opponent-kind option[value=expert]"))
+        assert "rating" not in b.text(b.find("#preset option[value=heavy]"))     # not measured: no number
         for css, value in (("#players", "4"), ("#cards", "3"), ("#length", "round"),
                            ("#opponent-kind", "model"), ("#preset", "light")):
             b.select(css, value)
@@ -62,13 +79,23 @@ def test_play_a_round_by_clicking_and_check_the_score_table(agent, tmp_path):
         b.click(b.find("#start"))
         b.wait_for(lambda: idle(b) and not b.script("return document.getElementById('game').hidden"),
                    what="the deal")
-        hinted = seen_cards = 0
+        hinted = seen_cards = reloaded = 0
         for _ in range(20):
             if not b.script("return document.getElementById('game-over').hidden"):
                 break
             bids = [e for e in b.find_all("#bids .bid-button") if b.enabled(e)]
             if bids:
                 b.click(rng.choice(bids))
+                b.wait_for(lambda: idle(b), what="the agents' moves")
+                before = b.script("return [state.game_id, state.history.length, state.hand]")
+                b.get(agent.page)                    # a reload continues the game (issue 29)
+                b.wait_for(lambda: b.script("return state !== null && !document.getElementById('game').hidden"),
+                           what="the game after a reload")
+                assert b.script("return [state.game_id, state.history.length, state.hand]") == before
+                b.script("window.violations = []; document.addEventListener('securitypolicyviolation', "
+                         "e => window.violations.push(e.violatedDirective + ' ' + e.blockedURI));")
+                reloaded = 1
+                continue
             else:
                 if not hinted:        # the hint: probabilities and values for my seat
                     b.click(b.find("#hint"))
@@ -85,7 +112,37 @@ def test_play_a_round_by_clicking_and_check_the_score_table(agent, tmp_path):
                 b.click(rng.choice(b.find_all(".hand .card.legal")))
             b.wait_for(lambda: idle(b), what="the agents' moves")
         shot = b.screenshot(tmp_path / "round-over.png")
-        assert shot.stat().st_size > 10_000 and hinted and seen_cards >= 4
+        assert shot.stat().st_size > 10_000 and hinted and seen_cards >= 4 and reloaded
+
+        # the review: every decision of mine (1 bid + 3 cards), the costliest marked, a total
+        b.wait_for(lambda: b.script("return document.getElementById('review-box').dataset.state") == "done",
+                   what="the review")
+        rows = b.script("return [...document.querySelectorAll('#review-box tr.decision')].map(r => "
+                        "[Number(r.dataset.lost), r.classList.contains('costly'), r.textContent])")
+        assert len(rows) == 4, rows
+        lost = sorted((v for v, _, _ in rows), reverse=True)
+        marked = sorted((v for v, costly, _ in rows if costly), reverse=True)
+        assert marked == lost[:len(marked)] and len(marked) == min(3, sum(v > 0.005 for v in lost))
+        review_title = b.text(b.find("#review-box h2"))
+        assert review_title.startswith("Review of the whole game: ") and "points given away" in review_title
+        assert "search light 2x20" in b.text(b.find("#review-box .options"))
+        b.screenshot(tmp_path / "review.png")
+
+        # the game file: downloaded, then opened again from the setup panel
+        b.click(b.find("#download"))
+        b.wait_for(lambda: b.script("return exportedGame"), what="the game file")
+        exported = json.loads(b.script("return exportedGame"))
+        assert exported["format"] == "blobzero.game" and exported["over"] and exported["seed"] == 7
+        saved = tmp_path / "game.json"
+        saved.write_text(b.script("return exportedGame"))
+        old_id = b.script("return state.game_id")
+        b.click(b.find("#new-game"))
+        b.type(b.find("#open-file"), str(saved))
+        b.wait_for(lambda: idle(b) and b.script("return state.game_id") != old_id
+                   and b.script("return document.getElementById('review-box').dataset.state") == "done",
+                   what="the opened game and its review")
+        assert b.script("return state.game_over") and b.script("return state.scores") == exported["scores"]
+        assert len(b.find_all("#review-box tr.decision")) == 4
         assert b.script("return window.violations") == []
 
         banner = b.text(b.find("#game-over"))
@@ -133,3 +190,43 @@ def test_the_page_sends_the_token_it_was_opened_with(tmp_path):
                         "return document.getElementById('message').textContent"), what="the refusal")
     finally:
         assert proc.stop() == 0
+
+
+def test_a_full_game_is_reviewed_round_by_round_then_whole(agent, tmp_path):
+    """3 players from 2 cards (5 rounds) against greedy: after each round the review of that round,
+    at the end the review of the whole game; every row a decision of mine."""
+    [driver_port] = free_ports(1)
+    rng = random.Random(11)
+    with Browser(driver_port, tmp_path / "chromedriver.log") as b:
+        b.get(agent.page)
+        b.wait_for(lambda: b.script("return document.getElementById('model-info').textContent"),
+                   what="the agent's info")
+        for css, value in (("#players", "3"), ("#cards", "2"), ("#length", "game"), ("#opponent-kind", "greedy"),
+                           ("#preset", "light")):
+            b.select(css, value)
+        b.click(b.find("#start"))
+        b.wait_for(lambda: idle(b) and not b.script("return document.getElementById('game').hidden"), what="the deal")
+        titles = []
+        for _ in range(40):
+            if b.script("return state.game_over"):
+                break
+            rounds_done = b.script("return state.results.length")
+            bids = [e for e in b.find_all("#bids .bid-button") if b.enabled(e)]
+            b.click(rng.choice(bids) if bids else rng.choice(b.find_all(".hand .card.legal")))
+            b.wait_for(lambda: idle(b), what="the agents' moves")
+            if b.script("return state.results.length") > rounds_done:
+                b.wait_for(lambda: b.script("return document.getElementById('review-box').dataset.state") == "done",
+                           what="the round's review")
+                titles.append(b.text(b.find("#review-box h2")))
+                rows = b.script("return [...document.querySelectorAll('#review-box tr.decision td:first-child')]"
+                                ".map(td => td.textContent)")
+                if not b.script("return state.game_over"):
+                    n = b.script("return state.results.length")
+                    assert rows and set(rows) == {str(n)}, (n, rows)
+        assert b.script("return state.game_over")
+        assert [t.split(":")[0] for t in titles] == [f"Review of round {i}" for i in range(1, 5)] + \
+            ["Review of the whole game"]
+        game_id = b.script("return state.game_id")
+        rows = b.find_all("#review-box tr.decision")
+    obj = json.loads(agent.post("ExportGame", {"game_id": game_id})[1]["game_json"])
+    assert len(rows) == sum(a["seat"] == 0 for r in obj["rounds"] for a in r["actions"])

@@ -7,17 +7,30 @@ service. Bad input raises ``ApiError("INVALID_ARGUMENT", <what is wrong>)``; not
 """
 from __future__ import annotations
 
+import logging
 import time
+from typing import Iterator
 
 from blobcore.rules import card_name
 from blobcore.search_config import SIZES, SearchConfig
 from blobzero import agent_pb2 as pb
+from blobzero import gamefile
 from blobzero.agent.engine import Advice, Engine, EngineUnavailable
-from blobzero.agent.games import GAME_ID_LENGTH, KINDS, GameHost, GameNotFound, HostedGame, Seat
+from blobzero.agent.games import GAME_ID_LENGTH, KINDS, GameHost, GameNotFound, GameUnavailable, HostedGame, Seat
+from blobzero.agent.gamestore import DEFAULT_KEEP_DAYS, DEFAULT_KEEP_GAMES, GameStore, games_location
 from blobzero.agent.position import (SUITS, PositionError, Play, SeatKnowledge, build_round, check_table,
                                      parse_card, parse_trump)
 from plumbing import config as configuration
 
+log = logging.getLogger("blobzero.agent")
+#: the most decisions one Review searches (a 3-player game from 17 cards has ~340 per seat)
+MAX_REVIEW_DECISIONS = 1000
+
+
+def agent_setting(cfg: configuration.Config, key: str, default):
+    """``cfg.agent.<key>``, or ``default`` while plumbing/config.py does not have that key yet
+    (games_dir, keep_games, keep_games_days, record_human_games: docs/agent.md)."""
+    return getattr(cfg.agent, key, default)
 
 
 class ApiError(Exception):
@@ -31,12 +44,31 @@ def trump_name(trump: int | None) -> str:
 
 
 class AgentApi:
-    def __init__(self, cfg: configuration.Config, engine: Engine, metrics=None):
+    def __init__(self, cfg: configuration.Config, engine: Engine, metrics=None, store: GameStore | None = None,
+                 human_games=None, keep_games: bool = True):
+        """store: where hosted games are kept (default: the run's storage, ``games_location``;
+        keep_games=False: memory only, as for ``blobzero review``); human_games: a ``HumanGames``
+        writer for finished games (default: none unless ``agent.record_human_games``)."""
         self.cfg = cfg
         self.engine = engine
         self.metrics = metrics
+        if store is None and keep_games:
+            store = GameStore(agent_setting(cfg, "games_dir", "") or games_location(cfg),
+                              agent_setting(cfg, "keep_games", DEFAULT_KEEP_GAMES),
+                              agent_setting(cfg, "keep_games_days", DEFAULT_KEEP_DAYS))
+            log.info("hosted games kept in %s (at most %d, %g days idle)%s", store.location, store.keep_games,
+                     store.keep_days, "; human games recorded" if agent_setting(cfg, "record_human_games", False) else "")
+            try:
+                store.prune()
+            except OSError as exc:        # storage down at start: serve, and keep trying as games are saved
+                log.warning("hosted games: cannot apply the retention to %s now: %s", store.location, exc)
+        if human_games is None and agent_setting(cfg, "record_human_games", False):
+            from blobzero.agent.humangames import HumanGames
+            human_games = HumanGames.from_config(cfg)
+        self.human_games = human_games
         self.games = GameHost(self._agent_move, max_games=cfg.agent.max_games, ttl_s=cfg.agent.game_ttl_s,
-                              max_per_owner=cfg.agent.max_games_per_client)
+                              max_per_owner=cfg.agent.max_games_per_client, store=store,
+                              on_finished=self._finished)
 
     # -- search settings ------------------------------------------------------------------
     def search_config(self, preset: str, simulations: int = 0, determinizations: int = 0) -> SearchConfig:
@@ -89,12 +121,17 @@ class AgentApi:
                 "next_cards": g.next_cards, "scores": list(g.scores) or None}
 
     def _search(self, rnd, config: SearchConfig, model: str, seed: int) -> Advice:
+        return self._answer(self._submit(rnd, config, model, seed))
+
+    def _submit(self, rnd, config: SearchConfig, model: str, seed: int):
         try:
-            future = self.engine.submit(rnd, config, model or self.cfg.agent.model, seed)
+            return self.engine.submit(rnd, config, model or self.cfg.agent.model, seed)
         except ValueError as exc:       # an unknown model version
             raise ApiError("INVALID_ARGUMENT", f"model_version: {exc}") from None
         except EngineUnavailable as exc:
             raise ApiError("UNAVAILABLE", str(exc)) from None
+
+    def _answer(self, future) -> Advice:
         try:
             return future.result(timeout=self.cfg.agent.request_timeout_s)
         except EngineUnavailable as exc:
@@ -212,6 +249,8 @@ class AgentApi:
             return self.games.get(game_id)
         except GameNotFound as exc:
             raise ApiError("NOT_FOUND", exc.args[0]) from None
+        except GameUnavailable as exc:
+            raise ApiError("UNAVAILABLE", str(exc)) from None
 
     def _agent_move(self, rnd, seat: Seat, seed: int) -> int:
         config = self.search_config(seat.search)
@@ -263,3 +302,140 @@ class AgentApi:
         return pb.RoundResult(round_index=index, cards=record.cards, trump=trump_name(record.trump),
                               dealer=record.dealer, bids=record.bids, tricks=record.tricks_won,
                               scores=scores)
+
+    # -- game files ----------------------------------------------------------------------
+    def export_game(self, req: pb.ExportGameRequest) -> pb.ExportGameResponse:
+        """The hosted game as a game file. While it runs, the file holds the completed rounds
+        only, without the seed: what every seat has seen (docs/gamefile.md)."""
+        hosted = self._game(req.game_id)
+        with hosted.lock:
+            record = hosted.record(reveal=False)
+        return pb.ExportGameResponse(game_json=gamefile.dump(record))
+
+    def import_game(self, req: pb.ImportGameRequest, client: str = "") -> pb.GameState:
+        """Host a game file (checked by the rules engine) for review, or to play on."""
+        record = self._parse(req.game_json)
+        for i, s in enumerate(record.seats):
+            if s["kind"] == "model" and not record.over:     # a seat that will search must be servable
+                self._seat(pb.SeatSpec(kind="model", search=s.get("search", ""),
+                                       model_version=s.get("model_version", "")), f"game_json: seats[{i}]", "model")
+        hosted = self.games.add_record(record, owner=client)
+        if self.metrics is not None:
+            self.metrics.games.set(len(self.games))
+        with hosted.lock:
+            viewer = next((i for i, s in enumerate(hosted.seats) if s.kind == "human"), 0)
+            return self.view(hosted, viewer)
+
+    @staticmethod
+    def _parse(text: str) -> gamefile.GameRecord:
+        if not text.strip():
+            raise ApiError("INVALID_ARGUMENT", "game_json: empty (send the game file's JSON text)")
+        try:
+            return gamefile.loads(text)
+        except gamefile.GameFileError as exc:
+            raise ApiError("INVALID_ARGUMENT", f"game_json: {exc}") from None
+
+    # -- review --------------------------------------------------------------------------
+    def review(self, req: pb.ReviewRequest) -> Iterator[pb.DecisionReview]:
+        """Every decision of ``req.seat``, searched exactly as Advise searches it (same search,
+        same engine, one search each): yields one DecisionReview per decision, in game order.
+        All of them are submitted at once, so they share the engine's network batches."""
+        started = time.perf_counter()
+        record = self._review_record(req)
+        if not 0 <= req.seat < record.players:
+            raise ApiError("INVALID_ARGUMENT", f"seat must be 0..{record.players - 1}, got {req.seat}")
+        config = self.search_config(req.search)
+        wanted = set(req.rounds)
+        positions = [p for p in record.positions(req.seat) if not wanted or p[0] in wanted]
+        if len(positions) > MAX_REVIEW_DECISIONS:
+            raise ApiError("INVALID_ARGUMENT", f"{len(positions)} decisions: review at most "
+                                               f"{MAX_REVIEW_DECISIONS} at once (choose rounds)")
+        seed = req.seed or (record.seed or 0)
+        futures = [self._submit(rnd, config, req.model_version, seed + 7919 * i + ply)
+                   for i, (_, ply, rnd, _) in enumerate(positions)]
+        for (index, ply, rnd, action), future in zip(positions, futures):
+            answer = self._response(rnd, self._answer(future), config, started)
+            yield self._decision(index, ply, rnd, action, answer)
+
+    def _review_record(self, req: pb.ReviewRequest) -> gamefile.GameRecord:
+        which = req.WhichOneof("game")
+        if which == "game_json":
+            return self._parse(req.game_json)
+        if which != "game_id":
+            raise ApiError("INVALID_ARGUMENT", "a review needs game_id (a hosted game) or game_json (a game file)")
+        hosted = self._game(req.game_id)
+        with hosted.lock:
+            # while the game runs: its completed rounds only (every card of them is public). The
+            # round in progress would show a seat's legal cards, i.e. its hand, to whoever asks.
+            return hosted.record(reveal=False)
+
+    @staticmethod
+    def _decision(index: int, ply: int, rnd, action: int, answer: pb.AdviseResponse) -> pb.DecisionReview:
+        bidding = rnd.phase_name == "bid"
+        taken = next(a for a in answer.actions if (a.bid == action if bidding else a.card == card_name(action)))
+        best = max(a.value for a in answer.actions)
+        lost = 0.0 if answer.forced else max(0.0, best - taken.value)
+        return pb.DecisionReview(round_index=index, ply=ply, phase=rnd.phase_name, taken=taken,
+                                 actions=answer.actions, points_lost=lost, forced=answer.forced,
+                                 search=answer.search, model_version=answer.model_version,
+                                 expected_score=answer.expected_score)
+
+    def review_all(self, req: pb.ReviewRequest) -> pb.ReviewResponse:
+        """The whole review at once (HTTP, the CLI): the decisions, the three costliest marked
+        (those losing anything), the total."""
+        decisions = list(self.review(req))
+        return summarize(decisions, req.seat)
+
+    # -- finished games ------------------------------------------------------------------
+    def _finished(self, hosted: HostedGame) -> None:
+        if self.human_games is None or hosted.imported:
+            return
+        try:
+            self.human_games.write(hosted)
+        except OSError as exc:           # a full disk must not fail the player's last card
+            log.warning("human game %s not recorded: %s", hosted.id, exc)
+
+
+def summarize(decisions: list[pb.DecisionReview], seat: int) -> pb.ReviewResponse:
+    order = sorted(range(len(decisions)), key=lambda i: -decisions[i].points_lost)
+    costliest = [i for i in order[:3] if decisions[i].points_lost > 0.005]
+    for i in costliest:
+        decisions[i].costly = True
+    first = decisions[0] if decisions else pb.DecisionReview()
+    return pb.ReviewResponse(decisions=decisions, total_points_lost=sum(d.points_lost for d in decisions),
+                             costliest=costliest, search=first.search, model_version=first.model_version,
+                             seat=seat)
+
+
+#: the API's methods by name: (handler taking (api, request, client), request type)
+METHODS = {
+    "Advise": (lambda api, r, c: api.advise(r), pb.AdviseRequest),
+    "StartGame": (lambda api, r, c: api.start_game(r, c), pb.StartGameRequest),
+    "Act": (lambda api, r, c: api.act(r), pb.ActRequest),
+    "GetState": (lambda api, r, c: api.get_state(r), pb.GetStateRequest),
+    "Hint": (lambda api, r, c: api.hint(r), pb.HintRequest),
+    "ExportGame": (lambda api, r, c: api.export_game(r), pb.ExportGameRequest),
+    "ImportGame": (lambda api, r, c: api.import_game(r, c), pb.ImportGameRequest),
+    "Review": (lambda api, r, c: api.review_all(r), pb.ReviewRequest),    # the stream, gathered
+}
+#: the longest error message sent back (a message may quote the request; gRPC puts it in metadata)
+MAX_MESSAGE = 500
+
+
+def run_method(api: AgentApi, method: str, request, client: str = ""):
+    """Run one API method for ``client`` (its address: the owner of the games it starts);
+    returns (response or None, code name, message), counted in the metrics. Every transport
+    calls this (the JSON front; the gRPC servicer once service.py uses it)."""
+    started = time.perf_counter()
+    try:
+        response, code, message = METHODS[method][0](api, request, client), "OK", ""
+    except ApiError as exc:
+        response, code, message = None, exc.code, exc.message
+    except Exception as exc:         # a bug: say so, keep serving
+        log.exception("%s failed", method)
+        response, code, message = None, "INTERNAL", f"internal error: {type(exc).__name__}: {exc}"
+    if api.metrics is not None:
+        api.metrics.answered(method, code, time.perf_counter() - started)
+    if len(message) > MAX_MESSAGE:
+        message = message[:MAX_MESSAGE] + "..."
+    return response, code, message

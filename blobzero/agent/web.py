@@ -2,8 +2,9 @@
 
     GET  /                 the page          GET /static/<file>   its script and style
     GET  /api/info         presets, seat kinds, the model behind the agent
-    POST /api/<Method>     Advise, StartGame, Act, GetState, Hint: the proto request as JSON
-                           (field names as in agent.proto) -> the proto response as JSON;
+    POST /api/<Method>     Advise, StartGame, Act, GetState, Hint, ExportGame, ImportGame, Review:
+                           the proto request as JSON (field names as in agent.proto) -> the proto
+                           response as JSON (Review: a ReviewResponse, {"decisions": [...], ...});
                            an error is {"code": "INVALID_ARGUMENT", "message": ...} with a 4xx/5xx
     GET  /healthz          "ok"          (metrics: only on metrics.agent_port)
 
@@ -37,19 +38,18 @@ from pathlib import Path
 
 from aiohttp import web
 from google.protobuf import json_format
+from prometheus_client import Gauge
 
-from blobzero import agent_pb2 as pb
 from blobzero.agent.access import Access
-from blobzero.agent.api import AgentApi
+from blobzero.agent.api import METHODS, AgentApi, run_method
 from blobzero.agent.games import KINDS
-from blobzero.agent.service import call
+from blobzero.ladder import stored_ratings
 
 log = logging.getLogger("blobzero.agent")
 WEB_DIR = Path(__file__).resolve().parent / "web"
 STATIC = {"index.html": "text/html; charset=utf-8", "app.js": "text/javascript; charset=utf-8",
           "style.css": "text/css; charset=utf-8"}
-REQUESTS = {"Advise": pb.AdviseRequest, "StartGame": pb.StartGameRequest, "Act": pb.ActRequest,
-            "GetState": pb.GetStateRequest, "Hint": pb.HintRequest}
+REQUESTS = {name: request for name, (_, request) in METHODS.items()}
 HTTP_STATUS = {"OK": 200, "INVALID_ARGUMENT": 400, "UNAUTHENTICATED": 401, "NOT_FOUND": 404,
                "RESOURCE_EXHAUSTED": 429, "UNAVAILABLE": 503, "INTERNAL": 500}
 MAX_BODY = 1 << 20
@@ -234,7 +234,7 @@ class WebFront:
         self._waiting += 1
         try:
             response, code, text = await asyncio.get_running_loop().run_in_executor(
-                self._pool, call, self.api, method, message, client)
+                self._pool, run_method, self.api, method, message, client)
         finally:
             self._waiting -= 1
         if response is None:
@@ -244,8 +244,18 @@ class WebFront:
 
 def start_http(api: AgentApi, host: str, port: int, model: str, access: Access | None = None,
                ssl_context=None) -> WebFront:
-    """Serve the page and the JSON API in a thread of its own; raises OSError if the port is taken."""
+    """Serve the page and the JSON API in a thread of its own; raises OSError if the port is taken.
+    The ladder's ratings in the run's storage (``blobzero ladder``), read once here, name each
+    level on the page and are served as the gauge ``blobzero_ladder_rating`` on the metrics port."""
+    ratings = stored_ratings(api.cfg)
     info = {"model": model, "search_presets": ["light", "medium", "heavy"],
             "default_search": api.cfg.agent.search_preset, "seat_kinds": [k for k in KINDS if k != "human"],
-            "token_required": bool(access and access.token)}
+            "token_required": bool(access and access.token),
+            "ratings": {name: r for name, r in ratings.items() if name in KINDS or name.startswith("level:")}}
+    if ratings and api.metrics is not None:
+        gauge = Gauge("blobzero_ladder_rating", "Bradley-Terry rating (Elo scale, random = 0) and its 95% "
+                      "interval, from blobzero ladder", ["entrant", "bound"], registry=api.metrics.registry)
+        for name, r in ratings.items():
+            for bound, key in (("mid", "rating"), ("low", "low"), ("high", "high")):
+                gauge.labels(name, bound).set(r[key])
     return WebFront(api, host, port, info, access, ssl_context).start()

@@ -9,6 +9,7 @@ const $ = (id) => document.getElementById(id);
 
 let state = null;        // the latest GameState for my seat
 let busy = false;
+let exportedGame = null; // the last downloaded game file's text
 
 // An agent started with a token (docs/agent.md, "Running it in public") is opened as
 // https://host/#token=<token>: the token moves to this tab's sessionStorage and off the address bar.
@@ -107,6 +108,8 @@ async function startGame(event) {
     $("setup").hidden = true;
     $("game").hidden = false;
     $("hint-box").hidden = true;
+    $("review-box").hidden = true;
+    reviewing++;
     setMessage(state.game_over ? "" : turnText());
     render();
   } catch (err) {
@@ -142,6 +145,8 @@ async function act(body) {
       setMessage(turnText());
     }
     render();
+    // the review runs beside the game: the next round can be played while the agent reviews
+    if (done > 0) review(state.game_over ? [] : [state.results[state.results.length - 1].round_index]);
   } catch (err) {
     setMessage(err.message, true);
   } finally {
@@ -188,9 +193,89 @@ function renderHint(advice) {
   box.hidden = false;
 }
 
+// ---- review, game files ----------------------------------------------------------------------
+// After each round: the review of that round; at the end of the game: of the whole game. Every
+// decision of my seat, searched by the agent as a hint would be: what it expected of each action,
+// the points given away, the three costliest marked.
+let reviewing = 0;       // the latest review asked for: an older answer arriving later is dropped
+
+async function review(rounds) {
+  const mine = ++reviewing;
+  const box = $("review-box");
+  box.hidden = false;
+  box.dataset.state = "running";
+  box.innerHTML = `<h2>Review</h2><p class="options">The agent reviews your decisions…</p>`;
+  try {
+    const answer = await api("Review", { game_id: state.game_id, seat: state.seat, search: $("preset").value, rounds });
+    if (mine === reviewing) renderReview(answer, rounds);
+  } catch (err) {
+    if (mine !== reviewing) return;
+    box.dataset.state = "failed";
+    box.innerHTML = `<h2>Review</h2><p class="options">${err.message}</p>`;
+  }
+}
+
+function renderReview(answer, rounds) {
+  const box = $("review-box");
+  const scope = rounds.length ? `round ${rounds[0] + 1}` : "the whole game";
+  let html = `<h2>Review of ${scope}: ${answer.total_points_lost.toFixed(1)} points given away</h2>` +
+             `<p class="options">search ${answer.search}, model ${answer.model_version}; expected round score ` +
+             `of each action, the best first</p><table><tr><th>round</th><th>you</th><th>expected</th>` +
+             `<th>best</th><th>expected</th><th>points lost</th><th>every action</th></tr>`;
+  for (const d of answer.decisions) {
+    const best = d.actions.reduce((a, b) => (b.value > a.value ? b : a));
+    const all = [...d.actions].sort((a, b) => b.value - a.value)
+      .map((a) => `${actionLabel(a)} ${a.value.toFixed(1)} (${a.visits}, ${(100 * a.prior).toFixed(0)}%)`).join(" · ");
+    html += `<tr class="decision${d.costly ? " costly" : ""}" data-lost="${d.points_lost}">` +
+            `<td>${d.round_index + 1}</td><td>${actionLabel(d.taken)}</td><td>${d.taken.value.toFixed(1)}</td>` +
+            `<td>${actionLabel(best)}</td><td>${best.value.toFixed(1)}</td>` +
+            `<td class="lost">${d.forced ? "forced" : d.points_lost.toFixed(1)}</td><td class="all">${all}</td></tr>`;
+  }
+  box.innerHTML = html + `<tr class="total"><td colspan="5">Total</td><td>${answer.total_points_lost.toFixed(1)}</td><td></td></tr></table>`;
+  box.dataset.state = "done";
+}
+
+async function download() {
+  if (busy || !state) return;
+  try {
+    const answer = await api("ExportGame", { game_id: state.game_id });
+    exportedGame = answer.game_json;
+    const link = document.createElement("a");
+    link.href = URL.createObjectURL(new Blob([exportedGame], { type: "application/json" }));
+    link.download = `blob-${state.game_id}.json`;
+    document.body.appendChild(link);
+    link.click();
+    link.remove();
+  } catch (err) {
+    setMessage(err.message, true);
+  }
+}
+
+async function openFile() {
+  const file = $("open-file").files[0];
+  if (!file || busy) return;
+  setBusy(true);
+  setMessage("Opening the game file…");
+  try {
+    state = await api("ImportGame", { game_json: await file.text() });
+    $("setup").hidden = true;
+    $("game").hidden = false;
+    $("hint-box").hidden = true;
+    setMessage(state.game_over ? "" : turnText());
+    render();
+    if (state.results.length) review([]);
+  } catch (err) {
+    setMessage(err.message, true);
+  } finally {
+    $("open-file").value = "";
+    setBusy(false);
+  }
+}
+
 // ---- rendering ---------------------------------------------------------------------------
 function render() {
   const s = state;
+  localStorage.setItem("blobzero-game", JSON.stringify({ game_id: s.game_id, seat: s.seat, search: $("preset").value }));
   $("round-info").textContent = s.single_round ? `One round · ${s.cards} cards each`
     : `Round ${s.round_index + 1} of ${s.rounds_in_game} · ${s.cards} card${s.cards > 1 ? "s" : ""} each`;
   $("trump-info").innerHTML = suitHtml(s.trump);
@@ -318,13 +403,48 @@ function renderScores() {
 $("setup-form").addEventListener("submit", startGame);
 for (const id of ["players", "cards", "length", "opponent-kind"]) $(id).addEventListener("change", refreshSetup);
 $("hint").addEventListener("click", hint);
+$("download").addEventListener("click", download);
+$("open-file").addEventListener("change", openFile);
 $("new-game").addEventListener("click", () => {
+  localStorage.removeItem("blobzero-game");
   $("game").hidden = true;
   $("setup").hidden = false;
   setMessage("");
 });
 refreshSetup();
+
+// Each level and built-in opponent with its rating (blobzero ladder: Bradley–Terry, Elo scale,
+// random = 0), when the run has measured it.
+function nameLevels(ratings) {
+  const label = (r) => ` · rating ${Math.round(r.rating)} ±${Math.round((r.high - r.low) / 2)}`;
+  for (const o of $("preset").options) {
+    const r = ratings[`level:${o.value}`];
+    if (r) { o.textContent += label(r); o.dataset.rating = String(r.rating); }
+  }
+  for (const o of $("opponent-kind").options) {
+    const r = ratings[o.value];
+    if (r) { o.textContent += label(r); o.dataset.rating = String(r.rating); }
+  }
+}
+
+// A reload (or an agent restart: hosted games are kept in its storage) continues the game.
+async function resume() {
+  const saved = JSON.parse(localStorage.getItem("blobzero-game") || "null");
+  if (!saved) return;
+  try {
+    state = await api("GetState", { game_id: saved.game_id, seat: saved.seat });
+    $("preset").value = saved.search;       // hints and the review keep the search chosen
+    $("setup").hidden = true;
+    $("game").hidden = false;
+    setMessage(state.game_over ? "" : turnText());
+    render();
+  } catch (err) {
+    localStorage.removeItem("blobzero-game");
+  }
+}
+resume();
 fetch("/api/info").then((r) => r.json()).then((info) => {
   $("model-info").textContent = `agent: ${info.model}`;
-  $("preset").value = info.default_search;
+  if (!localStorage.getItem("blobzero-game")) $("preset").value = info.default_search;
+  nameLevels(info.ratings || {});
 }).catch(() => {});
