@@ -34,18 +34,30 @@ from plumbing import config as configuration
 from plumbing.model_repository import ModelVersions
 
 
+#: The agent spec of the search on a uniform evaluator (every prior equal, every value the
+#: same): what the search earns without any network, beside which a model shows what its
+#: training added.
+UNIFORM = "uniform"
+
+
 @dataclass(frozen=True)
 class Agent:
-    """A model (``onnx``) that searches, or a built-in player (``builtin``, no search).
-    With ``cards`` set it is a split agent: it bids, and ``cards`` plays the cards."""
+    """A model (``onnx``) that searches, the same search with no network (``uniform``), or a
+    built-in player (``builtin``, no search). With ``cards`` set it is a split agent: it bids,
+    and ``cards`` plays the cards."""
     name: str
     onnx: Path | None = None
-    builtin: int = AGENT_RANDOM     # used when onnx is None: a blobcore.players code
+    builtin: int = AGENT_RANDOM     # used when it does not search: a blobcore.players code
     cards: "Agent | None" = None
+    uniform: bool = False
 
     def parts(self) -> tuple["Agent", ...]:
         """The single agents this one is made of (itself, or its bidder and card player)."""
         return (self,) if self.cards is None else (dataclasses.replace(self, cards=None), self.cards)
+
+    @property
+    def searches(self) -> bool:
+        return self.onnx is not None or self.uniform
 
 
 def split_agent(bids: Agent, cards: Agent) -> Agent:
@@ -58,6 +70,8 @@ def resolve_agent(spec: str, cfg: configuration.Config) -> Agent:
     """Turn an agent spec into an Agent; raises ValueError saying what was not found."""
     if spec in PLAYERS:
         return Agent(spec, None, PLAYERS[spec].code)
+    if spec == UNIFORM:
+        return Agent(UNIFORM, uniform=True)
     models = ModelVersions.from_config(cfg.storage)
     back = re.fullmatch(r"latest(?:~(\d+))?", spec)
     if back:                             # latest~N: N versions before the newest (from a script)
@@ -82,8 +96,8 @@ def resolve_agent(spec: str, cfg: configuration.Config) -> Agent:
     path = Path(spec)
     if path.suffix == ".onnx" and path.is_file():
         return Agent(path.stem, path)
-    raise ValueError(f"unknown agent {spec!r}: use random, greedy, expert, latest, v<N> or a path to an "
-                     f".onnx file")
+    raise ValueError(f"unknown agent {spec!r}: use {', '.join(PLAYERS)}, {UNIFORM} (the search with no "
+                     f"network), latest, latest~N, v<N> or a path to an .onnx file")
 
 
 def arena_search(cfg: configuration.Config, preset: str | None = None) -> SearchConfig:
@@ -98,7 +112,7 @@ def _match_search(agents, search: SearchConfig | None) -> SearchConfig:
     """The search model seats use in a match: ``search`` as given, which must be an evaluation
     search (``arena_search``); None only when no seat searches."""
     if search is None:
-        if any(part.onnx is not None for agent in agents for part in agent.parts()):
+        if any(part.searches for agent in agents for part in agent.parts()):
             raise ValueError("a match with a model seat needs its search: arena_search(cfg)")
         return PLAIN.for_evaluation()          # nobody searches: only its size is read
     if search.add_noise or search.temperature > 0:
@@ -186,17 +200,21 @@ def pool_agents(agents, intra_op_threads: int = 1) -> tuple[list, list]:
     """Evaluators for the model agents among ``agents`` (one per distinct ONNX file) and each
     agent's SearchPool id: its evaluator index, or its built-in player code; a split agent
     gets the pair (bidding id, card play id)."""
-    from selfplay_client.evaluator import OrtEvaluator
+    from selfplay_client.evaluator import OrtEvaluator, UniformEvaluator
 
     evaluators, index = [], {}
     for agent in agents:
         for part in agent.parts():
-            if part.onnx is not None and part.onnx not in index:
-                index[part.onnx] = len(evaluators)
-                evaluators.append(OrtEvaluator(part.onnx, intra_op_threads=intra_op_threads))
+            key = UNIFORM if part.uniform else part.onnx
+            if part.searches and key not in index:
+                index[key] = len(evaluators)
+                evaluators.append(UniformEvaluator() if part.uniform else
+                                  OrtEvaluator(part.onnx, intra_op_threads=intra_op_threads))
 
     def pool_id(part: Agent) -> int:
-        return index[part.onnx] if part.onnx is not None else part.builtin
+        if not part.searches:
+            return part.builtin
+        return index[UNIFORM if part.uniform else part.onnx]
 
     ids = [pool_id(a) if a.cards is None else (pool_id(a), pool_id(a.cards)) for a in agents]
     return evaluators or [_NoEvaluator()], ids
@@ -319,7 +337,9 @@ def format_report(r: dict) -> str:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     configuration.add_config_arguments(parser)
-    parser.add_argument("--a", required=True, help="agent A: random, greedy, expert, latest, v<N> or path.onnx")
+    parser.add_argument("--a", required=True,
+                        help="agent A: random, greedy, expert, uniform (the search with no network), "
+                             "latest, latest~N, v<N> or path.onnx")
     parser.add_argument("--b", default="random", help="agent B (default: random)")
     parser.add_argument("--a-cards", metavar="AGENT",
                         help="split agent A: A bids, this agent plays A's cards (e.g. --a expert "

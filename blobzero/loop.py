@@ -273,7 +273,8 @@ def main(args: argparse.Namespace) -> int:
     if summary.get("interrupted"):
         return 130
     cfg = summary["config"]
-    from blobzero.strength import archive_dir, load_results, manifests, plot, remeasure, save_file
+    from blobzero.strength import (archive_dir, contribution, load_results, manifests, plot, remeasure,
+                                   save_file)
     results = results_location(cfg)          # the run directory's, or the bucket's
     found = manifests(archive_dir(cfg))
     points = load_results(results)
@@ -287,6 +288,13 @@ def main(args: argparse.Namespace) -> int:
                            threads=min(2, os.cpu_count() or 1))
     table = strength_table(points) if points else "(no version was measured)"
     print("\n" + table)
+    added = None
+    final = [p for p in points if "per_deal" in p and p["opponent"] == "expert"] or \
+            [p for p in points if "per_deal" in p]
+    if final:
+        print(f"\nmeasuring the same search with version 1 and with no network on those deals ...")
+        added = contribution(cfg, final[-1], args.arena_deals, threads=min(2, os.cpu_count() or 1))
+        print(added["table"])
     curve = plot(points, join(locations(cfg.storage).results, CURVE),
                  title=f"{cfg.network.preset} net, {'x'.join(map(str, cfg.arena_table()))}, "
                        f"{args.minutes:g} min on this machine")
@@ -294,7 +302,9 @@ def main(args: argparse.Namespace) -> int:
               "selfplay_rounds": summary.get("rounds"), "trainer_steps": summary.get("steps"),
               "evaluations_per_round": summary.get("evaluations_per_round"),
               "rounds_per_minute": summary.get("rounds_per_minute"),
-              "strength": points, "table": table,
+              "strength": [{k: v for k, v in p.items() if k != "per_deal"} for p in points],
+              "table": table,
+              "training_added": None if added is None else {k: added[k] for k in ("opponent", "rows")},
               "learning_curve": str(curve) if curve else None}
     saved = save_file(join(locations(cfg.storage).results, "report.json"),
                       json.dumps(report, indent=2, default=str).encode())

@@ -102,8 +102,50 @@ def measure(cfg: configuration.Config, version: int, manifest: dict, opponents: 
             "difference": report["difference"], "ci95": report["ci95"],
             "a_mean_score": report["a_mean_score"], "b_mean_score": report["b_mean_score"],
             "deals": report["deals"], "search": report["search"], "seconds": report["seconds"],
+            "per_deal": report["per_deal"],       # kept in memory for paired comparisons, not saved
         })
     return points
+
+
+def contribution(cfg: configuration.Config, final: dict, deals: int, seed: int = 4242,
+                 threads: int = 1) -> dict:
+    """What training added, on the deals ``final`` (a point of ``measure``, with its per-deal
+    results) was measured on: the same search with the run's version 1 and with no network at
+    all (``uniform``) against the same opponent, and the final version's paired difference to
+    each (95% CI over deals). Returns {"opponent", "rows": [...], "table": str}."""
+    from blobzero.arena import Agent, arena_search, mean_ci, play, resolve_agent
+
+    opponent = final["opponent"]
+    n_players, cards = cfg.arena_table()
+    baselines = [("v1", Agent("v1", ModelVersions.from_config(cfg.storage).path(1))),
+                 ("uniform", resolve_agent("uniform", cfg))]
+    rows = [{"agent": f"v{final['version']}", "difference": final["difference"], "ci95": final["ci95"],
+             "paired": None}]
+    for name, agent in baselines:
+        if name == "v1" and final["version"] == 1:
+            continue
+        report = play(agent, resolve_agent(opponent, cfg), deals=deals, n_players=n_players, cards=cards,
+                      search=arena_search(cfg), seed=seed, games_in_flight=cfg.arena.games_in_flight,
+                      lineup="solo", intra_op_threads=threads)
+        gain, ci = mean_ci([f - b for f, b in zip(final["per_deal"], report["per_deal"])])
+        rows.append({"agent": name, "difference": report["difference"], "ci95": report["ci95"],
+                     "paired": {"final_minus_this": gain, "ci95": list(ci),
+                                "significant": ci[0] > 0 or ci[1] < 0}})
+    lines = [f"what training added (vs {opponent}, the same {len(final['per_deal'])} deals, "
+             f"search {final['search']}):",
+             f"{'agent':<10}{'vs ' + opponent + ' [95% CI]':>28}{'final minus it [95% CI]':>30}"]
+    for row in rows:
+        lo, hi = row["ci95"]
+        paired = ""
+        if row["paired"]:
+            p = row["paired"]
+            paired = f"{p['final_minus_this']:+.2f} [{p['ci95'][0]:+.2f}, {p['ci95'][1]:+.2f}]" + \
+                     ("*" if p["significant"] else " ")
+        lines.append(f"{row['agent']:<10}{row['difference']:+11.2f} [{lo:+.2f}, {hi:+.2f}]"
+                     f"{paired:>30}")
+    lines.append("uniform = the same search with no network (every prior equal, every value the same); "
+                 "* = 95% CI excludes 0")
+    return {"opponent": opponent, "rows": rows, "table": "\n".join(lines)}
 
 
 def remeasure(cfg: configuration.Config, out: str | os.PathLike, versions: list[int], found: dict[int, dict],
@@ -140,7 +182,8 @@ def load_results(location: str | os.PathLike) -> list[dict]:
 def save_results(location: str | os.PathLike, points: list[dict]) -> None:
     """Write the points crash-safely (temporary name + fsync + rename, or one PUT)."""
     store, key = _file(location)
-    store.put(key, json.dumps({"points": points}, indent=1).encode())
+    kept = [{k: v for k, v in p.items() if k != "per_deal"} for p in points]
+    store.put(key, json.dumps({"points": kept}, indent=1).encode())
 
 
 def save_file(location: str | os.PathLike, data: bytes) -> Path | str:

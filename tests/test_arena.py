@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from blobzero.arena import Agent, play, pool_agents, resolve_agent, seat_patterns, split_agent
+from blobzero.arena import Agent, arena_search, play, pool_agents, resolve_agent, seat_patterns, split_agent
 from plumbing.config import load
 
 
@@ -138,3 +138,22 @@ def test_a_split_agent_bids_like_one_player_and_plays_like_another():
                           "expert", "--b", "expert", "--rounds", "20", "--json"],
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 0 and json.loads(res.stdout)["a"] == "greedy(bids)+expert(cards)"
+
+
+def test_the_search_with_no_network_is_an_agent(tmp_path):
+    """``uniform``: the configured search on a uniform evaluator, seated like a model — what the
+    search earns without any network, beside which a model shows what its training added."""
+    cfg = load(None, [], env={})
+    uniform = resolve_agent("uniform", cfg)
+    assert uniform.searches and uniform.onnx is None
+    search = arena_search(cfg, "light")
+    report = play(uniform, resolve_agent("random", cfg), deals=40, search=search, lineup="solo")
+    assert report["deals"] == 40 and report["evaluations_per_round"] > 0
+    assert report["difference"] > 1.0 and report["significant"]
+    with pytest.raises(ValueError, match="needs its search"):
+        play(uniform, resolve_agent("random", cfg), deals=2)
+    res = subprocess.run([sys.executable, "-m", "blobzero.cli", "arena", "--a", "uniform", "--b", "greedy",
+                          "--rounds", "8", "--search", "light", "--json"],
+                         capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["a"] == "uniform"

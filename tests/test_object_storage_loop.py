@@ -4,6 +4,7 @@ repository from ``s3://``. Self-play writes shards as objects, the trainer inges
 publishes versions as objects, Triton hot-loads a new version from the bucket, and self-play
 plays with it (its shards are named by the version that answered). No local games, model or
 checkpoint directory exists at any point."""
+import json
 import os
 import subprocess
 import sys
@@ -52,6 +53,18 @@ def test_blobzero_loop_runs_end_to_end_through_a_bucket(tmp_path):
             results = open_store(url)
             assert results.exists("strength.json") and results.exists("report.json")
             assert results.exists("learning_curve.png")
+            # the report says what training added: the final version beside version 1 and the
+            # same search with no network, on the same deals, with paired differences
+            report = json.loads(results.get("report.json"))
+            added = report["training_added"]
+            assert added["opponent"] == "greedy"
+            agents = [row["agent"] for row in added["rows"]]
+            assert agents[1:] == ["v1", "uniform"] and agents[0] != "v1"
+            for row in added["rows"][1:]:
+                lo, hi = row["paired"]["ci95"]
+                assert lo <= row["paired"]["final_minus_this"] <= hi
+            assert "what training added" in result.stdout
+            assert all("per_deal" not in p for p in json.loads(results.get("strength.json"))["points"])
             run = tmp_path / "run"
             assert not (run / "games").exists() and not (run / "model_repository").exists()
             assert not (run / "checkpoints").exists() and not (run / "strength-mirror").exists()
