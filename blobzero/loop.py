@@ -250,10 +250,11 @@ def strength_table(points: list[dict]) -> str:
             cells.append(f"{p['difference']:+6.2f} [{lo:+5.2f},{hi:+5.2f}]{mark}".rjust(27))
         minutes = "" if first.get("minutes") is None else f"{first['minutes']:.1f}"
         rounds = "" if first.get("rounds") is None else str(first["rounds"])
-        lines.append(f"v{version:<8}{minutes:>8}{rounds:>9}{first['deals']:>7}  " + "  ".join(cells))
+        name = "uniform" if version == 0 else f"v{version}"
+        lines.append(f"{name:<9}{minutes:>8}{rounds:>9}{first['deals']:>7}  " + "  ".join(cells))
     lines.append("diff = score per round of one model seat minus the mean of the 3 opponent seats, same "
                  "deals, every seat in turn; minutes/rounds = training time and self-play rounds behind "
-                 "the version; * = 95% CI excludes 0")
+                 "the version; uniform = the same search with no network; * = 95% CI excludes 0")
     return "\n".join(lines)
 
 

@@ -107,6 +107,32 @@ def measure(cfg: configuration.Config, version: int, manifest: dict, opponents: 
     return points
 
 
+#: The version number of the baseline point: the same search with no network (``uniform``).
+UNIFORM_VERSION = 0
+
+
+def measure_uniform(cfg: configuration.Config, opponents: list[str], deals: int,
+                    seed: int = 4242, threads: int = 1) -> list[dict]:
+    """The baseline every version is judged beside: the configured search with no network
+    (``blobzero arena --a uniform``) against each opponent, on the deals versions are measured
+    on; points with ``version`` 0 and ``agent`` "uniform"."""
+    from blobzero.arena import arena_search, play, resolve_agent
+
+    n_players, cards = cfg.arena_table()
+    points = []
+    for name in opponents:
+        report = play(resolve_agent("uniform", cfg), resolve_agent(name, cfg), deals=deals,
+                      n_players=n_players, cards=cards, search=arena_search(cfg), seed=seed,
+                      games_in_flight=cfg.arena.games_in_flight, lineup="solo", intra_op_threads=threads)
+        points.append({"version": UNIFORM_VERSION, "agent": "uniform", "opponent": name,
+                       "minutes": None, "rounds": None, "step": None,
+                       "difference": report["difference"], "ci95": report["ci95"],
+                       "a_mean_score": report["a_mean_score"], "b_mean_score": report["b_mean_score"],
+                       "deals": report["deals"], "search": report["search"],
+                       "seconds": report["seconds"], "per_deal": report["per_deal"]})
+    return points
+
+
 def contribution(cfg: configuration.Config, final: dict, deals: int, seed: int = 4242,
                  threads: int = 1) -> dict:
     """What training added, on the deals ``final`` (a point of ``measure``, with its per-deal
@@ -210,6 +236,8 @@ class StrengthMetrics:
                              registry=self.registry)
 
     def update(self, point: dict) -> None:
+        if point["version"] == UNIFORM_VERSION:     # the no-network baseline is not a version
+            return
         self.difference.labels(point["opponent"]).set(point["difference"])
         self.ci_low.labels(point["opponent"]).set(point["ci95"][0])
         self.ci_high.labels(point["opponent"]).set(point["ci95"][1])
@@ -242,9 +270,15 @@ def watch(cfg: configuration.Config, out: str | os.PathLike, opponents: list[str
             if metrics is not None:
                 metrics.update(point)
             lo, hi = point["ci95"]
-            log(f"strength v{point['version']} vs {point['opponent']}: {point['difference']:+.2f} "
+            who = "uniform (no network)" if point["version"] == UNIFORM_VERSION else f"v{point['version']}"
+            log(f"strength {who} vs {point['opponent']}: {point['difference']:+.2f} "
                 f"[{lo:+.2f}, {hi:+.2f}] ({point['deals']} deals, {point['seconds']} s)")
 
+    if not any(p["version"] == UNIFORM_VERSION for p in points):
+        try:                                 # the baseline the versions are drawn beside
+            record(measure_uniform(cfg, opponents, deals))
+        except OSError as exc:
+            log(f"strength: could not save the no-network baseline ({exc})")
     found: dict[int, dict] = {}
     while not stop.is_set():
         try:
@@ -321,6 +355,9 @@ def plot(points: list[dict], path: str | os.PathLike, title: str = "") -> Path |
             if many:
                 axis.plot(x, trend(series), color=bars[0].get_color(), linewidth=2.5,
                           label=f"vs {opponent} (mean of last {TREND_POINTS})")
+            for base in (p for p in points if p["version"] == UNIFORM_VERSION and p["opponent"] == opponent):
+                axis.axhline(base["difference"], color=bars[0].get_color(), linestyle="--", linewidth=1.2,
+                             label=f"vs {opponent}, no network")
         axis.axhline(0, color="grey", linewidth=0.8)
         axis.set_xlabel(label)
         axis.grid(alpha=0.3)

@@ -57,14 +57,18 @@ def test_the_watcher_measures_the_newest_version_and_exports_it(cfg, tmp_path):
                               kwargs={"metrics": metrics, "poll_s": 0.1, "log": lines.append})
     thread.start()
     deadline = time.time() + 120
-    while len(load_results(out)) < 2 and time.time() < deadline:
+    while len(load_results(out)) < 4 and time.time() < deadline:
         time.sleep(0.2)
     stop.set()
     thread.join(timeout=120)
     points = load_results(out)
-    # only the newest version is measured (v1 was superseded before the watcher got to it)
-    assert {(p["version"], p["opponent"]) for p in points} == {(2, "greedy"), (2, "random")}
-    greedy = next(p for p in points if p["opponent"] == "greedy")
+    # first the baseline (version 0: the same search with no network), then only the newest
+    # version (v1 was superseded before the watcher got to it)
+    assert {(p["version"], p["opponent"]) for p in points} == {(0, "greedy"), (0, "random"),
+                                                               (2, "greedy"), (2, "random")}
+    assert all(p["agent"] == "uniform" for p in points if p["version"] == 0)
+    assert any("strength uniform (no network) vs greedy" in line for line in lines)
+    greedy = next(p for p in points if p["opponent"] == "greedy" and p["version"] == 2)
     assert greedy["minutes"] == pytest.approx(1.5) and greedy["rounds"] == 640 and greedy["deals"] == 30
     lo, hi = greedy["ci95"]
     assert lo <= greedy["difference"] <= hi
