@@ -122,6 +122,18 @@ def explain(result: subprocess.CompletedProcess) -> str:
     return f"$ {' '.join(map(str, result.args))}\nexit {result.returncode}\n{result.stdout}\n{result.stderr}"
 
 
+def render_overlays(overlays, directory: Path) -> dict[str, tuple[Path, list[dict]]]:
+    """overlay -> (its YAML as rendered by `kubectl kustomize` into ``directory``, the documents)."""
+    out = {}
+    for overlay in overlays:
+        result = run([tool("kubectl"), "kustomize", str(ROOT / "k8s" / "overlays" / overlay)])
+        assert result.returncode == 0, explain(result)
+        path = directory / f"{overlay}.yaml"
+        path.write_text(result.stdout)
+        out[overlay] = (path, [d for d in yaml.safe_load_all(result.stdout) if d])
+    return out
+
+
 # -- metric names --------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
