@@ -813,7 +813,7 @@ def test_k8s_probes_and_ports(overlay, rendered):
     for name, deployment in objects(docs, "Deployment").items():
         [container] = pod_spec(deployment)["containers"]
         for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
-            get = container[probe]["httpGet"]
+            get = container[probe].get("httpGet") or container[probe]["grpc"]
             container_port(container, get["port"])          # the named port exists
         if component(deployment) == "triton":
             # the model, not the server: /v2/health/ready stays false after any failed load
@@ -826,7 +826,11 @@ def test_k8s_probes_and_ports(overlay, rendered):
                     "strength": CONFIG.metrics.strength_port,
                     "agent": CONFIG.metrics.agent_port}[component(deployment)]
             assert container_port(container, "metrics") == port
-            assert container["readinessProbe"]["httpGet"]["path"] == "/metrics"
+            if component(deployment) == "agent":       # ready while a model source answers
+                assert container["readinessProbe"]["grpc"] == {"port": container_port(container, "grpc"),
+                                                               "service": "blobzero.v1.BlobAgent"}
+            else:
+                assert container["readinessProbe"]["httpGet"]["path"] == "/metrics"
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
