@@ -143,7 +143,7 @@ class MetricName:
     gpu_only: bool = False
 
 
-EXPORTERS = ("selfplay", "trainer", "strength", "agent", "triton", "prometheus")
+EXPORTERS = ("selfplay", "trainer", "strength", "agent", "triton", "prometheus", "kubelet")
 
 
 def load_metric_names(path: Path = METRIC_NAMES) -> dict[str, MetricName]:
@@ -321,7 +321,9 @@ class LocalPrometheus:
     absolute paths loaded as in production. Data lives in a temporary directory removed on exit.
     """
 
-    def __init__(self, scrape_configs: list[dict], rule_files: list[Path] = (), interval: str = "1s"):
+    def __init__(self, scrape_configs: list[dict], rule_files: list[Path] = (), interval: str = "1s",
+                 alertmanagers: list[str] = ()):
+        self.alertmanagers = list(alertmanagers)
         self.scrape_configs = scrape_configs
         self.rule_files = [str(p) for p in rule_files]
         self.interval = interval
@@ -331,9 +333,12 @@ class LocalPrometheus:
         self._tmp = None
 
     def config(self) -> dict:
-        return {"global": {"scrape_interval": self.interval, "scrape_timeout": self.interval,
-                           "evaluation_interval": self.interval},
-                "rule_files": self.rule_files, "scrape_configs": self.scrape_configs}
+        config = {"global": {"scrape_interval": self.interval, "scrape_timeout": self.interval,
+                             "evaluation_interval": self.interval},
+                  "rule_files": self.rule_files, "scrape_configs": self.scrape_configs}
+        if self.alertmanagers:
+            config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": self.alertmanagers}]}]}
+        return config
 
     def start(self, timeout: float = 20.0) -> "LocalPrometheus":
         self._tmp = tempfile.TemporaryDirectory(prefix="blobzero-prometheus-")
@@ -347,7 +352,9 @@ class LocalPrometheus:
         with open(self.log, "wb") as log:
             self.process = subprocess.Popen(
                 [tool("prometheus"), f"--config.file={config}", f"--storage.tsdb.path={work / 'data'}",
-                 f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn"],
+                 f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn",
+                 # alerts firing before Alertmanager is discovered are sent again at once, not in 1 min
+                 *(["--rules.alert.resend-delay=1s"] if self.alertmanagers else [])],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
