@@ -157,6 +157,9 @@ def model_source_answers(models) -> bool:
         return True
     except EngineUnavailable:
         return False
+    except Exception as exc:          # e.g. the client closed while the agent stops
+        log.debug("model source check failed: %s", exc)
+        return False
 
 
 def watch_models(health_servicer, models, down_after_s: float, interval_s: float = 1.0) -> threading.Thread:
