@@ -7,13 +7,20 @@
 # the trainer publishes version 1 and every later version by itself (docs/serving.md).
 #
 # Environment:
-#   BLOBZERO__STORAGE__MODEL_REPOSITORY  repository path (same variable and value as the trainer's)
+#   BLOBZERO__STORAGE__URL               when set (s3://bucket/prefix or a path), the repository is
+#                                        <url>/model_repository, as for every BlobZero service
+#   BLOBZERO__STORAGE__MODEL_REPOSITORY  else the repository path (same variable and value as the trainer's)
 #   BLOBZERO_REPOSITORY_WAIT_S           give up after this many seconds (default 900)
 #   TRITON_POLL_SECS                     repository rescan period (default 5)
 # Extra arguments are passed to tritonserver (e.g. --allow-gpu-metrics=false, --log-verbose=1).
 set -eu
 
-repo="${BLOBZERO__STORAGE__MODEL_REPOSITORY:-/var/lib/blobzero/models/repository}"
+if [ -n "${BLOBZERO__STORAGE__URL:-}" ]; then
+  url="${BLOBZERO__STORAGE__URL#file://}"
+  repo="${url%/}/model_repository"
+else
+  repo="${BLOBZERO__STORAGE__MODEL_REPOSITORY:-/var/lib/blobzero/models/repository}"
+fi
 wait_s="${BLOBZERO_REPOSITORY_WAIT_S:-900}"
 poll_s="${TRITON_POLL_SECS:-5}"
 

@@ -1,15 +1,21 @@
-# Images in your registry (issue 19): one variable builds, tags and pushes every image and points
-# the manifests at them. Included by the top-level Makefile.
+# Images in your registry (issues 19, 28): one variable builds, tags and pushes every image and
+# points a deployment at them without touching a tracked file. Included by the top-level Makefile.
 #
-#   make images REGISTRY=registry.example.com/you [BLOBZERO_TAG=0.1.0] [PUSH=0]
+#   make images REGISTRY=registry.example.com/you [BLOBZERO_TAG=0.1.0] [PUSH=0] [OVERLAY=objectstore]
+#               [PULL_SECRET=regcred] [COMPONENTS="agent-public agent-ingress"]
 #
 # Builds blobzero/{triton (gpu and -cpu), selfplay, trainer (CUDA and -cpu)} as
-# $(REGISTRY)/blobzero/<name>:$(BLOBZERO_TAG)[-cpu], pushes them (PUSH=0: build only), then rewrites the
-# overlays' `images:` (k8s/set_images.py). Compose reads the same variable:
-# `REGISTRY=registry.example.com/you docker compose build && docker compose push`.
+# $(REGISTRY)/blobzero/<name>:$(BLOBZERO_TAG)[-cpu], pushes them (PUSH=0: build only), then writes
+# the untracked overlay k8s/deploy (k8s/set_images.py): k8s/overlays/$(OVERLAY) with every image
+# pinned by the digest the registry returned (by tag with PUSH=0) and, with PULL_SECRET, the
+# imagePullSecrets of a private registry, with COMPONENTS the named k8s/components. Apply it with `kubectl apply -k k8s/deploy`.
+# Compose reads the same variable: `REGISTRY=registry.example.com/you docker compose pull`.
 
 BLOBZERO_TAG ?= 0.1.0
 PUSH ?= 1
+OVERLAY ?= objectstore
+PULL_SECRET ?=
+COMPONENTS ?=
 DOCKER ?= docker
 IMAGE = $(REGISTRY)/blobzero
 
@@ -27,4 +33,11 @@ images: $(STAMP)
 	    echo "$(DOCKER) push $(IMAGE)/$$image"; $(DOCKER) push $(IMAGE)/$$image || exit 1; \
 	  done; \
 	fi
-	$(PY) k8s/set_images.py $(REGISTRY) $(BLOBZERO_TAG)
+	@set -e; digests=""; \
+	if [ "$(PUSH)" = 1 ]; then \
+	  for name in triton selfplay trainer; do \
+	    ref=$$($(DOCKER) inspect --format '{{range .RepoDigests}}{{println .}}{{end}}' $(IMAGE)/$$name:$(BLOBZERO_TAG) | grep -m1 "^$(IMAGE)/$$name@"); \
+	    digests="$$digests --digest $$name=$${ref#*@}"; \
+	  done; \
+	fi; \
+	$(PY) k8s/set_images.py $(REGISTRY) $(BLOBZERO_TAG) --overlay $(OVERLAY) $(if $(PULL_SECRET),--pull-secret $(PULL_SECRET)) $(foreach c,$(COMPONENTS),--component $(c)) $$digests

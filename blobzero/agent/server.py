@@ -8,12 +8,16 @@
 Serves ``blobzero.v1.BlobAgent`` (plus grpc.health.v1 and reflection) on ``agent.grpc_port``,
 the play page and the JSON API on ``agent.http_port`` and Prometheus metrics on
 ``metrics.agent_port``. SIGTERM / Ctrl-C stop it cleanly (requests in flight get 5 s).
+TLS certificate files are read again when they change (a renewed Secret): new connections on
+both ports get the new pair, open ones keep theirs. Each search is charged to the client it is
+made for (access.CostLimiter: simulations x determinizations per minute, a cap per request).
 """
 from __future__ import annotations
 
 import argparse
 import logging
 import signal
+import ssl
 import sys
 import threading
 from pathlib import Path
@@ -67,20 +71,59 @@ def build_models(cfg: configuration.Config, local_triton: bool):
                       cfg.agent.ort_threads, cfg.agent.max_models), None
 
 
+#: how often the TLS files are checked for a renewal (gRPC also checks at each new connection)
+CERT_CHECK_S = 10.0
+
+
+def metered_api_class():
+    """AgentApi whose every search is first charged to the requesting client (Access.charge):
+    over the client's budget or the per-request cap it is refused RESOURCE_EXHAUSTED."""
+    from blobzero.agent.api import AgentApi, ApiError
+
+    class MeteredApi(AgentApi):
+        access = None
+
+        def _search(self, rnd, config, model, seed):
+            refusal = self.access.charge(config.simulations * config.determinizations) if self.access else None
+            if refusal:
+                raise ApiError("RESOURCE_EXHAUSTED", refusal)
+            return super()._search(rnd, config, model, seed)
+
+    return MeteredApi
+
+
+def watch_certificates(files, context, stop: threading.Event) -> threading.Thread:
+    """Reload the web page's TLS context whenever ``files`` change (checked every CERT_CHECK_S)."""
+    def run() -> None:
+        seen = files.generation
+        while not stop.wait(CERT_CHECK_S):
+            files.reload_if_changed()
+            if files.generation != seen:
+                seen = files.generation
+                try:
+                    files.load_into(context)
+                except (OSError, ssl.SSLError) as exc:
+                    log.warning("web page TLS context not reloaded: %s", exc)
+
+    thread = threading.Thread(target=run, name="agent-certificates", daemon=True)
+    thread.start()
+    return thread
+
+
 def main(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    from blobzero.agent.api import AgentApi
     from blobzero.agent.engine import Engine
     from blobzero.agent.metrics import AgentMetrics
     from blobzero.agent.service import start_grpc
     from blobzero.agent.web import start_http
 
-    from blobzero.agent.access import Access, server_ssl_context, tls_files
+    from blobzero.agent.access import Access, CertificateFiles, server_ssl_context
 
     try:
         cfg = _config(args)
         access = Access.from_config(cfg)
-        tls, ssl_context = tls_files(cfg), server_ssl_context(cfg)
+        tls = CertificateFiles(cfg.agent.tls_cert, cfg.agent.tls_key) if cfg.agent.tls_cert else None
+        ssl_context = server_ssl_context(cfg)
         models, triton = build_models(cfg, args.local_triton)
     except (configuration.ConfigError, ValueError) as exc:
         print(f"blobzero agent: {exc}", file=sys.stderr)
@@ -92,11 +135,13 @@ def main(args: argparse.Namespace) -> int:
     metrics = AgentMetrics()
     engine = Engine(models, slots=a.slots, metrics=metrics, deadline_s=a.model_deadline_s,
                     evaluation_threads=a.max_models + 1)
-    api = AgentApi(cfg, engine, metrics)
+    api = metered_api_class()(cfg, engine, metrics)
+    api.access = access
     grpc_server = http_server = None
     try:
         metrics.serve(cfg.metrics.host, cfg.metrics.agent_port)
-        grpc_server, grpc_port = start_grpc(api, a.host, a.grpc_port, a.workers, access, tls)
+        grpc_server, grpc_port = start_grpc(api, a.host, a.grpc_port, a.workers, access, tls,
+                                            down_after_s=cfg.triton.reconnect_timeout_s)
         if a.http_port:
             http_server = start_http(api, a.host, a.http_port, models.describe(), access, ssl_context)
     except (configuration.ConfigError, OSError, RuntimeError) as exc:
@@ -112,15 +157,20 @@ def main(args: argparse.Namespace) -> int:
     log.info("agent ready: gRPC %s:%d (blobzero.v1.BlobAgent, health, reflection) | page %s | "
              "metrics :%d | network: %s | default model %s, search %s", a.host, grpc_port, page,
              cfg.metrics.agent_port, models.describe(), a.model, a.search_preset)
-    log.info("access: token %s | TLS %s | rate limit %s | %d hosted games per client",
-             "required" if access.token else "off", "on" if tls else "off",
+    log.info("access: token %s | TLS %s | rate limit %s | search cost %s | %d hosted games per client | "
+             "trusted proxies %s", "required" if access.token else "off",
+             "on (reloaded when the files change)" if tls else "off",
              f"{a.rate_limit:g}/s per client (burst {a.rate_burst})" if a.rate_limit else "off",
-             a.max_games_per_client)
+             f"{access.cost.per_minute:g}/min per client, {access.cost.max_request or 'no'} cap per search"
+             if access.cost.per_minute or access.cost.max_request else "no limit",
+             a.max_games_per_client, ", ".join(map(str, access.trusted_proxies)) or "none")
     if a.host not in ("127.0.0.1", "localhost", "::1") and (access.token is None or not tls):
         log.warning("agent.host %s is reachable from other machines without %s: see docs/agent.md, "
                     "'Running it in public'", a.host, " and ".join(
                         w for w, off in (("a token", access.token is None), ("TLS", not tls)) if off))
     stop = threading.Event()
+    if tls is not None and ssl_context is not None and http_server is not None:
+        watch_certificates(tls, ssl_context, stop)
     previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         while not stop.wait(0.5):

@@ -3,11 +3,16 @@
 Each method calls ``AgentApi``; an ``ApiError`` becomes its gRPC status (INVALID_ARGUMENT with
 the reason, NOT_FOUND, UNAVAILABLE); anything unexpected is logged and answered INTERNAL, and
 the server keeps serving. Every answer is counted in the metrics (method, code, latency).
+
+Health (grpc.health.v1): SERVING while a model source can answer; NOT_SERVING once the network
+(Triton) has not answered for ``down_after_s`` (``watch_models``), so load balancers and
+Kubernetes stop sending requests to a replica that could only fail them.
 """
 from __future__ import annotations
 
 import concurrent.futures
 import logging
+import threading
 import time
 
 import grpc
@@ -16,8 +21,9 @@ from grpc_reflection.v1alpha import reflection
 
 from blobzero import agent_pb2 as pb
 from blobzero import agent_pb2_grpc as pb_grpc
-from blobzero.agent.access import Access, client_of_peer
+from blobzero.agent.access import Access, CertificateFiles, acting_for, client_of_peer
 from blobzero.agent.api import AgentApi, ApiError
+from blobzero.agent.engine import EngineUnavailable
 
 log = logging.getLogger("blobzero.agent")
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["BlobAgent"].full_name     # blobzero.v1.BlobAgent
@@ -34,7 +40,8 @@ def call(api: AgentApi, method: str, request, client: str = ""):
     handler = {"Advise": api.advise, "StartGame": lambda r: api.start_game(r, client), "Act": api.act,
                "GetState": api.get_state, "Hint": api.hint}[method]
     try:
-        response, code, message = handler(request), "OK", ""
+        with acting_for(client):            # the searches it makes are charged to the client
+            response, code, message = handler(request), "OK", ""
     except ApiError as exc:
         response, code, message = None, exc.code, exc.message
     except Exception as exc:         # a bug: say so, keep serving
@@ -58,11 +65,11 @@ class Servicer(pb_grpc.BlobAgentServicer):
         context.abort(getattr(grpc.StatusCode, code), message)
 
     def _run(self, method: str, request, context):
-        client = client_of_peer(context.peer())
+        metadata = dict(context.invocation_metadata())
+        client = self.access.client_key(client_of_peer(context.peer()), metadata.get("x-forwarded-for"))
         if not self.access.allow(client):
             self._refuse(method, context, "RESOURCE_EXHAUSTED", "rate limit: too many requests from this client")
         if self.access.token is not None:
-            metadata = dict(context.invocation_metadata())
             if not self.access.authorized(metadata.get("authorization")):
                 self._refuse(method, context, "UNAUTHENTICATED",
                              "this agent needs the metadata 'authorization: Bearer <token>'")
@@ -88,12 +95,15 @@ class Servicer(pb_grpc.BlobAgentServicer):
 
 
 def start_grpc(api: AgentApi, host: str, port: int, max_workers: int, access: Access | None = None,
-               tls: tuple[bytes, bytes] | None = None) -> tuple[grpc.Server, int]:
+               tls: CertificateFiles | tuple[bytes, bytes] | None = None,
+               down_after_s: float = 5.0) -> tuple[grpc.Server, int]:
     """Start the server (BlobAgent, grpc.health.v1.Health, reflection); returns it and its port.
     ``max_workers`` threads bound the requests answered at once (each waits on its search); more
     concurrent calls are refused RESOURCE_EXHAUSTED instead of queueing without bound.
     ``access``: token and rate limit (health and reflection stay open, for probes and grpcurl).
-    ``tls``: (certificate chain PEM, key PEM) for a TLS port; None = plain text."""
+    ``tls``: the certificate files (reloaded when they change: each new connection gets the
+    current pair) or a fixed (certificate chain PEM, key PEM); None = plain text.
+    ``down_after_s``: the health says NOT_SERVING once no model source answered for this long."""
     server = grpc.server(concurrent.futures.ThreadPoolExecutor(max_workers, thread_name_prefix="grpc"),
                          maximum_concurrent_rpcs=2 * max_workers,
                          options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", 1 << 20),
@@ -109,8 +119,69 @@ def start_grpc(api: AgentApi, host: str, port: int, max_workers: int, access: Ac
     if tls is None:
         bound = server.add_insecure_port(f"{host}:{port}")
     else:
-        bound = server.add_secure_port(f"{host}:{port}", grpc.ssl_server_credentials([(tls[1], tls[0])]))
+        bound = server.add_secure_port(f"{host}:{port}", _server_credentials(tls))
     if bound == 0:
         raise OSError(f"cannot bind the gRPC port {host}:{port}")
     server.start()
+    watch_models(health_servicer, api.engine.models, down_after_s)
     return server, bound
+
+
+def _server_credentials(tls: CertificateFiles | tuple[bytes, bytes]) -> grpc.ServerCredentials:
+    if not isinstance(tls, CertificateFiles):
+        return grpc.ssl_server_credentials([(tls[1], tls[0])])
+    served = [tls.generation]
+
+    def config(files: CertificateFiles):
+        cert, key = files.pem
+        return grpc.ssl_server_certificate_configuration([(key, cert)])
+
+    def fetch():                     # gRPC asks at each new connection; None = unchanged
+        tls.reload_if_changed()
+        if tls.generation == served[0]:
+            return None
+        served[0] = tls.generation
+        return config(tls)
+
+    return grpc.dynamic_ssl_server_credentials(config(tls), fetch)
+
+
+def model_source_answers(models) -> bool:
+    """Can the agent's network answer now? A Triton source must say which versions it serves;
+    the in-process sources always can (uniform priors while no version exists)."""
+    servable = getattr(models, "servable", None)
+    if servable is None:
+        return True
+    try:
+        servable()
+        return True
+    except EngineUnavailable:
+        return False
+    except Exception as exc:          # e.g. the client closed while the agent stops
+        log.debug("model source check failed: %s", exc)
+        return False
+
+
+def watch_models(health_servicer, models, down_after_s: float, interval_s: float = 1.0) -> threading.Thread:
+    """A daemon thread that keeps the health status in step with ``model_source_answers``:
+    NOT_SERVING after ``down_after_s`` without an answer, SERVING at the next one."""
+    def run() -> None:
+        last_answer, serving = time.monotonic(), True
+        while True:
+            if model_source_answers(models):
+                last_answer, now_serving = time.monotonic(), True
+            else:
+                now_serving = time.monotonic() - last_answer < down_after_s
+            if now_serving != serving:
+                serving = now_serving
+                status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+                for name in ("", SERVICE_NAME):
+                    health_servicer.set(name, status)
+                log.warning("health: %s (%s)", "SERVING" if serving else "NOT_SERVING",
+                            "the network answers again" if serving else
+                            f"no model source answered for {down_after_s:g} s")
+            time.sleep(interval_s)
+
+    thread = threading.Thread(target=run, name="agent-health", daemon=True)
+    thread.start()
+    return thread
