@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "loop": ("blobzero.loop", "the whole training loop as local processes (what `make run` runs)"),
     "mirror": ("services.mirror", "keep a local directory in step with an s3:// prefix (and push results back)"),
     "agent": ("blobzero.agent.server", "the trained agent as a gRPC service and a web page to play it"),
+    "beliefs": ("blobzero.beliefs", "learned beliefs, offline: data from records, training, held-out quality"),
 }
 
 
