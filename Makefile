@@ -31,7 +31,8 @@ build: $(VENV)/.built
 run: build
 	$(VENV)/bin/blobzero loop
 
-# deploy-tools (mk/deploy.mk) extracts Prometheus/promtool for the monitoring tests;
+# deploy-tools (mk/deploy.mk) extracts Prometheus/promtool, Alertmanager/amtool and kubectl 1.29
+# (the oldest supported) for the monitoring and manifest tests;
 # browser-tools (mk/agent.mk) installs headless Chromium + chromedriver for the play-page tests.
 test: build deploy-tools browser-tools
 	$(PY) -m pytest -q

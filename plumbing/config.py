@@ -461,14 +461,21 @@ class AgentSection:
     token_file: str = ""             # "" = no token (unless $BLOBZERO_AGENT_TOKEN is set)
     tls_cert: str = ""               # PEM certificate chain for gRPC and the page; "" = plain text
     tls_key: str = ""                # its PEM private key
-    rate_limit: float = 0.0          # requests per second per client IP (0 = no limit)
+    rate_limit: float = 0.0          # requests per second per client (0 = no limit)
     rate_burst: int = 20             # requests one client may make at once above the rate
+    cost_per_minute: float = 0.0     # simulations x determinizations one client may search per minute (0 = no limit)
+    max_request_cost: int = 0        # the most simulations x determinizations one search may cost (0 = no cap)
+    trusted_proxies: str = ""        # addresses/CIDRs of proxies whose X-Forwarded-For names the client
     max_games_per_client: int = 20   # hosted games one client IP holds; a new one replaces its oldest
     allowed_origins: str = ""        # extra origins (comma-separated) the JSON API accepts besides its own
     http_workers: int = 32           # JSON API calls answered at once (more wait; twice that: 503)
     http_timeout_s: float = 10.0     # the most a client may take to send a request body
     model_deadline_s: float = 10.0   # the most one network evaluation may take before its requests fail
     max_models: int = 4              # model versions with an evaluator at once (least recently used go)
+    games_dir: str = ""              # hosted games; "" = <parent of storage.games_dir>/agent/games (local or s3://)
+    keep_games: int = 10000          # stored hosted games kept at most (0 = no count limit)
+    keep_games_days: float = 30.0    # a stored game idle longer is deleted (0 = no age limit)
+    record_human_games: bool = False # finished human games -> training records in <run>/human_games/ (opt-in)
 
     def validate(self) -> None:
         _require(_is_host(self.host), "agent.host",
@@ -486,6 +493,21 @@ class AgentSection:
         _require(0 < self.http_timeout_s <= 600, "agent.http_timeout_s", "must be in (0, 600] seconds")
         _require(0 < self.model_deadline_s <= 3600, "agent.model_deadline_s", "must be in (0, 3600] seconds")
         _require(1 <= self.max_models <= 64, "agent.max_models", "must be 1..64")
+        _require(0 <= self.cost_per_minute <= 1e12, "agent.cost_per_minute",
+                 "must be 0 (no limit) .. 1e12 simulations x determinizations per minute")
+        _require(0 <= self.max_request_cost <= 1_000_000_000, "agent.max_request_cost",
+                 "must be 0 (no cap) .. 1000000000")
+        for item in filter(None, (part.strip() for part in self.trusted_proxies.split(","))):
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ConfigError(f"config key 'agent.trusted_proxies' must be comma-separated addresses "
+                                  f"or CIDRs, got {item!r}") from None
+        if self.games_dir:
+            why = location_problem(self.games_dir)
+            _require(why is None, "agent.games_dir", why or "")
+        _require(0 <= self.keep_games <= 10_000_000, "agent.keep_games", "must be 0 (no limit) .. 10000000")
+        _require(0 <= self.keep_games_days <= 3650, "agent.keep_games_days", "must be 0 (no limit) .. 3650 days")
         _require(0 < self.grpc_port < 65536, "agent.grpc_port", "must be a port 1..65535")
         _require(0 <= self.http_port < 65536, "agent.http_port", "must be a port (0 = off)")
         if self.triton_url:

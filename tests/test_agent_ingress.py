@@ -107,7 +107,7 @@ def test_cost_limit_and_client_key_pieces():
     assert client_key("8.8.8.8", "203.0.113.9", trusted) == "8.8.8.8"           # not a proxy we trust
     assert client_key("10.1.1.1", None, trusted) == "10.1.1.1"
     assert client_key("10.1.1.1", "203.0.113.9", ()) == "10.1.1.1"            # nothing trusted
-    with pytest.raises(configuration.ConfigError, match=PROXIES_ENV):
+    with pytest.raises(configuration.ConfigError, match='agent.trusted_proxies'):
         parse_proxies("10.0.0.0/8, nonsense")
     limiter = CostLimiter(per_minute=100, max_request=60)
     assert "cap" in limiter.charge("a", 61)

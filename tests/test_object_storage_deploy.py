@@ -298,7 +298,7 @@ def test_one_registry_variable_points_compose_and_an_untracked_overlay_at_your_i
         docs = [d for d in yaml.safe_load_all(rendered.stdout) if d]
         for name, pod in _pods(docs):
             assert pod["imagePullSecrets"] == [{"name": "regcred"}], name
-        assert "BLOBZERO_AGENT_COST_PER_MINUTE" in rendered.stdout         # the component is in
+        assert "BLOBZERO__AGENT__COST_PER_MINUTE" in rendered.stdout         # the component is in
     assert run(["git", "-C", str(ROOT), "status", "--porcelain", "k8s"]).stdout == tracked   # nothing tracked changed
     bad = run([sys.executable, str(ROOT / "k8s" / "set_images.py"), "Not A Registry", "0.2.0", "--out", str(tmp_path / "x")])
     assert bad.returncode == 2 and "not a registry path" in bad.stderr

@@ -15,8 +15,9 @@ committed, copied and printed; a secret should not be. Everything here is off by
 is right on loopback and documented for anything else (docs/agent.md, "Running it in public";
 docs/deploy.md, "The agent behind an ingress").
 
-Until plumbing/config.py has keys for them, the cost limits and the trusted proxies are read
-from the environment (``COST_ENV``, ``MAX_COST_ENV``, ``PROXIES_ENV``).
+The cost limits and the trusted proxies are config keys (``agent.cost_per_minute``,
+``agent.max_request_cost``, ``agent.trusted_proxies``; in a container the environment's
+``BLOBZERO__AGENT__…``, names below).
 """
 from __future__ import annotations
 
@@ -36,12 +37,12 @@ from pathlib import Path
 from plumbing import config as configuration
 
 TOKEN_ENV = "BLOBZERO_AGENT_TOKEN"
-#: simulations x determinizations one client may search per minute (0 or unset: no limit)
-COST_ENV = "BLOBZERO_AGENT_COST_PER_MINUTE"
-#: the most simulations x determinizations one search may cost (0 or unset: no cap)
-MAX_COST_ENV = "BLOBZERO_AGENT_MAX_REQUEST_COST"
-#: comma-separated addresses or CIDRs of proxies whose X-Forwarded-For is believed
-PROXIES_ENV = "BLOBZERO_AGENT_TRUSTED_PROXIES"
+#: agent.cost_per_minute from the environment: simulations x determinizations per client per minute
+COST_ENV = "BLOBZERO__AGENT__COST_PER_MINUTE"
+#: agent.max_request_cost: the most simulations x determinizations one search may cost
+MAX_COST_ENV = "BLOBZERO__AGENT__MAX_REQUEST_COST"
+#: agent.trusted_proxies: addresses or CIDRs of proxies whose X-Forwarded-For is believed
+PROXIES_ENV = "BLOBZERO__AGENT__TRUSTED_PROXIES"
 log = logging.getLogger("blobzero.agent")
 #: clients remembered by the rate limiter (the least recently seen are forgotten first)
 MAX_CLIENTS = 65_536
@@ -105,7 +106,8 @@ def parse_proxies(text: str) -> tuple:
         try:
             networks.append(ipaddress.ip_network(item, strict=False))
         except ValueError:
-            raise configuration.ConfigError(f"${PROXIES_ENV}: {item!r} is not an address or CIDR") from None
+            raise configuration.ConfigError(f"config key 'agent.trusted_proxies' must be comma-separated "
+                                            f"addresses or CIDRs, got {item!r}") from None
     return tuple(networks)
 
 
@@ -173,17 +175,6 @@ def acting_for(client: str):
         _acting_for.reset(token)
 
 
-def _env_number(env: dict[str, str], name: str) -> float:
-    text = env.get(name, "").strip()
-    try:
-        value = float(text or 0)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise configuration.ConfigError(f"${name} must be a number >= 0 (0 = off), got {text!r}")
-    return value
-
-
 @dataclass
 class Access:
     token: str | None = None
@@ -195,9 +186,9 @@ class Access:
     def from_config(cls, cfg: configuration.Config, env: dict[str, str] | None = None) -> "Access":
         a = cfg.agent
         env = os.environ if env is None else env
-        cost = CostLimiter(_env_number(env, COST_ENV), int(_env_number(env, MAX_COST_ENV)))
+        cost = CostLimiter(a.cost_per_minute, a.max_request_cost)
         return cls(load_token(cfg, env), RateLimiter(a.rate_limit, a.rate_burst), cost,
-                   parse_proxies(env.get(PROXIES_ENV, "")))
+                   parse_proxies(a.trusted_proxies))
 
     def client_key(self, peer: str, forwarded_for: str | None) -> str:
         return client_key(peer, forwarded_for, self.trusted_proxies)

@@ -17,7 +17,7 @@ from blobzero import agent_pb2 as pb
 from blobzero import gamefile
 from blobzero.agent.engine import Advice, Engine, EngineUnavailable
 from blobzero.agent.games import GAME_ID_LENGTH, KINDS, GameHost, GameNotFound, GameUnavailable, HostedGame, Seat
-from blobzero.agent.gamestore import DEFAULT_KEEP_DAYS, DEFAULT_KEEP_GAMES, GameStore, games_location
+from blobzero.agent.gamestore import GameStore, games_location
 from blobzero.agent.position import (SUITS, PositionError, Play, SeatKnowledge, build_round, check_table,
                                      parse_card, parse_trump)
 from plumbing import config as configuration
@@ -25,12 +25,6 @@ from plumbing import config as configuration
 log = logging.getLogger("blobzero.agent")
 #: the most decisions one Review searches (a 3-player game from 17 cards has ~340 per seat)
 MAX_REVIEW_DECISIONS = 1000
-
-
-def agent_setting(cfg: configuration.Config, key: str, default):
-    """``cfg.agent.<key>``, or ``default`` while plumbing/config.py does not have that key yet
-    (games_dir, keep_games, keep_games_days, record_human_games: docs/agent.md)."""
-    return getattr(cfg.agent, key, default)
 
 
 class ApiError(Exception):
@@ -53,16 +47,15 @@ class AgentApi:
         self.engine = engine
         self.metrics = metrics
         if store is None and keep_games:
-            store = GameStore(agent_setting(cfg, "games_dir", "") or games_location(cfg),
-                              agent_setting(cfg, "keep_games", DEFAULT_KEEP_GAMES),
-                              agent_setting(cfg, "keep_games_days", DEFAULT_KEEP_DAYS))
+            store = GameStore(cfg.agent.games_dir or games_location(cfg), cfg.agent.keep_games,
+                              cfg.agent.keep_games_days)
             log.info("hosted games kept in %s (at most %d, %g days idle)%s", store.location, store.keep_games,
-                     store.keep_days, "; human games recorded" if agent_setting(cfg, "record_human_games", False) else "")
+                     store.keep_days, "; human games recorded" if cfg.agent.record_human_games else "")
             try:
                 store.prune()
             except OSError as exc:        # storage down at start: serve, and keep trying as games are saved
                 log.warning("hosted games: cannot apply the retention to %s now: %s", store.location, exc)
-        if human_games is None and agent_setting(cfg, "record_human_games", False):
+        if human_games is None and cfg.agent.record_human_games:
             from blobzero.agent.humangames import HumanGames
             human_games = HumanGames.from_config(cfg)
         self.human_games = human_games
@@ -423,12 +416,15 @@ MAX_MESSAGE = 500
 
 
 def run_method(api: AgentApi, method: str, request, client: str = ""):
-    """Run one API method for ``client`` (its address: the owner of the games it starts);
-    returns (response or None, code name, message), counted in the metrics. Every transport
-    calls this (the JSON front; the gRPC servicer once service.py uses it)."""
+    """Run one API method for ``client`` (its key: the owner of the games it starts, charged
+    for the searches it makes); returns (response or None, code name, message), counted in the
+    metrics. Every transport calls this: the gRPC servicer and the JSON front."""
+    from blobzero.agent.access import acting_for
+
     started = time.perf_counter()
     try:
-        response, code, message = METHODS[method][0](api, request, client), "OK", ""
+        with acting_for(client):            # the searches it makes are charged to the client
+            response, code, message = METHODS[method][0](api, request, client), "OK", ""
     except ApiError as exc:
         response, code, message = None, exc.code, exc.message
     except Exception as exc:         # a bug: say so, keep serving

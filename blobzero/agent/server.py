@@ -59,7 +59,7 @@ def build_models(cfg: configuration.Config, local_triton: bool):
     if local_triton:
         from services.triton_local import LocalTriton, ServerConfig
 
-        server = LocalTriton(ServerConfig(Path(cfg.storage.model_repository), Path("var/agent-triton"),
+        server = LocalTriton(ServerConfig(cfg.storage.model_repository, Path("var/agent-triton"),
                                           grpc_port=cfg.triton.grpc_port, http_port=cfg.triton.http_port,
                                           metrics_port=cfg.triton.metrics_port)).start()
         return TritonModels(server.url, cfg.triton.model_name, cfg.triton.max_in_flight,

@@ -22,36 +22,11 @@ from grpc_reflection.v1alpha import reflection
 from blobzero import agent_pb2 as pb
 from blobzero import agent_pb2_grpc as pb_grpc
 from blobzero.agent.access import Access, CertificateFiles, acting_for, client_of_peer
-from blobzero.agent.api import AgentApi, ApiError
+from blobzero.agent.api import MAX_MESSAGE, AgentApi, ApiError, run_method
 from blobzero.agent.engine import EngineUnavailable
 
 log = logging.getLogger("blobzero.agent")
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["BlobAgent"].full_name     # blobzero.v1.BlobAgent
-
-
-#: the longest error message sent back (a message may quote the request; gRPC puts it in metadata)
-MAX_MESSAGE = 500
-
-
-def call(api: AgentApi, method: str, request, client: str = ""):
-    """Run one API method for ``client`` (its address: the owner of the games it starts);
-    returns (response or None, code name, message). Shared with HTTP."""
-    started = time.perf_counter()
-    handler = {"Advise": api.advise, "StartGame": lambda r: api.start_game(r, client), "Act": api.act,
-               "GetState": api.get_state, "Hint": api.hint}[method]
-    try:
-        with acting_for(client):            # the searches it makes are charged to the client
-            response, code, message = handler(request), "OK", ""
-    except ApiError as exc:
-        response, code, message = None, exc.code, exc.message
-    except Exception as exc:         # a bug: say so, keep serving
-        log.exception("%s failed", method)
-        response, code, message = None, "INTERNAL", f"internal error: {type(exc).__name__}: {exc}"
-    if api.metrics is not None:
-        api.metrics.answered(method, code, time.perf_counter() - started)
-    if len(message) > MAX_MESSAGE:
-        message = message[:MAX_MESSAGE] + "..."
-    return response, code, message
 
 
 class Servicer(pb_grpc.BlobAgentServicer):
@@ -73,7 +48,7 @@ class Servicer(pb_grpc.BlobAgentServicer):
             if not self.access.authorized(metadata.get("authorization")):
                 self._refuse(method, context, "UNAUTHENTICATED",
                              "this agent needs the metadata 'authorization: Bearer <token>'")
-        response, code, message = call(self.api, method, request, client)
+        response, code, message = run_method(self.api, method, request, client)
         if response is None:
             context.abort(getattr(grpc.StatusCode, code), message)
         return response
@@ -92,6 +67,35 @@ class Servicer(pb_grpc.BlobAgentServicer):
 
     def Hint(self, request, context):
         return self._run("Hint", request, context)
+
+    def ExportGame(self, request, context):
+        return self._run("ExportGame", request, context)
+
+    def ImportGame(self, request, context):
+        return self._run("ImportGame", request, context)
+
+    def Review(self, request, context):
+        """A stream: one DecisionReview per decision, in game order, as its search finishes."""
+        metadata = dict(context.invocation_metadata())
+        client = self.access.client_key(client_of_peer(context.peer()), metadata.get("x-forwarded-for"))
+        if not self.access.allow(client):
+            self._refuse("Review", context, "RESOURCE_EXHAUSTED", "rate limit: too many requests from this client")
+        if self.access.token is not None and not self.access.authorized(metadata.get("authorization")):
+            self._refuse("Review", context, "UNAUTHENTICATED",
+                         "this agent needs the metadata 'authorization: Bearer <token>'")
+        started, code, message = time.perf_counter(), "OK", ""
+        try:
+            with acting_for(client):
+                yield from self.api.review(request)
+        except ApiError as exc:
+            code, message = exc.code, exc.message[:MAX_MESSAGE]
+        except Exception as exc:         # a bug: say so, keep serving
+            log.exception("Review failed")
+            code, message = "INTERNAL", f"internal error: {type(exc).__name__}: {exc}"[:MAX_MESSAGE]
+        if self.api.metrics is not None:
+            self.api.metrics.answered("Review", code, time.perf_counter() - started)
+        if code != "OK":
+            context.abort(getattr(grpc.StatusCode, code), message)
 
 
 def start_grpc(api: AgentApi, host: str, port: int, max_workers: int, access: Access | None = None,

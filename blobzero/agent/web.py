@@ -199,7 +199,8 @@ class WebFront:
     async def _api(self, request: web.BaseRequest, method: str) -> web.Response:
         if method not in REQUESTS:
             return _error(404, "NOT_FOUND", "no such API method")
-        client = request.remote or "?"
+        # behind a trusted proxy (agent.trusted_proxies) the client is the one it reports
+        client = self.access.client_key(request.remote or "?", request.headers.get("X-Forwarded-For"))
         if not self.access.allow(client):
             return _error(429, "RESOURCE_EXHAUSTED", "rate limit: too many requests from this client",
                           **{"Retry-After": "1"})
