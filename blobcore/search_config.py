@@ -49,8 +49,11 @@ class SearchConfig:
         than in the determinization the tree was built in.
     beliefs: where the hidden cards are (blobcore/search/parts.py): "uniform" (every
         consistent deal alike), "bids" (weighted by how likely each other seat's bid was with
-        that hand, ``inference_candidates``) or "policy" (policy-based inference with the
-        network's own policy, ``policy_inference``).
+        that hand, ``inference_candidates``), "policy" (policy-based inference with the
+        network's own policy, ``policy_inference``) or "learned" (a belief model's per-card
+        holder probabilities for the searcher's view, one batch row per decision, the evaluator
+        answering them: ``selfplay_client.evaluator.BeliefEvaluator``; deals drawn from
+        ``inference_candidates`` uniform consistent ones weighted by them).
     inference_candidates: with beliefs "bids" (and for the play-outs' worlds with "policy"),
         hidden hands are drawn from this many uniform consistent deals, weighted by how likely
         each other seat's bid was with that hand (blobcore/inference.pyx); 1 = uniform.
@@ -179,7 +182,8 @@ def batch_capacity(n_slots: int, config: SearchConfig) -> int:
     round (a decision's rows come once per D x S simulations, so they rarely need more; a
     round that finds no room starts its decision in the next batch)."""
     k = config.policy_inference
-    return n_slots * config.leaves_per_game + (k * MAX_ROUND_ACTIONS + 2 * n_slots if k > 0 else 0)
+    rows = n_slots * config.leaves_per_game + (k * MAX_ROUND_ACTIONS + 2 * n_slots if k > 0 else 0)
+    return rows + (n_slots if config.beliefs == "learned" else 0)   # one belief row per decision
 
 
 #: The search sizes by name: (determinizations, simulations per determinization).

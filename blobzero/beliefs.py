@@ -4,6 +4,9 @@
     blobzero beliefs train  --data DIR   DIR/train.npz -> DIR/belief.pt
     blobzero beliefs report --data DIR   held-out quality by trick: uniform, expert's bids, learned
     blobzero beliefs all    --out DIR    the three in turn
+    blobzero beliefs arena  --data DIR   the product's search with the learned beliefs in it
+                                         (search.beliefs = "learned") beside its bid beliefs,
+                                         one seat against three ``expert``, the same deals
 
 Records come from the search pool (``selfplay_client.runner.PooledSearch`` over ``round_specs``):
 ``train`` and ``heldout`` are tables of four ``expert`` seats (every seat's positions; disjoint
@@ -294,8 +297,71 @@ def format_table(result: dict) -> str:
 
 # -- the command -----------------------------------------------------------------------------------
 
+class BeliefEvaluator:
+    """An evaluator that also answers the belief output (``SearchPool.apply``'s ``beliefs``,
+    (n, 52, 8)) from a BeliefNet, beside ``inner``'s policy and value — what
+    ``search.beliefs = "learned"`` needs. In process, on the CPU (torch, ``threads``)."""
+
+    def __init__(self, inner, model_path, threads: int = 1):
+        import torch
+        from trainer.belief_model import load_model
+        torch.set_num_threads(threads)
+        self.inner = inner
+        self.net, self.meta = load_model(Path(model_path))
+
+    def evaluate(self, states, masks):
+        from trainer.belief_model import predict
+        policy, value = self.inner.evaluate(states, masks)[:2]
+        return policy, value, predict(self.net, states)
+
+
+def arena(args) -> dict:
+    """One seat of the product's search (evaluation variant, on a uniform evaluator: the
+    beliefs are the only learned part) against three ``expert`` seats, every seat in turn, on
+    ``--deals`` duplicate deals: with bid beliefs and with the learned ones, paired."""
+    from blobcore.players import AGENT_EXPERT
+    from blobzero.arena import mean_ci, seat_patterns
+    from plumbing.config import load
+    from selfplay_client.evaluator import UniformEvaluator
+    from selfplay_client.runner import PooledSearch
+
+    cfg = load()
+    n, cards = args.players, args.cards
+    model = Path(args.model or Path(args.data) / "belief.pt")
+    patterns = seat_patterns(n, "solo")
+    out = {"deals": args.arena_deals, "table": f"{n}x{cards}", "opponent": "expert", "model": str(model),
+           "variants": {}}
+    per_deal = {}
+    for beliefs in ("bids", "learned"):
+        search = cfg.search.build(for_evaluation=True, preset=args.search, beliefs=beliefs)
+        evaluator = BeliefEvaluator(UniformEvaluator(), model) if beliefs == "learned" else UniformEvaluator()
+        specs = [(args.arena_seed + d, n, cards, -1, -1,
+                  tuple(0 if side == 0 else AGENT_EXPERT for side in pattern), (d, p))
+                 for d in range(args.arena_deals) for p, pattern in enumerate(patterns)]
+        runner = PooledSearch(evaluator, search, specs, n_games=min(256, len(specs)), halves=1)
+        started = time.process_time()
+        stats = runner.run()
+        cpu = time.process_time() - started
+        diffs: dict[int, list[float]] = {}
+        for record in runner.finished():
+            d, p = record["tag"]
+            seat = patterns[p].index(0)
+            others = [s for i, s in enumerate(record["scores"]) if i != seat]
+            diffs.setdefault(d, []).append(record["scores"][seat] - sum(others) / len(others))
+        per_deal[beliefs] = [sum(v) / len(v) for _, v in sorted(diffs.items())]
+        mean, ci = mean_ci(per_deal[beliefs])
+        out["variants"][beliefs] = {"difference": round(mean, 3), "ci95": [round(ci[0], 3), round(ci[1], 3)],
+                                    "cpu_ms_per_decision": round(cpu / stats.search["decisions"] * 1e3, 3),
+                                    "evaluations_per_round": round(stats.positions / len(specs), 1),
+                                    "search": search.describe()}
+    gain, ci = mean_ci([a - b for a, b in zip(per_deal["learned"], per_deal["bids"])])
+    out["learned_minus_bids"] = {"difference": round(gain, 3), "ci95": [round(ci[0], 3), round(ci[1], 3)],
+                                 "significant": ci[0] > 0 or ci[1] < 0}
+    return out
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("action", choices=("make", "train", "report", "all"))
+    parser.add_argument("action", choices=("make", "train", "report", "all", "arena"))
     parser.add_argument("--out", "--data", dest="data", default="runs/beliefs",
                         help="data directory (default: %(default)s)")
     parser.add_argument("--model", help="model file (default: DATA/belief.pt)")
@@ -326,6 +392,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--deals", type=int, default=64, help="sampler draws per position")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", metavar="FILE", help="also write the report to FILE")
+    parser.add_argument("--arena-deals", type=int, default=600, help="arena: duplicate deals")
+    parser.add_argument("--search", default="medium", help="arena: search size preset")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -350,6 +418,12 @@ def main(args: argparse.Namespace) -> int:
                 atomic_write_text(args.json, text + "\n")
             print(text)
             print(format_table(result))
+        if args.action == "arena":
+            result = arena(args)
+            if args.json:
+                from plumbing.fsio import atomic_write_text
+                atomic_write_text(args.json, json.dumps(result) + "\n")
+            print(json.dumps(result))
     except (ValueError, FileNotFoundError) as exc:
         print(f"blobzero beliefs: {exc}", file=sys.stderr)
         return 2

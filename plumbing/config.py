@@ -169,6 +169,11 @@ def _search_section_fields() -> list:
 class _SearchSectionMethods:
     def validate(self) -> None:
         _require(self.preset in SEARCH_SIZES, "search.preset", f"must be one of {', '.join(SEARCH_SIZES)}")
+        # the learned belief model is not served by Triton yet: self-play, the arena and the
+        # agent have no evaluator that answers it (docs/beliefs.md; `blobzero beliefs arena`)
+        _require(self.beliefs != "learned", "search.beliefs",
+                 '"learned" needs a belief model beside the network, which self-play, the arena and '
+                 'the agent do not serve yet; measure it with `blobzero beliefs arena` (docs/beliefs.md)')
         try:
             self.build()
         except ValueError as exc:

@@ -66,10 +66,13 @@ class _ThreadSubmit:
         self._executor.shutdown(wait=True)
 
 
-def _unpack(result) -> tuple[np.ndarray, np.ndarray, int | None]:
+def _unpack(result) -> tuple[np.ndarray, np.ndarray, int | None, np.ndarray | None]:
+    """(policy, value, model version, beliefs) of an evaluator's answer: a tuple (policy,
+    value[, beliefs]) or an object with those attributes (and ``model_version``)."""
     if isinstance(result, tuple):
-        return result[0], result[1], None
-    return result.policy, result.value, getattr(result, "model_version", None)
+        return result[0], result[1], None, (result[2] if len(result) > 2 else None)
+    return (result.policy, result.value, getattr(result, "model_version", None),
+            getattr(result, "beliefs", None))
 
 
 class _SplitSubmit:
@@ -91,14 +94,18 @@ class _SplitSubmit:
         n = len(states)
 
         def gather():
-            policy = value = None
+            policy = value = beliefs = None
             for rows, future in parts:
-                p, v, _ = _unpack(future.result())
+                p, v, _, b = _unpack(future.result())
                 if policy is None:
                     policy = np.zeros((n, p.shape[1]), np.float32)
                     value = np.zeros((n, v.shape[1]), np.float32)
                 policy[rows], value[rows] = p, v
-            return policy, value
+                if b is not None:
+                    if beliefs is None:
+                        beliefs = np.zeros((n, *b.shape[1:]), np.float32)
+                    beliefs[rows] = b
+            return (policy, value) if beliefs is None else (policy, value, beliefs)
         return self._executor.submit(gather)
 
     def close(self) -> None:
@@ -163,12 +170,12 @@ class PooledSearch:
                     if futures[i] is None:
                         continue
                     t0 = time.perf_counter()
-                    policy, value, version = _unpack(futures[i].result())
+                    policy, value, version, beliefs = _unpack(futures[i].result())
                     t1 = time.perf_counter()
                     stats.wait_s += t1 - t0
                     if version is not None:
                         self.model_version = version
-                    pool.apply(policy, value)
+                    pool.apply(policy, value, beliefs)
                     stats.search_s += time.perf_counter() - t1
                     if should_stop is not None and should_stop():
                         futures[i] = None

@@ -195,3 +195,8 @@ def test_numbers_still_work_where_a_number_is_the_text(tmp_path):
     cfg = load(path, env={})
     assert (cfg.table.players, cfg.agent.model, cfg.metrics.host) == ("4", "7", "::")
     assert load(None, ["metrics.host=prometheus-0.monitoring.svc"], env={}).metrics.host.endswith(".svc")
+
+
+def test_learned_beliefs_are_refused_where_nothing_serves_them():
+    with pytest.raises(ConfigError, match="'search.beliefs' \"learned\" needs a belief model"):
+        load(None, ["search.beliefs=learned"], env={})

@@ -75,6 +75,18 @@ def test_a_part_of_another_kind_is_refused(monkeypatch):
         SearchPool(1, config, [(1, 4, 5)])
 
 
+class RuleBeliefs:
+    """A uniform evaluator that also answers a belief output with a fixed rule: card c is held
+    by the ((c mod 3) + 1)-th seat after the observer with probability 0.97."""
+
+    def evaluate(self, states, masks):
+        policy, value = UniformEvaluator().evaluate(states, masks)
+        beliefs = np.full((len(states), 52, 8), 0.03 / 7, np.float32)
+        for card in range(52):
+            beliefs[:, card, card % 3 + 1] = 0.97
+        return policy, value, beliefs
+
+
 def test_every_named_part_runs_a_round():
     """Each registered root rule, leaf value and belief model plays whole rounds."""
     configs = [dict(root=r) for r in parts.ROOT_RULES] + \
@@ -82,9 +94,72 @@ def test_every_named_part_runs_a_round():
               [dict(beliefs=b, policy_inference=4 if b == "policy" else 0) for b in parts.BELIEFS]
     for changes in configs:
         config = SearchConfig(**{**PLAIN.to_dict(), "determinizations": 2, "simulations": 6, **changes})
-        search = PooledSearch(UniformEvaluator(), config, list(zip(range(3), [4] * 3, [3] * 3)),
+        evaluator = RuleBeliefs() if changes.get("beliefs") == "learned" else UniformEvaluator()
+        search = PooledSearch(evaluator, config, list(zip(range(3), [4] * 3, [3] * 3)),
                               n_games=3, halves=1)
         search.run()
         records = search.finished()
         assert len(records) == 3 and all(r["complete"] for r in records), changes
         assert np.all([len(r["decisions"]) > 0 for r in records]), changes
+
+
+def _root_worlds(config, evaluator, seeds) -> list:
+    """(the true round, every determinization the first decision of each round was searched in)."""
+    from blobcore.search.pool import SearchPool
+    out = []
+    for seed in seeds:
+        pool = SearchPool(1, config, [(seed, 4, 5)], stop_after=1)
+        worlds = []
+        while True:
+            states, masks = pool.collect()
+            if len(states) == 0:
+                break
+            root = pool.determinization_root(0)
+            if root is not None:
+                worlds.append(root)
+            pool.apply(*evaluator.evaluate(np.array(states), np.array(masks)))
+        (record,) = pool.pop_finished()
+        out.append((record, worlds))
+    return out
+
+
+def test_learned_beliefs_draw_the_deals_the_model_believes():
+    """Told that card c sits with the ((c mod 3) + 1)-th seat after the searcher, the learned
+    beliefs put the other seats' cards there far more often than uniform deals do; every deal is
+    consistent with what the searcher knows."""
+    # the mover's view: a leaf's row depends on the deal, so every determinization asks the network
+    base = {**PLAIN.to_dict(), "determinizations": 16, "simulations": 1, "inference_candidates": 32,
+            "perspective": "mover",
+            "add_noise": False, "temperature": 0.0}
+    share = {}
+    for beliefs in ("uniform", "learned"):
+        config = SearchConfig(**{**base, "beliefs": beliefs})
+        hits = total = 0
+        for record, worlds in _root_worlds(config, RuleBeliefs(), range(20)):
+            viewer = record["decisions"][0]["player"]
+            assert len(worlds) >= 8
+            for world in worlds:
+                hands = world.hands
+                assert sorted(hands[viewer]) == sorted(record["hands"][viewer])   # its own hand
+                for seat in range(4):
+                    if seat == viewer:
+                        continue
+                    assert len(hands[seat]) == 5
+                    for card in hands[seat]:
+                        total += 1
+                        hits += (seat - viewer) % 4 == card % 3 + 1
+        share[beliefs] = hits / total
+    assert share["uniform"] == pytest.approx(1 / 3, abs=0.05)
+    assert share["learned"] > share["uniform"] + 0.2, share
+
+
+def test_learned_beliefs_need_an_evaluator_that_answers_them():
+    from blobcore.search.pool import SearchPool
+    config = SearchConfig(**{**PLAIN.to_dict(), "beliefs": "learned", "determinizations": 2, "simulations": 4})
+    pool = SearchPool(2, config, [(1, 4, 5)])
+    states, masks = pool.collect()
+    with pytest.raises(ValueError, match="needs an evaluator that answers beliefs"):
+        pool.apply(*UniformEvaluator().evaluate(np.array(states), np.array(masks)))
+    with pytest.raises(ValueError, match=r"beliefs must have shape \(\d+, 52, 8\)"):
+        pool.apply(*UniformEvaluator().evaluate(np.array(states), np.array(masks)),
+                   np.zeros((len(states), 52, 7), np.float32))

@@ -14,7 +14,7 @@ cdef int begin_nothing(Pool* P, Slot* s) noexcept nogil:
     return 1
 
 
-cdef void answer_nothing(Pool* P, Slot* s, const float* policy) noexcept nogil:
+cdef void answer_nothing(Pool* P, Slot* s, const float* policy, const float* beliefs) noexcept nogil:
     s.belief_rows = 0
 
 

@@ -74,7 +74,7 @@ cdef int _begin(Pool* P, Slot* s) noexcept nogil:
     return 1
 
 
-cdef void _answer(Pool* P, Slot* s, const float* policy) noexcept nogil:
+cdef void _answer(Pool* P, Slot* s, const float* policy, const float* beliefs) noexcept nogil:
     """Weigh the candidate deals by their rows' answers (``policy`` = the batch's)."""
     cdef int j, i
     cdef double p, top = -1e300

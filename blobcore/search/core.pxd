@@ -111,6 +111,9 @@ cdef struct Slot:
     int8_t pol_row_cand[1920] # per row: candidate (rows <= 32 candidates x 60 actions)
     int8_t pol_row_action[1920]
     int8_t pol_row_legal[1920]
+    # --- learned beliefs (blobcore/search/belief_learned.pyx) ---
+    int learned_ready         # 1: belief_p holds the decision's learned belief
+    float belief_p[52][8]     # per card, P(holder class): 0 = nobody, r = r-th seat after the searcher
 
 
 cdef struct Params:
@@ -161,12 +164,15 @@ cdef struct Beliefs:
     # a decision starts: queue evaluation rows in the batch if the beliefs need the network
     # (returns 0 when there is no room in this batch: the decision waits for the next)
     int (*begin)(Pool* P, Slot* s) noexcept nogil
-    # the rows' answers (``policy``: the batch's, (rows, 52))
-    void (*answer)(Pool* P, Slot* s, const float* policy) noexcept nogil
+    # the rows' answers (``policy``: the batch's, (rows, 52); ``beliefs``: the batch's
+    # (rows, 52, 8) belief output, NULL when the evaluator gives none)
+    void (*answer)(Pool* P, Slot* s, const float* policy, const float* beliefs) noexcept nogil
     # a determinization of the true state for the searcher
     void (*decision_world)(Pool* P, Slot* s, RoundState* out) noexcept nogil
     # a world for a play-out from ``leaf``, as the searcher might see it there
     void (*leaf_world)(Pool* P, Slot* s, const RoundState* leaf, RoundState* out) noexcept nogil
+    # 1: the evaluator must answer the belief output too (SearchPool.apply's ``beliefs``)
+    int needs_beliefs
 
 
 # What the parts see of a SearchPool: its settings, counters, parts, memory and batch.

@@ -25,6 +25,7 @@ BELIEFS = {
     "uniform": "blobcore.search.belief_uniform",
     "bids": "blobcore.search.belief_bids",
     "policy": "blobcore.search.belief_policy",
+    "learned": "blobcore.search.belief_learned",
 }
 
 #: search.rollout: what a new leaf is worth. "none" is the network's value alone; every

@@ -231,22 +231,34 @@ cdef class SearchPool:
                 break
         return self._states_arr[:self.P.n_rows], self._masks_arr[:self.P.n_rows]
 
-    def apply(self, policy, value):
-        """Feed back the evaluation of the last batch: policy (n, 52), value (n, >= seats)."""
+    def apply(self, policy, value, beliefs=None):
+        """Feed back the evaluation of the last batch: policy (n, 52), value (n, >= seats), and
+        for beliefs that ask the network (``search.beliefs = "learned"``) beliefs (n, 52, 8)."""
         cdef float[:, ::1] pol = np.ascontiguousarray(policy, dtype=np.float32)
         cdef float[:, ::1] val = np.ascontiguousarray(value, dtype=np.float32)
+        cdef float[:, :, ::1] bel
+        cdef const float* bel_ptr = NULL
         cdef int i, n = self.P.n_rows
         if pol.shape[0] != n or pol.shape[1] != ACTIONS_C:
             raise ValueError(f"policy must have shape ({n}, 52), got {tuple(np.shape(policy))}")
         if val.shape[0] != n or val.shape[1] < 1:
             raise ValueError(f"value must have shape ({n}, seats), got {tuple(np.shape(value))}")
+        if beliefs is not None:
+            bel = np.ascontiguousarray(beliefs, dtype=np.float32)
+            if bel.shape[0] != n or bel.shape[1] != ACTIONS_C or bel.shape[2] != SEATS_C:
+                raise ValueError(f"beliefs must have shape ({n}, 52, 8), got {tuple(np.shape(beliefs))}")
+            if n:
+                bel_ptr = &bel[0, 0, 0]
+        elif self.P.beliefs.needs_beliefs and self.P.n_belief_rows:
+            raise ValueError(f"{self._parts.where['beliefs']} needs an evaluator that answers beliefs "
+                             f"(selfplay_client.evaluator.BeliefEvaluator)")
         if n == 0:
             return
         cdef int vw = val.shape[1]
         with nogil:
             for i in range(self.P.n_slots):
                 if self.P.slots[i].n_pending or self.P.slots[i].belief_rows:
-                    self._resolve(&self.P.slots[i], i, &pol[0, 0], &val[0, 0], vw)
+                    self._resolve(&self.P.slots[i], i, &pol[0, 0], &val[0, 0], vw, bel_ptr)
         self.P.n_rows = 0
         self.P.n_belief_rows = 0
 
@@ -618,14 +630,14 @@ cdef class SearchPool:
         x.expanded = 1
 
     cdef void _resolve(self, Slot* s, int slot, const float* policy, const float* value,
-                       int vw) noexcept nogil:
+                       int vw, const float* beliefs) noexcept nogil:
         """Apply the evaluations of this slot's rows: its beliefs', then its leaves'."""
         cdef int j, k, row
         cdef Pending* pd
         cdef float rel[8]
         cdef Node* nd = slot_nodes(&self.P, slot)
         if s.belief_rows:
-            self.P.beliefs.answer(&self.P, s, policy)
+            self.P.beliefs.answer(&self.P, s, policy, beliefs)
         for j in range(s.n_pending):
             pd = &s.pending[j]
             row = pd.row
