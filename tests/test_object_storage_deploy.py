@@ -308,14 +308,20 @@ def test_the_compose_override_needs_credentials_and_mounts_no_shared_volume(tmp_
     schema = run([tool("check-jsonschema"), "--builtin-schema", "vendor.compose-spec", str(path)])
     assert schema.returncode == 0, explain(schema)
     services = model["services"]
-    assert {"minio", "minio-init", "strength-mirror"} <= set(services)
+    assert {"minio", "minio-init"} <= set(services) and not [s for s in services if "mirror" in s]
+    for name in ("triton", "selfplay", "trainer", "strength"):
+        assert services[name]["environment"]["AWS_ACCESS_KEY_ID"] == "k"
+        assert services[name]["environment"]["BLOBZERO__STORAGE__URL"] == "s3://blobzero/run", name
+        assert services[name]["depends_on"]["minio-init"]["condition"] == "service_completed_successfully"
     for name in ("triton", "selfplay", "trainer"):
         assert not services[name].get("volumes"), name
-        assert services[name]["environment"]["AWS_ACCESS_KEY_ID"] == "k"
-        assert services[name]["depends_on"]["minio-init"]["condition"] == "service_completed_successfully"
-    for name in ("triton", "selfplay", "trainer", "strength-mirror"):
-        assert services[name]["environment"]["BLOBZERO__STORAGE__URL"] == "s3://blobzero/run", name
-    assert {v["source"] for v in services["strength"]["volumes"]} == {"strength-mirror", "strength"}
+    # the strength tracker: results in the bucket (no --out), the model cache in /tmp, on a
+    # volume of its own (a 2 GB cache would not fit the 512 MB tmpfs, nor in its memory limit)
+    strength = services["strength"]
+    assert strength["command"][:2] == ["strength", "--watch"] and "--out" not in strength["command"]
+    assert [(v["source"], v["target"]) for v in strength["volumes"]] == [("strength-cache", "/tmp")]
+    assert not strength.get("tmpfs") and strength["read_only"] is True
+    assert "strength-cache" in model["volumes"]
     # MinIO's root user is its own, never the services' key
     assert services["minio"]["environment"]["MINIO_ROOT_USER"] != "k"
     # without the profile (your own S3 service) the optional dependency on minio-init drops out
