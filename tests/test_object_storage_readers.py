@@ -1,5 +1,6 @@
-"""The commands that read models work on a run in a bucket, with no mirror (issue 26): ``blobzero
-arena``, ``blobzero game``, ``blobzero strength`` and the agent's in-process models, with
+"""The commands that read models work on a run in a bucket, nothing copied but the models
+(issue 26): ``blobzero arena``, ``blobzero game``, ``blobzero strength`` and the agent's
+in-process models, with
 ``--set storage.url=s3://…`` against a real S3 API server on loopback (tests/s3_helpers.py).
 They fetch the version they need through plumbing/storage.py into the bounded local cache
 (``<TMPDIR>/blobzero-cache-<uid>``); the strength results land in the bucket beside the checkpoints."""
@@ -64,7 +65,7 @@ def test_arena_and_game_play_a_version_read_from_the_bucket(run, tmp_path):
     assert res.returncode == 2
     assert f"model version 9 is neither in {url}/model_repository/blobnet nor archived in " \
            f"{url}/checkpoints/versions" in res.stderr
-    # nothing of the run was copied besides the cached model files: no mirror, no run directory
+    # nothing of the run was copied besides the cached model files: no run directory
     assert [p.name for p in tmp_path.iterdir()] == ["tmp"]
     assert [p.name for p in (tmp_path / "tmp").iterdir()
             if not p.name.startswith(".")] == [f"blobzero-cache-{os.getuid()}"]
