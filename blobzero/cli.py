@@ -22,7 +22,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "publish": ("services.publish", "publish an ONNX file as the next model version (e.g. a rollback)"),
     "strength": ("blobzero.strength", "measure published versions against built-in players; learning curve"),
     "loop": ("blobzero.loop", "the whole training loop as local processes (what `make run` runs)"),
-    "mirror": ("services.mirror", "keep a local directory in step with an s3:// prefix (and push results back)"),
     "agent": ("blobzero.agent.server", "the trained agent as a gRPC service and a web page to play it"),
     "review": ("blobzero.agent.review", "every decision of one seat of a game file, searched: the points lost"),
     "ladder": ("blobzero.ladder", "ratings (Bradley-Terry, 95% intervals) of built-in players, levels and versions"),

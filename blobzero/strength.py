@@ -2,7 +2,7 @@
 
 Every published version is archived by the trainer as ``<checkpoint_dir>/versions/vNNNNNN.onnx``
 (a directory or a bucket: everything here is read and written through plumbing/storage.py, so
-the tracker runs anywhere with ``--set storage.url=s3://…``, no shared volume and no mirror)
+the tracker runs anywhere with ``--set storage.url=s3://…``, no shared volume)
 with a manifest ``vNNNNNN.json`` saying what it was trained on (trainer step, self-play rounds
 ingested, publish time). The watcher (``--watch``, what ``blobzero loop`` runs beside
 self-play) measures the newest unmeasured version against built-in players on duplicate

@@ -1,4 +1,4 @@
-"""Long-running services beside the loop: the local Triton launcher and the model mirror.
+"""Services beside the loop: the local Triton launcher and publishing.
 
 The agent (``blobzero agent``) lives in ``blobzero/agent/``: it is an application of the
 search, above this layer."""

@@ -6,6 +6,7 @@ stop the server (the endpoint is down: connections refused) and start it again o
 with every object still there."""
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -73,3 +74,21 @@ def s3_environment(server: S3Server):
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def publish_as_the_trainer(url: str, version: int, directory) -> None:
+    """What the trainer leaves in a run at ``url`` (a bucket) for ``version``: a fresh tiny
+    network published to ``<url>/model_repository`` and archived with its manifest in
+    ``<url>/checkpoints/versions`` (``directory``: where the ONNX file is exported first)."""
+    from pathlib import Path
+
+    from plumbing.model_repository import publish_version
+    from plumbing.storage import open_store
+    from trainer.export import export_fresh
+    onnx = export_fresh("tiny", Path(directory) / f"v{version}.onnx", seed=version)
+    assert publish_version(f"{url}/model_repository", onnx) == version
+    archive = open_store(f"{url}/checkpoints/versions")
+    archive.put(f"v{version:06d}.onnx", onnx.read_bytes())
+    archive.put(f"v{version:06d}.json", json.dumps(
+        {"version": version, "step": 10 * version, "rounds_seen": 64 * version,
+         "positions_seen": 600 * version, "published_unix": 1000.0 + 60 * version}).encode())

@@ -2,7 +2,7 @@
 
     blobzero         application: CLI, local loop, arena, benchmarks, demo, the agent
        |
-    services         Triton launcher, publishing, the model mirror: may use the layers below
+    services         Triton launcher, publishing: may use the layers below
        |
     selfplay_client  trainer      the two services of the loop, side by side, never importing each other
        |               |

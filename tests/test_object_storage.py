@@ -353,18 +353,3 @@ def test_bench_train_measures_ingest_from_a_bucket(s3, protos):
     assert result["shards"] == 2 and result["rounds_per_s"] > 0 and result["rounds_per_cpu_s"] > 0
     assert result["bucket"].startswith("s3://blobzero/")
 
-
-def test_mirror_still_copies_a_prefix_down_and_pushes_a_file_up(s3, tmp_path):
-    """``blobzero mirror`` is no longer used by BlobZero itself (every reader goes through the
-    store); the deployment files that still run it as a sidecar keep working until they drop it."""
-    source = open_store(_prefix("mirror"))
-    source.put("v000001.onnx", b"model")
-    source.put("v000001.json", b"{}")
-    (tmp_path / "strength.json").write_text('{"points": []}')
-    result = _cli(["mirror", source.url, str(tmp_path / "copy"),
-                   "--push", f"{tmp_path / 'strength.json'}={source.url}/results/strength.json"])
-    assert result.returncode == 0, result.stderr
-    assert sorted(p.name for p in (tmp_path / "copy").iterdir()) == ["v000001.json", "v000001.onnx"]
-    assert source.get("results/strength.json") == b'{"points": []}'
-    bad = _cli(["mirror", "gs://bucket/x", str(tmp_path / "other")])
-    assert bad.returncode == 2 and "unknown storage scheme 'gs'" in bad.stderr

@@ -6,6 +6,7 @@ import json
 import os
 import re
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -88,8 +89,9 @@ def test_the_objectstore_overlay_has_no_claim_at_all(rendered):
 
 def test_the_bucket_is_set_in_one_place_and_credentials_are_optional(rendered):
     """One ConfigMap (blobzero-storage) holds the bucket URL, region and endpoint; every container
-    that touches the bucket reads it, the mirror's and the arena fetch's arguments included; the
-    static-key Secrets are optional; each role runs as its own annotated ServiceAccount."""
+    that touches the bucket reads it (the strength tracker and the arena too, with no override
+    of it); the static-key Secrets are optional; each role runs as its own annotated
+    ServiceAccount."""
     path, docs = rendered
     storage = [d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].startswith("blobzero-storage")]
     assert len(storage) == 1
@@ -117,61 +119,176 @@ def test_the_bucket_is_set_in_one_place_and_credentials_are_optional(rendered):
                 assert not secrets, (role, container["name"])        # no key where no bucket is read
 
 
-def test_the_strength_tracker_is_no_longer_pinned_to_the_trainer(rendered):
+def _gib(quantity: str) -> float:
+    units = {"Ki": 2 ** 10, "Mi": 2 ** 20, "Gi": 2 ** 30, "Ti": 2 ** 40}
+    number, unit = re.fullmatch(r"(\d+)([KMGT]i)", quantity).groups()
+    return int(number) * units[unit] / 2 ** 30
+
+
+def test_the_strength_tracker_and_the_arena_read_the_bucket_themselves(rendered, tmp_path):
+    """No mirror sidecar, no fetch init container, no claim or copy of the run: one container
+    each, reading blobzero-storage with nothing blanking or redirecting it, a writable /tmp large
+    enough for the model cache (2 GB), and the tracker's results at <url>/strength.json (its
+    default --out, which it reads back on restart). The tracker is not tied to the trainer's
+    node, and stays Recreate: one writer of strength.json at a time."""
     _, docs = rendered
     pods = dict(_pods(docs))
-    strength, trainer = pods["blobzero-strength"], pods["blobzero-trainer"]
+    strength, trainer, arena = pods["blobzero-strength"], pods["blobzero-trainer"], pods["blobzero-arena"]
     assert "affinity" not in strength and "affinity" not in trainer
-    mirror = next(c for c in strength["containers"] if c["name"] == "mirror")
-    assert mirror["args"][:2] == ["mirror", "--watch"]
-    assert mirror["args"][2] == "$(BLOBZERO__STORAGE__URL)/checkpoints/versions"
-    tracker = next(c for c in strength["containers"] if c["name"] == "strength")
-    env = {e["name"]: e.get("value") for e in tracker.get("env", [])}
-    assert env["BLOBZERO__STORAGE__URL"] == "" and env["BLOBZERO__STORAGE__CHECKPOINT_DIR"]
-    arena = pods["blobzero-arena"]
-    assert arena["initContainers"][0]["args"][0] == "mirror"
+    deployment = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "blobzero-strength")
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    for pod in (strength, arena):
+        assert "initContainers" not in pod
+        [container] = pod["containers"]
+        assert not [e for e in container.get("env", []) if e["name"].startswith("BLOBZERO__STORAGE__")]
+        assert "mirror" not in json.dumps(container)
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        assert set(volumes) == {"config", "tmp"}, volumes
+        assert _gib(volumes["tmp"]["emptyDir"]["sizeLimit"]) >= 2
+        mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+        assert mounts == {"/etc/blobzero": "config", "/tmp": "tmp"}
+        env = _container_env(container, docs)
+        assert env["BLOBZERO__STORAGE__URL"].startswith("s3://") and "TMPDIR" not in env   # the cache in /tmp
+    [tracker] = strength["containers"]
+    assert tracker["args"][:2] == ["strength", "--watch"] and "--out" not in tracker["args"]
+    from blobzero.strength import results_location
+    from plumbing.config import load
+    env = _container_env(tracker, docs)
+    cfg = load(_config_file(docs, tmp_path), env=env)          # the real loader, the rendered file
+    assert results_location(cfg) == env["BLOBZERO__STORAGE__URL"] + "/strength.json"
+    [script] = arena["containers"][0]["args"]
+    assert "blobzero arena --a latest --b latest~1 " in script and "$BLOBZERO__STORAGE" not in script
 
 
-def test_a_changed_bucket_reaches_the_mirror_and_the_arena_fetch(tmp_path):
-    """Edit only the component's URL and endpoint (what docs/deploy.md asks), render, and run the
-    mirror and the arena's fetch with the arguments and environment the kubelet would give
-    them against a real S3 server: both read the new bucket."""
+def _config_file(docs: list[dict], directory: Path) -> Path:
+    """The rendered blobzero-config ConfigMap's file, written where a test can load it."""
+    config = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].startswith("blobzero-config"))
+    path = directory / "etc" / "blobzero.toml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(config["data"]["blobzero.toml"])
+    return path
+
+
+def _rendered_with_bucket(tmp_path: Path, url: str, endpoint: str) -> list[dict]:
+    """k8s/ copied, only the component's URL and endpoint edited (what docs/deploy.md asks), and
+    the objectstore overlay rendered by the real kubectl."""
     import shutil
+    copy = tmp_path / "k8s"
+    shutil.copytree(ROOT / "k8s", copy)
+    (tmp_path / "monitoring").symlink_to(ROOT / "monitoring")
+    kustomization = copy / "components" / "object-storage" / "kustomization.yaml"
+    text = kustomization.read_text()
+    text = text.replace("BLOBZERO__STORAGE__URL=s3://blobzero/run", f"BLOBZERO__STORAGE__URL={url}")
+    text = text.replace("# - AWS_ENDPOINT_URL=http://minio.minio:9000", f"- AWS_ENDPOINT_URL={endpoint}")
+    kustomization.write_text(text)
+    result = run([tool("kubectl"), "kustomize", str(copy / "overlays" / "objectstore")])
+    assert result.returncode == 0, explain(result)
+    assert "blobzero/run" not in result.stdout
+    return [d for d in yaml.safe_load_all(result.stdout) if d]
+
+
+def test_a_changed_bucket_reaches_the_strength_tracker_and_the_arena(tmp_path):
+    """Edit only the component's bucket and endpoint, render, and run the strength tracker's and
+    the arena's containers as the kubelet would start them — their args (the arena's shell
+    script by /bin/sh), the environment of their ConfigMaps, the keys of the optional Secret, the
+    rendered config file at its mount path's stand-in, /tmp a directory of the test's — against a
+    real S3 server. The tracker measures the archived versions it reads from the bucket, writes
+    <url>/strength.json and, restarted, reads it back instead of measuring again; the arena
+    compares the newest two versions, succeeds saying so while there is only one, and fails
+    when the bucket cannot be read. Only for speed: 2 deals against `random`, the light search,
+    and a free metrics port (a shared test machine)."""
+    import signal
     import sys
-    from s3_helpers import S3Server
+    from plumbing.storage import open_store
+    from s3_helpers import S3Server, _free_port, publish_as_the_trainer, s3_environment
     server = S3Server().start()
     try:
-        bucket = server.bucket("team-bucket")
-        client = server.client()
-        client.put_object(Bucket=bucket, Key="exp1/checkpoints/versions/v1/manifest.json", Body=b"{}")
-        client.put_object(Bucket=bucket, Key="exp1/model_repository/blobnet/config.pbtxt", Body=b"name: 'blobnet'")
-        copy = tmp_path / "k8s"
-        shutil.copytree(ROOT / "k8s", copy)
-        (tmp_path / "monitoring").symlink_to(ROOT / "monitoring")
-        kustomization = copy / "components" / "object-storage" / "kustomization.yaml"
-        text = kustomization.read_text()
-        text = text.replace("BLOBZERO__STORAGE__URL=s3://blobzero/run", "BLOBZERO__STORAGE__URL=s3://team-bucket/exp1")
-        text = text.replace("# - AWS_ENDPOINT_URL=http://minio.minio:9000", f"- AWS_ENDPOINT_URL={server.endpoint}")
-        kustomization.write_text(text)
-        result = run([tool("kubectl"), "kustomize", str(copy / "overlays" / "objectstore")])
-        assert result.returncode == 0, explain(result)
-        assert "blobzero/run" not in result.stdout
-        docs = [d for d in yaml.safe_load_all(result.stdout) if d]
-        pods = dict(_pods(docs))
-        mirror = next(c for c in pods["blobzero-strength"]["containers"] if c["name"] == "mirror")
-        fetch = pods["blobzero-arena"]["initContainers"][0]
-        for container, copied in ((mirror, "v1/manifest.json"), (fetch, "blobnet/config.pbtxt")):
-            env = _container_env(container, docs)
-            args = [_expand(a, env).replace("/var/lib/blobzero", str(tmp_path / "var"))
-                    for a in container["args"] if a != "--watch"]
-            child_env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), **env,
-                         "AWS_ACCESS_KEY_ID": server.env["AWS_ACCESS_KEY_ID"],       # the optional Secret
-                         "AWS_SECRET_ACCESS_KEY": server.env["AWS_SECRET_ACCESS_KEY"]}
-            ran = run([str(Path(sys.executable).parent / "blobzero"), *args], env=child_env, cwd=ROOT, timeout=120)
-            assert ran.returncode == 0, explain(ran)
-            assert (Path(args[2]) / copied).exists(), (args, ran.stderr)
+        with s3_environment(server):       # this process publishes the versions
+            server.bucket("team-bucket")
+            url = "s3://team-bucket/exp1"
+            docs = _rendered_with_bucket(tmp_path, url, server.endpoint)
+            pods = dict(_pods(docs))
+            config_file = _config_file(docs, tmp_path)
+            results = open_store(url)
+
+            def start(container: dict, extra_env: dict, scratch: str) -> tuple[list[str], dict]:
+                env = _container_env(container, docs)
+                tmp = tmp_path / scratch
+                tmp.mkdir()
+                args = [_expand(a, env).replace("/etc/blobzero/blobzero.toml", str(config_file))
+                        for a in container["args"]]
+                child_env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(tmp_path),
+                             "TMPDIR": str(tmp), **env,
+                             "AWS_ACCESS_KEY_ID": server.env["AWS_ACCESS_KEY_ID"],       # the optional Secret
+                             "AWS_SECRET_ACCESS_KEY": server.env["AWS_SECRET_ACCESS_KEY"],
+                             "BLOBZERO__ARENA__SEARCH_PRESET": "light", **extra_env}
+                return args, child_env
+
+            # the arena's script (by /bin/sh) while one version is published: nothing to compare yet
+            publish_as_the_trainer(url, 1, tmp_path)
+            arena = pods["blobzero-arena"]["containers"][0]
+            assert arena["command"] == ["/bin/sh", "-c"]
+            [script] = arena["args"]
+            script = script.replace("/etc/blobzero/blobzero.toml", str(config_file))
+            _, arena_env = start(arena, {"ARENA_ROUNDS": "2"}, "tmp-arena")
+            one = run(["/bin/sh", "-c", script], env=arena_env, cwd=tmp_path, timeout=300)
+            assert one.returncode == 0, explain(one)
+            assert "only one model version is published so far" in one.stdout and "is v1" in one.stderr
+
+            # the strength tracker: measures v1 from the bucket, results in <url>/strength.json
+            [tracker] = pods["blobzero-strength"]["containers"]
+            speed = ["--deals", "2", "--opponents", "random"]
+
+            def watch_until(version: int, scratch: str) -> str:
+                args, env = start(tracker, {"BLOBZERO__METRICS__HOST": "127.0.0.1",
+                                            "BLOBZERO__METRICS__STRENGTH_PORT": str(_free_port())}, scratch)
+                proc = subprocess.Popen([str(Path(sys.executable).parent / "blobzero"), *args, *speed],
+                                        env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                try:
+                    deadline = time.monotonic() + 240
+                    while time.monotonic() < deadline and proc.poll() is None:
+                        if version in _measured(results):
+                            break
+                        time.sleep(0.5)
+                    assert version in _measured(results), "not measured in time"
+                finally:
+                    proc.send_signal(signal.SIGTERM)
+                    out, _ = proc.communicate(timeout=60)
+                assert proc.returncode == 0, out
+                cached = list((tmp_path / scratch / f"blobzero-cache-{os.getuid()}").glob("*-model.onnx"))
+                assert cached, out                       # the version came through the model cache
+                return out
+
+            first = watch_until(1, "tmp-strength-1")
+            assert "v1 vs random" in first and "uniform (no network) vs random" in first
+            publish_as_the_trainer(url, 2, tmp_path)
+            second = watch_until(2, "tmp-strength-2")    # restarted: v1 and the baseline read back
+            assert "v2 vs random" in second and "v1 vs random" not in second and "uniform" not in second, second
+            points = json.loads(results.get("strength.json"))["points"]
+            assert sorted(p["version"] for p in points) == [0, 1, 2]
+
+            # the arena's script, now that there are two versions
+            two = run(["/bin/sh", "-c", script], env=arena_env, cwd=tmp_path, timeout=300)
+            assert two.returncode == 0, explain(two)
+            report = json.loads(two.stdout)
+            assert (report["a"], report["b"], report["deals"]) == ("v2", "v1", 2)
+            # any other failure fails the job: a bucket that is not there, an endpoint that is down
+            missing = {**arena_env, "BLOBZERO__STORAGE__URL": "s3://no-such-bucket/exp1"}
+            refused = run(["/bin/sh", "-c", script], env=missing, cwd=tmp_path, timeout=300)
+            assert refused.returncode == 2 and "cannot list the model versions" in refused.stderr, explain(refused)
+            assert "only one model version" not in refused.stdout
+            server.stop()
+            down = run(["/bin/sh", "-c", script], env=arena_env, cwd=tmp_path, timeout=300)
+            assert down.returncode != 0 and "only one model version" not in down.stdout, explain(down)
     finally:
         server.stop()
+
+
+def _measured(results) -> set[int]:
+    try:
+        return {p["version"] for p in json.loads(results.get("strength.json"))["points"]}
+    except FileNotFoundError:
+        return set()
 
 
 def _compose(env: dict) -> subprocess.CompletedProcess:
@@ -191,14 +308,20 @@ def test_the_compose_override_needs_credentials_and_mounts_no_shared_volume(tmp_
     schema = run([tool("check-jsonschema"), "--builtin-schema", "vendor.compose-spec", str(path)])
     assert schema.returncode == 0, explain(schema)
     services = model["services"]
-    assert {"minio", "minio-init", "strength-mirror"} <= set(services)
+    assert {"minio", "minio-init"} <= set(services) and not [s for s in services if "mirror" in s]
+    for name in ("triton", "selfplay", "trainer", "strength"):
+        assert services[name]["environment"]["AWS_ACCESS_KEY_ID"] == "k"
+        assert services[name]["environment"]["BLOBZERO__STORAGE__URL"] == "s3://blobzero/run", name
+        assert services[name]["depends_on"]["minio-init"]["condition"] == "service_completed_successfully"
     for name in ("triton", "selfplay", "trainer"):
         assert not services[name].get("volumes"), name
-        assert services[name]["environment"]["AWS_ACCESS_KEY_ID"] == "k"
-        assert services[name]["depends_on"]["minio-init"]["condition"] == "service_completed_successfully"
-    for name in ("triton", "selfplay", "trainer", "strength-mirror"):
-        assert services[name]["environment"]["BLOBZERO__STORAGE__URL"] == "s3://blobzero/run", name
-    assert {v["source"] for v in services["strength"]["volumes"]} == {"strength-mirror", "strength"}
+    # the strength tracker: results in the bucket (no --out), the model cache in /tmp, on a
+    # volume of its own (a 2 GB cache would not fit the 512 MB tmpfs, nor in its memory limit)
+    strength = services["strength"]
+    assert strength["command"][:2] == ["strength", "--watch"] and "--out" not in strength["command"]
+    assert [(v["source"], v["target"]) for v in strength["volumes"]] == [("strength-cache", "/tmp")]
+    assert not strength.get("tmpfs") and strength["read_only"] is True
+    assert "strength-cache" in model["volumes"]
     # MinIO's root user is its own, never the services' key
     assert services["minio"]["environment"]["MINIO_ROOT_USER"] != "k"
     # without the profile (your own S3 service) the optional dependency on minio-init drops out

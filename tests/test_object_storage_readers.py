@@ -1,5 +1,6 @@
-"""The commands that read models work on a run in a bucket, with no mirror (issue 26): ``blobzero
-arena``, ``blobzero game``, ``blobzero strength`` and the agent's in-process models, with
+"""The commands that read models work on a run in a bucket, nothing copied but the models
+(issue 26): ``blobzero arena``, ``blobzero game``, ``blobzero strength`` and the agent's
+in-process models, with
 ``--set storage.url=s3://…`` against a real S3 API server on loopback (tests/s3_helpers.py).
 They fetch the version they need through plumbing/storage.py into the bounded local cache
 (``<TMPDIR>/blobzero-cache-<uid>``); the strength results land in the bucket beside the checkpoints."""
@@ -16,6 +17,7 @@ import pytest
 from plumbing.config import load
 from plumbing.model_repository import ModelVersions, publish_version
 from plumbing.storage import FileCache, open_store
+from s3_helpers import publish_as_the_trainer
 from test_object_storage import s3  # noqa: F401  (the module-scoped S3 server with bucket "blobzero")
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,17 +27,10 @@ ROOT = Path(__file__).resolve().parents[1]
 def run(s3, tmp_path_factory):
     """A run in the bucket as the trainer leaves it: versions 1 and 2 in the model repository,
     both archived with their manifests."""
-    from trainer.export import export_fresh
     tmp = tmp_path_factory.mktemp("run")
     url = f"s3://blobzero/run-{time.time_ns()}"
-    archive = open_store(f"{url}/checkpoints/versions")
     for version in (1, 2):
-        onnx = export_fresh("tiny", tmp / f"v{version}.onnx", seed=version)
-        assert publish_version(f"{url}/model_repository", onnx) == version
-        archive.put(f"v{version:06d}.onnx", onnx.read_bytes())
-        archive.put(f"v{version:06d}.json", json.dumps(
-            {"version": version, "step": 10 * version, "rounds_seen": 64 * version,
-             "positions_seen": 600 * version, "published_unix": 1000.0 + 60 * version}).encode())
+        publish_as_the_trainer(url, version, tmp)
     return url, tmp
 
 
@@ -70,7 +65,7 @@ def test_arena_and_game_play_a_version_read_from_the_bucket(run, tmp_path):
     assert res.returncode == 2
     assert f"model version 9 is neither in {url}/model_repository/blobnet nor archived in " \
            f"{url}/checkpoints/versions" in res.stderr
-    # nothing of the run was copied besides the cached model files: no mirror, no run directory
+    # nothing of the run was copied besides the cached model files: no run directory
     assert [p.name for p in tmp_path.iterdir()] == ["tmp"]
     assert [p.name for p in (tmp_path / "tmp").iterdir()
             if not p.name.startswith(".")] == [f"blobzero-cache-{os.getuid()}"]
