@@ -197,11 +197,24 @@ def _file(location: str | os.PathLike) -> tuple[Store, str]:
 
 
 def load_results(location: str | os.PathLike) -> list[dict]:
-    """The points in a results file ([] when there is none or it is unreadable)."""
+    """The points in a results file: [] when there is none yet. A file that cannot be read
+    now (the bucket unreachable, permissions) raises OSError: starting from nothing would let
+    the next save overwrite the history. A damaged file is set aside as ``<name>.damaged``
+    (kept, never overwritten) and the results start afresh, with a warning."""
     store, key = _file(location)
     try:
-        return json.loads(store.get(key))["points"]
-    except (OSError, ValueError, KeyError, TypeError):
+        blob = store.get(key)
+    except FileNotFoundError:
+        return []
+    try:
+        points = json.loads(blob)["points"]
+        if not isinstance(points, list):
+            raise TypeError("points is not a list")
+        return points
+    except (ValueError, KeyError, TypeError) as exc:
+        store.put(key + ".damaged", blob)
+        print(f"strength: {location} is damaged ({exc}); kept as {key}.damaged, starting afresh",
+              file=sys.stderr)
         return []
 
 

@@ -118,3 +118,25 @@ def test_the_trend_pools_the_last_points_weighted_by_deals(tmp_path):
              "ci95": [0.1 * v - 0.4, 0.1 * v + 0.4], "deals": 200} for v in range(1, TREND_POINTS + 5)]
     out = plot(many, tmp_path / "curve.png")
     assert out is not None and out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_results_are_never_overwritten_by_a_tracker_that_could_not_read_them(tmp_path):
+    """A missing file is no results yet; a damaged one is kept aside and reported; a file that
+    cannot be read now raises, so a restarted tracker never saves over the history."""
+    out = tmp_path / "strength.json"
+    assert load_results(out) == []
+    out.write_text('{"points": [{"version": 1')
+    assert load_results(out) == []
+    assert (tmp_path / "strength.json.damaged").read_text() == '{"points": [{"version": 1'
+    from s3_helpers import S3Server, s3_environment
+    server = S3Server().start()
+    try:
+        with s3_environment(server):
+            server.bucket("run")
+            url = "s3://run/strength.json"
+            assert load_results(url) == []                  # none yet
+            server.stop()                                   # the endpoint goes away
+            with pytest.raises(OSError):
+                load_results(url)
+    finally:
+        server.stop()
