@@ -7,7 +7,8 @@
    and the strength tracker (``blobzero strength --watch``, niced: it measures each newest
    published version against ``greedy`` and ``expert`` while training goes on);
 4. show live progress for the time budget, then stop everything cleanly (SIGTERM);
-5. measure the final version with more deals, print the strength table, and save
+5. measure the final version with more deals, print the strength table and what training
+   added (version 1 and the same search with no network on the first of those deals, paired), and save
    ``report.json``, ``strength.json`` and ``learning_curve.png`` beside the checkpoints: in the
    run directory, or with ``--set storage.url=s3://…`` in the bucket (every part reads and
    writes through plumbing/storage.py; nothing is mirrored).
@@ -41,6 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="where everything is written (default: runs/<date-time>)")
     parser.add_argument("--arena-deals", type=int, default=600,
                         help="duplicate deals for the final version's measurement (default: %(default)s)")
+    parser.add_argument("--baseline-deals", type=int, default=300,
+                        help="of those deals, how many version 1 and the search with no network are "
+                             "measured on beside the final version, paired (0 = skip; default: %(default)s)")
     parser.add_argument("--watch-deals", type=int, default=200,
                         help="duplicate deals per measurement while training (default: %(default)s)")
     parser.add_argument("--opponents", default=",".join(DEFAULT_OPPONENTS),
@@ -292,9 +296,10 @@ def main(args: argparse.Namespace) -> int:
     added = None
     final = [p for p in points if "per_deal" in p and p["opponent"] == "expert"] or \
             [p for p in points if "per_deal" in p]
-    if final:
-        print(f"\nmeasuring the same search with version 1 and with no network on those deals ...")
-        added = contribution(cfg, final[-1], args.arena_deals, threads=min(2, os.cpu_count() or 1))
+    if final and args.baseline_deals > 0:
+        print(f"\nmeasuring the same search with version 1 and with no network on the first "
+              f"{min(args.baseline_deals, args.arena_deals)} of those deals ...")
+        added = contribution(cfg, final[-1], args.baseline_deals, threads=min(2, os.cpu_count() or 1))
         print(added["table"])
     curve = plot(points, join(locations(cfg.storage).results, CURVE),
                  title=f"{cfg.network.preset} net, {'x'.join(map(str, cfg.arena_table()))}, "
@@ -305,7 +310,7 @@ def main(args: argparse.Namespace) -> int:
               "rounds_per_minute": summary.get("rounds_per_minute"),
               "strength": [{k: v for k, v in p.items() if k != "per_deal"} for p in points],
               "table": table,
-              "training_added": None if added is None else {k: added[k] for k in ("opponent", "rows")},
+              "training_added": None if added is None else {k: added[k] for k in ("opponent", "deals", "rows")},
               "learning_curve": str(curve) if curve else None}
     saved = save_file(join(locations(cfg.storage).results, "report.json"),
                       json.dumps(report, indent=2, default=str).encode())

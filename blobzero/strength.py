@@ -135,13 +135,16 @@ def measure_uniform(cfg: configuration.Config, opponents: list[str], deals: int,
 
 def contribution(cfg: configuration.Config, final: dict, deals: int, seed: int = 4242,
                  threads: int = 1) -> dict:
-    """What training added, on the deals ``final`` (a point of ``measure``, with its per-deal
-    results) was measured on: the same search with the run's version 1 and with no network at
-    all (``uniform``) against the same opponent, and the final version's paired difference to
-    each (95% CI over deals). Returns {"opponent", "rows": [...], "table": str}."""
+    """What training added, on the first ``deals`` of the deals ``final`` (a point of
+    ``measure``, with its per-deal results) was measured on: the same search with the run's
+    version 1 and with no network at all (``uniform``) against the same opponent, and the final
+    version's paired difference to each on those deals (95% CI over deals). Returns
+    {"opponent", "deals", "rows": [...], "table": str}."""
     from blobzero.arena import Agent, arena_search, mean_ci, play, resolve_agent
 
     opponent = final["opponent"]
+    deals = min(deals, len(final["per_deal"]))
+    final_deals = final["per_deal"][:deals]            # the same seeds: seed, seed + 1, ...
     n_players, cards = cfg.arena_table()
     baselines = [("v1", Agent("v1", ModelVersions.from_config(cfg.storage).path(1))),
                  ("uniform", resolve_agent("uniform", cfg))]
@@ -153,11 +156,11 @@ def contribution(cfg: configuration.Config, final: dict, deals: int, seed: int =
         report = play(agent, resolve_agent(opponent, cfg), deals=deals, n_players=n_players, cards=cards,
                       search=arena_search(cfg), seed=seed, games_in_flight=cfg.arena.games_in_flight,
                       lineup="solo", intra_op_threads=threads)
-        gain, ci = mean_ci([f - b for f, b in zip(final["per_deal"], report["per_deal"])])
+        gain, ci = mean_ci([f - b for f, b in zip(final_deals, report["per_deal"])])
         rows.append({"agent": name, "difference": report["difference"], "ci95": report["ci95"],
                      "paired": {"final_minus_this": gain, "ci95": list(ci),
                                 "significant": ci[0] > 0 or ci[1] < 0}})
-    lines = [f"what training added (vs {opponent}, the same {len(final['per_deal'])} deals, "
+    lines = [f"what training added (vs {opponent}, paired on the first {deals} of those deals, "
              f"search {final['search']}):",
              f"{'agent':<10}{'vs ' + opponent + ' [95% CI]':>28}{'final minus it [95% CI]':>30}"]
     for row in rows:
@@ -171,7 +174,7 @@ def contribution(cfg: configuration.Config, final: dict, deals: int, seed: int =
                      f"{paired:>30}")
     lines.append("uniform = the same search with no network (every prior equal, every value the same); "
                  "* = 95% CI excludes 0")
-    return {"opponent": opponent, "rows": rows, "table": "\n".join(lines)}
+    return {"opponent": opponent, "deals": deals, "rows": rows, "table": "\n".join(lines)}
 
 
 def remeasure(cfg: configuration.Config, out: str | os.PathLike, versions: list[int], found: dict[int, dict],
