@@ -39,9 +39,8 @@ ELO = 400 / math.log(10)
 
 
 def ladder_location(cfg) -> str:
-    """``<parent of storage.games_dir>/ladder`` (beside the agent's stored games)."""
-    from blobzero.agent.gamestore import games_location
-    return storage.join(games_location(cfg).rstrip("/").rsplit("/", 2)[0], "ladder")
+    """``<parent of storage.games_dir>/ladder`` (beside the agent's stored games; storage.locations)."""
+    return storage.locations(cfg.storage).ladder
 
 
 # -- the fit -----------------------------------------------------------------------------------

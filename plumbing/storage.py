@@ -131,15 +131,33 @@ class Locations:
     checkpoints: str    # the trainer's checkpoint (trainer.pt)
     archive: str        # every published version: v<NNNNNN>.onnx + v<NNNNNN>.json manifests
     results: str        # strength.json, report.json, learning_curve.png: beside the checkpoints
+    agent_games: str    # the agent's hosted games, <id>.json (blobzero/agent/gamestore.py)
+    human_games: str    # finished human games as training shards (blobzero/agent/humangames.py)
+    ladder: str         # ladder.json, ladder.png, ladder.prom (blobzero/ladder.py)
+
+
+def beside_games(games: str | os.PathLike, name: str) -> str:
+    """``<parent of the games location>/<name>``: what a run keeps beside its games. A games
+    location with no parent (a bare ``games`` directory, or a bucket's root) gives ``name``
+    relative to the working directory, or a hidden ``.<name>`` prefix in that bucket (which
+    the shard listing skips)."""
+    base = str(games).rstrip("/")
+    if "/" not in base.split("://", 1)[-1]:
+        return join(base, "." + name.replace("/", "-")) if is_remote(base) else join(*name.split("/"))
+    return join(base.rsplit("/", 1)[0], name)
 
 
 def locations(section) -> Locations:
     """The locations of a ``[storage]`` config section (plumbing/config.py StorageSection,
     whose ``storage.url`` already placed games/model_repository/checkpoints under one root)."""
-    return Locations(games=str(section.games_dir), models=str(section.model_repository),
+    games = str(section.games_dir)
+    return Locations(games=games, models=str(section.model_repository),
                      checkpoints=str(section.checkpoint_dir),
                      archive=join(section.checkpoint_dir, "versions"),
-                     results=parent(section.checkpoint_dir))
+                     results=parent(section.checkpoint_dir),
+                     agent_games=beside_games(games, "agent/games"),
+                     human_games=beside_games(games, "human_games"),
+                     ladder=beside_games(games, "ladder"))
 
 
 def triton_repository_url(location: str | os.PathLike, endpoint: str | None = None) -> str:

@@ -33,11 +33,8 @@ DEFAULT_KEEP_DAYS = 30.0
 
 
 def games_location(cfg) -> str:
-    """``<parent of storage.games_dir>/agent/games`` (a URL stays a URL)."""
-    base = str(cfg.storage.games_dir).rstrip("/")
-    if "/" not in base.split("://", 1)[-1]:          # "games" or "s3://bucket": no parent to use
-        return storage.join(base, ".agent-games") if storage.is_remote(base) else storage.join("agent", "games")
-    return storage.join(base.rsplit("/", 1)[0], "agent", "games")
+    """``<parent of storage.games_dir>/agent/games`` (a URL stays a URL; storage.locations)."""
+    return storage.locations(cfg.storage).agent_games
 
 
 class GameStore:

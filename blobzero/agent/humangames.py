@@ -11,14 +11,14 @@ the trainer reads them only when told to mix a share of them in.
 """
 from __future__ import annotations
 
-from blobzero.agent.gamestore import games_location
 from plumbing import storage
 from plumbing.records import to_proto
 from plumbing.shards import encode_shard, shard_key
 
 
 def human_games_location(cfg) -> str:
-    return storage.join(games_location(cfg).rstrip("/").rsplit("/", 2)[0], "human_games")
+    """``<parent of storage.games_dir>/human_games`` (storage.locations)."""
+    return storage.locations(cfg.storage).human_games
 
 
 class HumanGames:
