@@ -382,6 +382,7 @@ class TrainerSection:
     threads: int = 1                   # torch intra-op threads
     seed: int = 0
     device: str = "auto"               # auto (CUDA when present) | cpu | cuda (trainer/device.py)
+    human_share: float = 0.0           # share of each batch from human games (agent.record_human_games); 0 = none
 
     def validate(self) -> None:
         _require(1 <= self.batch_size <= 65_536, "trainer.batch_size", "must be 1..65536")
@@ -409,6 +410,9 @@ class TrainerSection:
         _require(self.checkpoint_every >= 1, "trainer.checkpoint_every", "must be >= 1")
         _require(1 <= self.threads <= 256, "trainer.threads", "must be 1..256")
         _require(self.device in ("auto", "cpu", "cuda"), "trainer.device", "must be auto, cpu or cuda")
+        _require(0 <= self.human_share <= 0.5, "trainer.human_share",
+                 f"must be in [0, 0.5] (the share of each training batch drawn from human games; "
+                 f"0 = none), got {self.human_share!r}")
 
     def learning_rate_at(self, step: int) -> float:
         """The learning rate of optimiser step ``step`` (0-based, the trainer's global step
