@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from blobcore.search_config import FIELDS as SEARCH_FIELDS
+from blobcore.search_config import PRESET_SETTINGS
 from blobcore.search_config import SIZES as SEARCH_SIZES
 from blobcore.search_config import SearchConfig, batch_capacity
 from plumbing.netspec import MODEL_NAME
@@ -196,7 +197,8 @@ class _SearchSectionMethods:
         values = {name: getattr(self, name) for name in SEARCH_FIELDS if hasattr(self, name)}
         values["determinizations"] = (self.determinizations if preset is None else 0) or d
         values["simulations"] = (self.simulations if preset is None else 0) or s
-        cfg = SearchConfig(**{**values, **settings})
+        implied = PRESET_SETTINGS.get(preset or self.preset, {})     # e.g. easy: random play-outs
+        cfg = SearchConfig(**{**values, **implied, **settings})
         return cfg.for_evaluation() if for_evaluation else cfg
 
 
@@ -204,7 +206,8 @@ class _SearchSectionMethods:
 #: derived from it (one list of fields, one set of defaults: the product's search).
 SearchSection = dataclasses.make_dataclass(
     "SearchSection", _search_section_fields(), bases=(_SearchSectionMethods,), frozen=True,
-    namespace={"__doc__": "Search preset (light 2x20, medium 3x30, heavy 5x50) plus every "
+    namespace={"__doc__": "Search preset (easy 2x4 with random play-outs, light 2x20, medium 3x30, "
+                          "heavy 5x50) plus every "
                           "SearchConfig setting (blobcore/search_config.py states each).",
                "__module__": __name__})
 
