@@ -167,11 +167,13 @@ class SearchConfig:
                 f"{self.beliefs} beliefs")
 
     def sized(self, preset: str) -> "SearchConfig":
-        """The same search at a preset's size (determinizations x simulations)."""
+        """The same search at a preset's size (determinizations x simulations), with the
+        settings the preset implies (``PRESET_SETTINGS``)."""
         if preset not in SIZES:
             raise ValueError(f"unknown search preset {preset!r}; choose one of {', '.join(SIZES)}")
         determinizations, simulations = SIZES[preset]
-        return replace(self, determinizations=determinizations, simulations=simulations)
+        return replace(self, determinizations=determinizations, simulations=simulations,
+                       **PRESET_SETTINGS.get(preset, {}))
 
 
 def batch_capacity(n_slots: int, config: SearchConfig) -> int:
@@ -187,7 +189,16 @@ def batch_capacity(n_slots: int, config: SearchConfig) -> int:
 
 
 #: The search sizes by name: (determinizations, simulations per determinization).
-SIZES = {"light": (2, 20), "medium": (3, 30), "heavy": (5, 50)}
+SIZES = {"easy": (2, 4), "light": (2, 20), "medium": (3, 30), "heavy": (5, 50)}
+#: Settings a preset implies over the configured search (``sized`` and the config's ``build``
+#: apply them): ``easy`` plays out leaves with random moves, so that it plays below ``greedy``.
+PRESET_SETTINGS = {"easy": {"rollout": "random"}}
+#: The agent's difficulty levels, weakest first: the presets the play page offers (``GET
+#: /api/info``), the agent plays for a model seat, and ``blobzero ladder`` rates as
+#: ``level:<name>``. Chosen to be felt, random → strongest (docs/players.md, "Ratings": about
+#: 215, 335 and 390 with ``random`` at 0); ``medium`` stays a preset (the default search of
+#: self-play and the agent's API) but is no level: it measured between ``light`` and ``heavy``.
+LEVELS = ("easy", "light", "heavy")
 #: The plain search's settings over the product's: PUCT root, the network's value at the
 #: leaves, uniform beliefs (AlphaZero's search; the benchmarks and tests name it "plain").
 PLAIN_SETTINGS = dict(root="puct", rollout="none", rollout_weight=0.5, beliefs="uniform",

@@ -2,12 +2,12 @@
 levels and model versions, fitted to duplicate-deal matches (docs/players.md, "Ratings").
 
     blobzero ladder                                   # the stored ratings: table, PNG, Prometheus file
-    blobzero ladder --add level:light level:medium level:heavy --model latest --deals 200
+    blobzero ladder --add level:easy level:light level:medium --model latest --deals 200
     blobzero ladder --add v12                         # a new version plays the anchors, not everyone
 
 Entrants: ``random``, ``greedy``, ``expert`` (the anchors; ``random`` is fixed at 0), ``level:<preset>``
-(the model ``--model`` — latest, vN or an .onnx file — searching with that preset: what the play page
-calls a level) and ``v<N>`` (a version at ``arena.search_preset``). An entrant plays ``--deals``
+(the model ``--model`` — latest, vN or an .onnx file — searching with that preset: one of the
+agent's levels, ``blobcore.search_config.LEVELS``, which the play page offers) and ``v<N>`` (a version at ``arena.search_preset``). An entrant plays ``--deals``
 duplicate deals (4 × 5, A and B alternating, every seating, ``blobzero.arena``) against each anchor;
 the anchors play each other once. Each deal is a win, loss or draw by A's mean score minus B's.
 
@@ -30,11 +30,12 @@ import time
 
 import numpy as np
 
+from blobcore import search_config
 from plumbing import config as configuration
 from plumbing import storage
 
 ANCHORS = ("random", "greedy", "expert")
-LEVELS = ("light", "medium", "heavy")
+LEVELS = search_config.LEVELS              # the one definition the page and the agent read too
 ELO = 400 / math.log(10)
 
 
@@ -88,7 +89,8 @@ def resolve(entrant: str, cfg, model: str):
     if entrant.startswith("level:"):
         preset = entrant.split(":", 1)[1]
         if preset not in LEVELS:
-            raise ValueError(f"{entrant}: a level is level:light, level:medium or level:heavy")
+            raise ValueError(f"{entrant}: a level is one of "
+                             f"{', '.join(f'level:{name}' for name in LEVELS)}")
         return resolve_agent(model, cfg), preset
     return resolve_agent(entrant, cfg), cfg.arena.search_preset
 
@@ -177,7 +179,7 @@ def format_table(ratings: dict) -> str:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     configuration.add_config_arguments(parser)
     parser.add_argument("--add", nargs="*", default=[], metavar="ENTRANT",
-                        help="entrants to rate: random, greedy, expert, level:light|medium|heavy, vN")
+                        help=f"entrants to rate: random, greedy, expert, level:{'|'.join(LEVELS)}, vN")
     parser.add_argument("--model", default="latest", help="the model of the level:* entrants (latest, vN, .onnx)")
     parser.add_argument("--anchors", default="greedy,expert", help="whom a new entrant plays")
     parser.add_argument("--deals", type=int, default=200, help="duplicate deals per match")

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from blobcore.search_config import FIELDS as SEARCH_FIELDS
+from blobcore.search_config import PRESET_SETTINGS
 from blobcore.search_config import SIZES as SEARCH_SIZES
 from blobcore.search_config import SearchConfig, batch_capacity
 from plumbing.netspec import MODEL_NAME
@@ -196,7 +197,8 @@ class _SearchSectionMethods:
         values = {name: getattr(self, name) for name in SEARCH_FIELDS if hasattr(self, name)}
         values["determinizations"] = (self.determinizations if preset is None else 0) or d
         values["simulations"] = (self.simulations if preset is None else 0) or s
-        cfg = SearchConfig(**{**values, **settings})
+        implied = PRESET_SETTINGS.get(preset or self.preset, {})     # e.g. easy: random play-outs
+        cfg = SearchConfig(**{**values, **implied, **settings})
         return cfg.for_evaluation() if for_evaluation else cfg
 
 
@@ -204,7 +206,8 @@ class _SearchSectionMethods:
 #: derived from it (one list of fields, one set of defaults: the product's search).
 SearchSection = dataclasses.make_dataclass(
     "SearchSection", _search_section_fields(), bases=(_SearchSectionMethods,), frozen=True,
-    namespace={"__doc__": "Search preset (light 2x20, medium 3x30, heavy 5x50) plus every "
+    namespace={"__doc__": "Search preset (easy 2x4 with random play-outs, light 2x20, medium 3x30, "
+                          "heavy 5x50) plus every "
                           "SearchConfig setting (blobcore/search_config.py states each).",
                "__module__": __name__})
 
@@ -382,6 +385,7 @@ class TrainerSection:
     threads: int = 1                   # torch intra-op threads
     seed: int = 0
     device: str = "auto"               # auto (CUDA when present) | cpu | cuda (trainer/device.py)
+    human_share: float = 0.0           # share of each batch from human games (agent.record_human_games); 0 = none
 
     def validate(self) -> None:
         _require(1 <= self.batch_size <= 65_536, "trainer.batch_size", "must be 1..65536")
@@ -409,6 +413,9 @@ class TrainerSection:
         _require(self.checkpoint_every >= 1, "trainer.checkpoint_every", "must be >= 1")
         _require(1 <= self.threads <= 256, "trainer.threads", "must be 1..256")
         _require(self.device in ("auto", "cpu", "cuda"), "trainer.device", "must be auto, cpu or cuda")
+        _require(0 <= self.human_share <= 0.5, "trainer.human_share",
+                 f"must be in [0, 0.5] (the share of each training batch drawn from human games; "
+                 f"0 = none), got {self.human_share!r}")
 
     def learning_rate_at(self, step: int) -> float:
         """The learning rate of optimiser step ``step`` (0-based, the trainer's global step

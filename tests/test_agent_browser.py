@@ -70,7 +70,12 @@ def test_play_a_round_by_clicking_and_check_the_score_table(agent, tmp_path):
         light = b.text(b.find("#preset option[value=light]"))
         assert light.startswith("light 2×20 · rating ") and f"rating {math.floor(ratings['level:light']['rating'] + 0.5)}" in light
         assert f"rating {math.floor(ratings['expert']['rating'] + 0.5)}" in b.text(b.find("#opponent-kind option[value=expert]"))
-        assert "rating" not in b.text(b.find("#preset option[value=heavy]"))     # not measured: no number
+        assert "rating" not in b.text(b.find("#preset option[value=easy]"))      # not measured: no number
+        # the agent's levels (blobcore.search_config.LEVELS), weakest first, from /api/info
+        assert b.script("return [...document.getElementById('preset').options].map(o => o.value)") == \
+            ["easy", "light", "heavy"]
+        assert b.text(b.find("#preset option[value=easy]")) == "easy 2×4"
+        assert b.script("return document.getElementById('preset').value") == "heavy"   # medium is no level
         for css, value in (("#players", "4"), ("#cards", "3"), ("#length", "round"),
                            ("#opponent-kind", "model"), ("#preset", "light")):
             b.select(css, value)

@@ -71,6 +71,10 @@ def test_round_trip_through_toml(tmp_path):
     (["trainer.learning_rate_min=nan"], "'trainer.learning_rate_min' must be a finite number"),
     (["trainer.value_target_search=1.5"], "'trainer.value_target_search' must be in \\[0, 1\\]"),
     (["trainer.value_target_search=-0.1"], "'trainer.value_target_search' must be in \\[0, 1\\]"),
+    (["trainer.human_share=0.6"], "'trainer.human_share' must be in \\[0, 0.5\\] \\(the share of each "
+                                  "training batch drawn from human games; 0 = none\\), got 0.6"),
+    (["trainer.human_share=-0.1"], "'trainer.human_share' must be in \\[0, 0.5\\]"),
+    (["trainer.human_share=nan"], "'trainer.human_share' must be a finite number"),
     (["arena.games_in_flight=0"], "'arena.games_in_flight' must be 1..16384"),
     (["selfplay.client_id=///"], "'selfplay.client_id' must be empty"),
     (["selfplay.client_id=a b"], "'selfplay.client_id' must be empty"),

@@ -87,7 +87,9 @@ def test_the_command_rates_built_ins_and_a_level_incrementally(measured):
     assert again.returncode == 0 and json.loads(again.stdout) == ratings
     assert len(json.loads((kept / "ladder.json").read_text())["matches"]) == 5
     bad = ladder(root / "run", "--add", "level:huge")
-    assert bad.returncode == 2 and "a level is level:light, level:medium or level:heavy" in bad.stderr
+    assert bad.returncode == 2 and "a level is one of level:easy, level:light, level:heavy" in bad.stderr
+    medium = ladder(root / "run", "--add", "level:medium")             # a preset, but no level
+    assert medium.returncode == 2 and "level:medium: a level is one of" in medium.stderr
 
 
 def test_the_agent_names_its_levels_with_their_ratings(measured, tmp_path):
@@ -99,6 +101,10 @@ def test_the_agent_names_its_levels_with_their_ratings(measured, tmp_path):
         with urllib.request.urlopen(agent.page + "api/info", timeout=10) as r:
             info = json.loads(r.read())
         assert info["ratings"]["level:light"] == ratings["level:light"]
+        # the levels the page offers: the one definition (blobcore.search_config.LEVELS), weakest first
+        assert info["search_presets"] == ["easy", "light", "heavy"]
+        assert info["levels"]["easy"] == {"determinizations": 2, "simulations": 4, "rollout": "random"}
+        assert info["levels"]["heavy"] == {"determinizations": 5, "simulations": 50}
         assert info["ratings"]["expert"] == ratings["expert"]
         assert agent.metric("blobzero_ladder_rating", entrant="level:light", bound="mid") == \
             pytest.approx(ratings["level:light"]["rating"])

@@ -212,3 +212,92 @@ def test_the_trainer_follows_the_schedule_across_a_restart_and_mixes_value_targe
     assert rate(again) == pytest.approx(0.002)                     # 0.00125 floored
     sample = again.window.sample(64, np.random.default_rng(1))
     assert np.isfinite(sample.value).all()
+
+
+# -- human games mixed in (trainer.human_share) -----------------------------------------------------
+
+def play_human_games(cfg, n: int, seed: int) -> list:
+    """``n`` finished 3-player games (from 3 cards) on a real GameHost whose finished games the real
+    ``HumanGames`` writer stores where the trainer looks for them: seat 1 a person making random
+    legal moves, ``expert`` and ``greedy`` around it. Returns the written shards' records."""
+    import random
+
+    from blobcore.players import PLAYERS
+    from blobzero.agent.games import GameHost, Seat
+    from blobzero.agent.humangames import HumanGames
+    from plumbing.shards import decode_shard
+
+    writer = HumanGames.from_config(cfg)
+    keys = []
+    host = GameHost(lambda rnd, seat, s: PLAYERS["expert"](rnd, None),
+                    on_finished=lambda hosted: keys.append(writer.write(hosted)))
+    rng = random.Random(seed)
+    for game in range(n):
+        hosted = host.start(3, 3, [Seat("expert"), Seat("human"), Seat("greedy")], seed=seed + game)
+        while not hosted.over:
+            host.act(hosted.id, 1, rng.choice(hosted.round.legal_actions()))
+    assert len(keys) == n and all(keys)
+    return [r for key in keys for r in decode_shard(writer.store.get(key))]
+
+
+def test_the_trainer_mixes_human_games_in_at_its_share(tmp_path, protos, caplog):
+    """trainer.human_share = 0.25 with a batch of 32: before any human game the trainer trains on
+    self-play alone and says so once; then games played on a real GameHost and written by the real
+    HumanGames writer are ingested through the shard reader and index, and 8 rows of every batch
+    (its last) are exactly human positions — the move taken as the policy target — the other 24
+    self-play positions; a restart puts them back without counting them twice."""
+    import logging
+
+    from blobzero.agent.humangames import human_games_location
+    from trainer.service import Trainer
+    cfg = trainer_setup(tmp_path, protos[:30], "trainer.human_share=0.25", "trainer.steps_per_publish=100")
+    assert human_games_location(cfg) == str(tmp_path / "human_games")
+    caplog.set_level(logging.INFO, logger="blobzero.train")
+
+    trainer = Trainer(cfg)
+    assert trainer.run(steps=4) == 0                       # no human game yet: trains as before
+    assert trainer.progress.step == 4 and trainer.progress.samples_trained == 4 * 32
+    assert trainer._sample_batch()[1] == 0
+    assert trainer.metrics.human_window._value.get() == 0
+    said = [r.getMessage() for r in caplog.records if "no human games" in r.getMessage()]
+    assert len(said) == 1 and str(tmp_path / "human_games") in said[0], said
+
+    records = play_human_games(cfg, 3, seed=40)
+    assert {r.client_id for r in records} == {p.name for p in (tmp_path / "human_games").iterdir()}
+    human = concat([from_record(r, all_views=trainer.all_views) for r in records])
+    human_rows = {(s.tobytes(), p.tobytes()) for s, p in zip(human.states, human.policy)}
+    assert (human.policy.max(axis=1) == 1).all()          # imitation: the move taken, all of it
+
+    caplog.clear()
+    resumed = Trainer(cfg)
+    assert resumed.run(steps=10) == 0                      # ingests the human games, trains 6 steps
+    assert resumed.progress.human_positions_seen == len(human) == len(resumed.human.window)
+    assert resumed.metrics.human_window._value.get() == len(human)
+    assert resumed.progress.samples_trained == 4 * 32 + 6 * 24       # sample_reuse counts self-play rows
+    assert resumed.progress.positions_seen == trainer.progress.positions_seen
+    [line] = [r.getMessage() for r in caplog.records if "human games (" in r.getMessage()]
+    assert line.startswith(f"ingested 3 human games ({len(human)} positions): {len(human)} human positions "
+                           f"in the window; 8 of each batch of 32")
+    assert not [r for r in caplog.records if "no human games" in r.getMessage()]
+    for _ in range(5):
+        batch, n_human = resumed._sample_batch()
+        assert n_human == 8 and len(batch) == 32
+        rows = [(s.tobytes(), p.tobytes()) for s, p in zip(batch.states, batch.policy)]
+        assert all(row in human_rows for row in rows[-8:])
+        assert not any(row in human_rows for row in rows[:-8])
+        assert np.isfinite(batch.value).all() and np.allclose(batch.policy.sum(axis=1), 1)
+
+    again = Trainer(cfg)                                  # restart: the human window comes back
+    assert again.run(steps=12) == 0
+    assert len(again.human.window) == len(human) and again.progress.human_positions_seen == len(human)
+    assert again.progress.samples_trained == 4 * 32 + 8 * 24
+
+
+def test_without_human_share_the_trainer_never_reads_human_games(tmp_path, protos):
+    from trainer.service import Trainer
+    cfg = trainer_setup(tmp_path, protos[:30])
+    play_human_games(cfg, 1, seed=7)
+    trainer = Trainer(cfg)
+    assert trainer.human is None and trainer.run(steps=2) == 0
+    assert trainer.progress.human_positions_seen == 0 and trainer._sample_batch()[1] == 0
+    assert trainer.metrics.human_window._value.get() == 0

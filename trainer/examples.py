@@ -44,6 +44,10 @@ class Examples:
     def __len__(self) -> int:
         return len(self.states)
 
+    def rows(self, start: int, stop: int) -> "Examples":
+        """Rows start..stop-1 as views of these arrays (writing them writes these)."""
+        return Examples(*(getattr(self, f)[start:stop] for f in FIELDS))
+
     @staticmethod
     def empty(n: int = 0) -> "Examples":
         return Examples(np.zeros((n, 256), np.float32), np.zeros((n, 52), np.float32),

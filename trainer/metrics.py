@@ -19,6 +19,9 @@ class TrainerMetrics:
                                  "Positions ingested from game shards", registry=r)
         self.window = Gauge("blobzero_trainer_window_positions", "Positions in the sampling window",
                             registry=r)
+        self.human_window = Gauge("blobzero_trainer_human_window_positions",
+                                  "Human-game positions in their sampling window (trainer.human_share "
+                                  "> 0; 0 otherwise or while there are none)", registry=r)
         self.data_lag = Gauge("blobzero_trainer_data_lag_seconds",
                               "Age of the newest game shard on disk, ingested or not (s; since "
                               "start while there is none); updated every scan, so it grows as "

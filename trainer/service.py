@@ -10,6 +10,13 @@ loss is skipped, non-finite weights are never checkpointed or published (they ar
 back to the last checkpoint), exports are staged under ``<checkpoint_dir>/.staging`` (cleared
 at start, so a kill mid-publish leaks nothing), and start-up problems print one line naming
 the config key and exit 2.
+
+With ``trainer.human_share`` = s > 0 it also ingests the games people played on the agent's
+page (``blobzero/agent/humangames.py``: one shard per finished game under ``<parent of
+storage.games_dir>/human_games/``, the human seats' moves as one-visit decisions) through the
+same shard reader and index, into a window of their own (``HumanGamesFeed``), and draws round(s ×
+batch) rows of every batch from it — imitation targets, since a human decision's policy target
+is the move taken. Until there is a human game it trains on self-play alone (and says so once).
 """
 from __future__ import annotations
 
@@ -47,6 +54,8 @@ STAGING = ".staging"            # under checkpoint_dir: ONNX exports on their wa
 RECORD_WARNINGS = 3             # bad records named per shard; the rest are counted
 RETENTION_EVERY_S = 60.0        # retention also runs this often while no checkpoint is due
 SMALL_GPU_BATCH = 1024          # below this a CUDA trainer warns: the GPU would mostly idle
+HUMAN_WINDOW_MAX = 100_000      # human-game positions held at most (fewer when trainer.window_max is)
+HUMAN_SCAN_EVERY_S = 10.0       # human games are looked for this often (a listing per game)
 
 
 @dataclass
@@ -63,18 +72,45 @@ class Progress:
     # ... and the newest ingested shards covering window_max positions: [name, positions],
     # oldest first (what a restart reloads into the window; retention never deletes them)
     window_shards: list[list] = field(default_factory=list)
+    # the same three for the human games (trainer.human_share > 0), kept apart: human positions
+    # neither grow the self-play window nor count toward sample_reuse
+    human_positions_seen: int = 0
+    human_cursors: dict[str, int] = field(default_factory=dict)
+    human_window_shards: list[list] = field(default_factory=list)
 
-    def note_ingested(self, client: str, seq: int, name: str, positions: int, window_max: int) -> None:
-        self.cursors[client] = max(self.cursors.get(client, -1), seq)
+    def note_ingested(self, client: str, seq: int, name: str, positions: int, window_max: int,
+                      human: bool = False) -> None:
+        cursors = self.human_cursors if human else self.cursors
+        shards = self.human_window_shards if human else self.window_shards
+        cursors[client] = max(cursors.get(client, -1), seq)
         if positions:
-            self.window_shards.append([name, positions])
+            shards.append([name, positions])
         # drop the oldest entries the newest ones no longer need to cover window_max
-        covered = sum(p for _, p in self.window_shards)
-        while self.window_shards and covered - self.window_shards[0][1] >= window_max:
-            covered -= self.window_shards.pop(0)[1]
+        covered = sum(p for _, p in shards)
+        while shards and covered - shards[0][1] >= window_max:
+            covered -= shards.pop(0)[1]
 
-    def is_ingested(self, client: str, seq: int) -> bool:
-        return seq <= self.cursors.get(client, -1)
+    def is_ingested(self, client: str, seq: int, human: bool = False) -> bool:
+        return seq <= (self.human_cursors if human else self.cursors).get(client, -1)
+
+
+class HumanGamesFeed:
+    """The games people played on the agent's page, as the trainer reads them: the shard reader
+    and index the self-play games use, on ``storage.locations(cfg.storage).human_games`` (where
+    the agent writes them, blobzero/agent/humangames.py), and a window of their own
+    (HUMAN_WINDOW_MAX positions at most; never deleted by retention: the agent writes them)."""
+
+    def __init__(self, cfg: configuration.Config, all_views: bool, stop: threading.Event):
+        from plumbing.storage import locations
+        self.location = locations(cfg.storage).human_games
+        self.reader = ShardReader(self.location)
+        self.reader.stop = stop
+        self.index = ShardIndex(self.reader)
+        self.window_max = min(cfg.trainer.window_max, HUMAN_WINDOW_MAX)
+        self.window = CompactWindow(self.window_max, views_min=3 if all_views else 1,
+                                    value_target_search=cfg.trainer.value_target_search)
+        self.last_scan = -float("inf")          # monotonic seconds
+        self.reported = False                   # "no human games yet" said once
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -136,6 +172,8 @@ class Trainer:
         self.stop = threading.Event()
         self.index = ShardIndex(self.reader)       # what is stored, learned incrementally
         self.reader.stop = self.stop               # a bucket read retries until this is set
+        # the human games mixed in (trainer.human_share > 0), else None
+        self.human = HumanGamesFeed(cfg, self.all_views, self.stop) if self.t.human_share > 0 else None
         self.retention = RetentionPolicy(cfg.storage.retain_hours, cfg.storage.retain_gb)
         self._scanned = False                      # the first scan meets shards of earlier runs
         self._last_retention = time.monotonic()
@@ -166,6 +204,11 @@ class Trainer:
                  sum(p.numel() for p in self.net.parameters()), self.device.describe(),
                  self.t.batch_size, self.reader.root, self.t.steps_per_publish, self.model_dir,
                  self.t.window_max, self.window.nbytes / 1e6)
+        if self.human is not None:
+            log.info("mixing in human games from %s: %d of each batch of %d (trainer.human_share "
+                     "%g) once there are some; a window of up to %d human positions",
+                     self.human.location, self._human_rows(), self.t.batch_size,
+                     self.t.human_share, self.human.window_max)
         started = time.monotonic()
         last_scan = 0.0
         while not self.stop.is_set():
@@ -180,6 +223,8 @@ class Trainer:
                     log.warning("cannot list new game shards (%s); retrying", exc)
                     self.stop.wait(5.0)
                 last_scan = time.monotonic()
+                if self.human is not None and time.monotonic() - self.human.last_scan > HUMAN_SCAN_EVERY_S:
+                    self._ingest_human()
                 if time.monotonic() - self._last_retention > RETENTION_EVERY_S:
                     self._retain_when_due()
             if not self._may_train():
@@ -227,6 +272,9 @@ class Trainer:
                                             f"{self.staging} ({exc.strerror or exc})") from None
         check_repository(self.repo, "storage.model_repository")
         self.reader.store.check("storage.games_dir", write=False)
+        if self.human is not None:            # read only; a directory not there yet reads as empty
+            self.human.reader.store.check("storage.games_dir (its human_games/ beside it, "
+                                          "trainer.human_share)", write=False)
         try:
             self._prepare_repository()
         except OSError as exc:
@@ -272,6 +320,44 @@ class Trainer:
         self.metrics.data_lag.set(max(0.0, self.clock() - (newest or self._started)))
         self.metrics.games_bytes.set(self.index.bytes)
         self._report_volume()
+
+    def _ingest_human(self) -> None:
+        """Ingest the human games that appeared since the last look (trainer.human_share > 0),
+        and report how many human positions the window holds (a gauge; a log line when it
+        grows). With none yet it says so, once; a storage error is logged and tried again."""
+        human = self.human
+        human.last_scan = time.monotonic()
+        try:
+            shards = human.index.scan()
+        except StorageError as exc:
+            log.warning("cannot list the human games in %s (%s); training on, trying again in "
+                        "%.0f s", human.location, exc, HUMAN_SCAN_EVERY_S)
+            return
+        games = positions = 0
+        for shard in shards:
+            if self.progress.is_ingested(shard.client, shard.seq, human=True):
+                continue                           # ingested before a restart
+            examples, _ = self._read_shard(shard.path(human.reader.root), source=human)
+            added = examples.positions if examples is not None else 0
+            self.progress.note_ingested(shard.client, shard.seq, shard.name, added,
+                                        human.window_max, human=True)
+            if examples is None:
+                continue
+            human.window.add(examples)
+            self.progress.human_positions_seen += added
+            games += 1
+            positions += added
+        self.metrics.human_window.set(len(human.window))
+        if games:
+            log.info("ingested %d human games (%d positions): %d human positions in the window; "
+                     "%d of each batch of %d are drawn from them (trainer.human_share %g)", games,
+                     positions, len(human.window), self._human_rows(), self.t.batch_size,
+                     self.t.human_share)
+        elif not len(human.window) and not human.reported:
+            log.info("no human games in %s yet: training on self-play games alone until some "
+                     "arrive (trainer.human_share %g; the agent writes them with "
+                     "agent.record_human_games)", human.location, self.t.human_share)
+        human.reported = True
 
     def _retain_when_due(self) -> None:
         """Checkpoint (so the saved state covers what is deleted) and apply retention, when
@@ -322,22 +408,26 @@ class Trainer:
         self.metrics.games_free.set(free)
         self.metrics.games_size.set(total)
 
-    def _quarantine(self, path, reason: str) -> None:
-        self.reader.quarantine(path, reason)
-        self.index.forget(path.name)
+    def _quarantine(self, path, reason: str, source=None) -> None:
+        source = source or self
+        source.reader.quarantine(path, reason)
+        source.index.forget(path.name)
 
-    def _read_shard(self, path, quarantine: bool = True):
-        """(checked compact rounds or None, number of usable records) of one shard. A record
-        that does not replay costs that record only, whatever it raises; a shard with no usable
-        record is quarantined (``quarantine``). One log line per shard, naming a few bad records."""
+    def _read_shard(self, path, quarantine: bool = True, source=None):
+        """(checked compact rounds or None, number of usable records) of one shard of
+        ``source`` (what has a ``reader`` and an ``index``: the self-play games, or
+        ``self.human``). A record that does not replay costs that record only, whatever it
+        raises; a shard with no usable record is quarantined (``quarantine``). One log line per
+        shard, naming a few bad records."""
         from plumbing.shards import CorruptShard
-        blob = self.reader.read_bytes(path)
+        source = source or self
+        blob = source.reader.read_bytes(path)
         if blob is None:
             return None, 0
         try:       # parsed in C straight from the wire bytes (blobcore/shardparse.pyx)
             packed, bad, n_records = pack_shard(blob, all_views=self.all_views)
         except CorruptShard as exc:
-            self._quarantine(path, str(exc))
+            self._quarantine(path, str(exc), source)
             return None, 0
         if not n_records:
             return None, 0
@@ -346,32 +436,43 @@ class Trainer:
             summary = f"skipped {len(bad)} of {n_records} records of {path.name}"
             if not packed.rounds and quarantine:      # the quarantine's line is the shard's one line
                 self._quarantine(path, f"{summary}: none of its {n_records} records is usable; "
-                                             + "; ".join(bad[:RECORD_WARNINGS]) + more)
+                                       + "; ".join(bad[:RECORD_WARNINGS]) + more, source)
             else:
                 log.warning("%s (%s%s)", summary, "; ".join(bad[:RECORD_WARNINGS]), more)
         return (packed, packed.rounds) if packed.rounds else (None, 0)
 
     def _refill_window(self) -> None:
-        """After a restart, reload the newest already-ingested shards into the window."""
+        """After a restart, reload the newest already-ingested shards into the window (and the
+        human games' into theirs)."""
         self.reader.migrate()           # a checkpoint of the old naming names the renamed keys
-        parts, total = [], 0
         capacity = window_capacity(self.progress.positions_seen, self.t.window_min,
                                    self.t.window_max, self.t.window_growth)
-        for name, _ in reversed(self.progress.window_shards):
+        self._refill(self, self.window, self.progress.window_shards, capacity)
+        self.window.capacity = capacity
+        log.info("resumed at step %d: %d positions back in the window", self.progress.step,
+                 len(self.window))
+        if self.human is not None and self.progress.human_window_shards:
+            self._refill(self.human, self.human.window, self.progress.human_window_shards,
+                         self.human.window_max)
+            self.metrics.human_window.set(len(self.human.window))
+            log.info("%d human positions back in the human-game window", len(self.human.window))
+
+    def _refill(self, source, window: CompactWindow, shards: list[list], capacity: int) -> None:
+        """Add the newest of ``shards`` ([name, positions], oldest first) of ``source`` covering
+        ``capacity`` positions to ``window``, oldest first."""
+        parts, total = [], 0
+        for name, _ in reversed(shards):
             if total >= capacity:
                 break
-            path = self.reader.root / name
+            path = source.reader.root / name
             if not path.exists():
                 continue
-            examples, _ = self._read_shard(path, quarantine=False)
+            examples, _ = self._read_shard(path, quarantine=False, source=source)
             if examples is not None:
                 parts.append(examples)
                 total += examples.positions
         for examples in reversed(parts):
-            self.window.add(examples)
-        self.window.capacity = capacity
-        log.info("resumed at step %d: %d positions back in the window", self.progress.step,
-                 len(self.window))
+            window.add(examples)
 
     def _may_train(self) -> bool:
         if len(self.window) < min(self.t.min_positions, self.t.window_min):
@@ -383,8 +484,7 @@ class Trainer:
     def _train_step(self) -> bool:
         """One optimiser step; False (and no update) when the loss or gradient is not finite."""
         from trainer import step
-        batch = self.window.sample(self.t.batch_size, self.rng,
-                                   out=self.device.buffers(self.t.batch_size))
+        batch, n_human = self._sample_batch()
         learning_rate = self._set_learning_rate()
         policy_loss, value_loss, trick_loss, total = step.forward(
             self.net, self.device, batch, self.t.value_loss_weight, self.t.trick_loss_weight)
@@ -392,7 +492,9 @@ class Trainer:
         self.metrics.loss.labels("value").set(value_loss.item())
         self.metrics.loss.labels("tricks").set(trick_loss.item())
         self.metrics.loss.labels("total").set(total.item())
-        self.progress.samples_trained += len(batch)   # consumed either way (no retry loop)
+        # consumed either way (no retry loop); self-play rows only: sample_reuse bounds the
+        # reuse of self-play positions, and human rows do not make self-play train faster
+        self.progress.samples_trained += len(batch) - n_human
         if not step.apply(self.net, self.optimizer, total):
             self.metrics.nonfinite.labels("loss").inc()
             self._skipped_steps += 1
@@ -408,6 +510,25 @@ class Trainer:
                      self.progress.step, policy_loss.item(), value_loss.item(), trick_loss.item(),
                      learning_rate, len(self.window))
         return True
+
+    def _human_rows(self) -> int:
+        """Rows of a batch drawn from human games when there are some: round(human_share × batch)
+        (at most half the batch: human_share <= 0.5)."""
+        return round(self.t.human_share * self.t.batch_size)
+
+    def _sample_batch(self) -> tuple:
+        """(the next training batch, how many of its rows are human positions: its last ones).
+        Without human games (trainer.human_share 0, or none ingested yet) it is the self-play
+        window's sample as ever; with them, ``_human_rows()`` rows come from the human-game
+        window and the rest from the self-play window, each drawn uniformly with replacement."""
+        size = self.t.batch_size
+        out = self.device.buffers(size)
+        n_human = self._human_rows() if self.human is not None and len(self.human.window) else 0
+        if not n_human:
+            return self.window.sample(size, self.rng, out=out), 0
+        self.window.sample(size - n_human, self.rng, out=out)        # fills the first rows
+        self.human.window.sample(n_human, self.rng, out=out.rows(size - n_human, size))
+        return out, n_human
 
     def _set_learning_rate(self) -> float:
         """Give the optimiser the scheduled learning rate of the coming step (from the global

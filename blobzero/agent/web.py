@@ -40,6 +40,7 @@ from aiohttp import web
 from google.protobuf import json_format
 from prometheus_client import Gauge
 
+from blobcore.search_config import LEVELS, PRESET_SETTINGS, SIZES
 from blobzero.agent.access import Access
 from blobzero.agent.api import METHODS, AgentApi, run_method
 from blobzero.agent.games import KINDS
@@ -249,7 +250,9 @@ def start_http(api: AgentApi, host: str, port: int, model: str, access: Access |
     The ladder's ratings in the run's storage (``blobzero ladder``), read once here, name each
     level on the page and are served as the gauge ``blobzero_ladder_rating`` on the metrics port."""
     ratings = stored_ratings(api.cfg)
-    info = {"model": model, "search_presets": ["light", "medium", "heavy"],
+    info = {"model": model, "search_presets": list(LEVELS),
+            "levels": {name: {"determinizations": SIZES[name][0], "simulations": SIZES[name][1],
+                              **PRESET_SETTINGS.get(name, {})} for name in LEVELS},
             "default_search": api.cfg.agent.search_preset, "seat_kinds": [k for k in KINDS if k != "human"],
             "token_required": bool(access and access.token),
             "ratings": {name: r for name, r in ratings.items() if name in KINDS or name.startswith("level:")}}

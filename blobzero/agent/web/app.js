@@ -442,9 +442,23 @@ async function resume() {
     localStorage.removeItem("blobzero-game");
   }
 }
-resume();
+// The agent's levels (one definition: blobcore.search_config.LEVELS), weakest first; the chosen
+// one is the agent's default search when that is a level, else the strongest. Then a saved game
+// resumes with the search it chose.
+function levelOptions(info) {
+  const names = info.search_presets || [];
+  for (const name of names) {
+    const level = (info.levels || {})[name];
+    const o = document.createElement("option");
+    o.value = name;
+    o.textContent = level ? `${name} ${level.determinizations}×${level.simulations}` : name;
+    $("preset").append(o);
+  }
+}
 fetch("/api/info").then((r) => r.json()).then((info) => {
   $("model-info").textContent = `agent: ${info.model}`;
-  if (!localStorage.getItem("blobzero-game")) $("preset").value = info.default_search;
+  levelOptions(info);
+  const names = info.search_presets || [];
+  $("preset").value = names.includes(info.default_search) ? info.default_search : names[names.length - 1];
   nameLevels(info.ratings || {});
-}).catch(() => {});
+}).catch(() => {}).finally(resume);
