@@ -148,8 +148,8 @@ def contribution(cfg: configuration.Config, final: dict, deals: int, seed: int =
     n_players, cards = cfg.arena_table()
     baselines = [("v1", Agent("v1", ModelVersions.from_config(cfg.storage).path(1))),
                  ("uniform", resolve_agent("uniform", cfg))]
-    rows = [{"agent": f"v{final['version']}", "difference": final["difference"], "ci95": final["ci95"],
-             "paired": None}]
+    own, own_ci = mean_ci(final_deals)                 # the final version on those deals alone
+    rows = [{"agent": f"v{final['version']}", "difference": own, "ci95": list(own_ci), "paired": None}]
     for name, agent in baselines:
         if name == "v1" and final["version"] == 1:
             continue
