@@ -176,6 +176,7 @@ cdef class SearchPool:
 
     cdef void _set_params(self, config):
         from blobcore.players import builtin_player
+        from blobcore.search.parts import LEAF_VALUES
         self.P.p.D = config.determinizations
         self.P.p.S = config.simulations
         self.P.p.leaves = config.leaves_per_game
@@ -187,7 +188,8 @@ cdef class SearchPool:
         self.P.p.eps = config.dirichlet_eps
         self.P.p.temperature = config.temperature
         self.P.p.view_searcher = 1 if config.perspective == "searcher" else 0
-        self.P.p.rollout = builtin_player(config.rollout).code if config.rollout != "none" else 0
+        # a play-out's player (any other leaf value is its own part and plays nobody)
+        self.P.p.rollout = 0 if config.rollout in LEAF_VALUES else builtin_player(config.rollout).code
         self.P.p.bid_rollout_weight, self.P.p.rollout_weight = config.leaf_weights()
         self.P.p.gumbel_m = config.gumbel_actions
         self.P.p.c_visit = config.gumbel_c_visit
