@@ -137,6 +137,26 @@ def seat_patterns(n_players: int, lineup: str = "alternate") -> list[tuple[int, 
     return [base[-r:] + base[:-r] if r else base for r in range(rotations)]
 
 
+def deal_differences(records, patterns) -> tuple[list[float], dict[int, list]]:
+    """From finished records tagged ``(deal, seating)`` (seatings of ``patterns``): A's mean
+    score minus B's per deal, averaged over the deal's seatings, in deal order; and each
+    side's [total score, seats played]."""
+    per_deal: dict[int, list[float]] = {}
+    totals = {0: [0.0, 0], 1: [0.0, 0]}
+    for record in records:
+        deal, p = record["tag"]
+        pattern = patterns[p]
+        side_scores = {0: [], 1: []}
+        for seat, score in enumerate(record["scores"]):
+            side_scores[pattern[seat]].append(score)
+        for side in (0, 1):
+            totals[side][0] += sum(side_scores[side])
+            totals[side][1] += len(side_scores[side])
+        diff = sum(side_scores[0]) / len(side_scores[0]) - sum(side_scores[1]) / len(side_scores[1])
+        per_deal.setdefault(deal, []).append(diff)
+    return [sum(v) / len(v) for _, v in sorted(per_deal.items())], totals
+
+
 def play(a: Agent, b: Agent, deals: int, n_players: int = 4, cards: int = 5,
          search: SearchConfig | None = None, seed: int = 0, games_in_flight: int = 256,
          intra_op_threads: int = 1, lineup: str = "alternate") -> dict:
@@ -156,23 +176,10 @@ def play(a: Agent, b: Agent, deals: int, n_players: int = 4, cards: int = 5,
     started = time.perf_counter()
     runner = PooledSearch(evaluators, search, specs, n_games=min(games_in_flight, len(specs)))
     runner.run()
-    per_deal: dict[int, list[float]] = {}
-    totals = {0: [0.0, 0], 1: [0.0, 0]}
-    for record in runner.finished():
-        deal, p = record["tag"]
-        pattern = patterns[p]
-        side_scores = {0: [], 1: []}
-        for seat, score in enumerate(record["scores"]):
-            side_scores[pattern[seat]].append(score)
-        for side in (0, 1):
-            totals[side][0] += sum(side_scores[side])
-            totals[side][1] += len(side_scores[side])
-        diff = sum(side_scores[0]) / len(side_scores[0]) - sum(side_scores[1]) / len(side_scores[1])
-        per_deal.setdefault(deal, []).append(diff)
-    deal_means = [sum(v) / len(v) for _, v in sorted(per_deal.items())]
+    deal_means, totals = deal_differences(runner.finished(), patterns)
     mean, (low, high) = mean_ci(deal_means)
     return {
-        "a": a.name, "b": b.name, "deals": len(per_deal), "plays_per_deal": len(patterns),
+        "a": a.name, "b": b.name, "deals": len(deal_means), "plays_per_deal": len(patterns),
         "per_deal": deal_means,     # A's mean score minus B's per deal, in deal order (paired fits)
         "lineup": lineup, "players": n_players, "cards": cards,
         "search": f"{search.determinizations}x{search.simulations}",

@@ -320,7 +320,7 @@ def arena(args) -> dict:
     beliefs are the only learned part) against three ``expert`` seats, every seat in turn, on
     ``--deals`` duplicate deals: with bid beliefs and with the learned ones, paired."""
     from blobcore.players import AGENT_EXPERT
-    from blobzero.arena import mean_ci, seat_patterns
+    from blobzero.arena import deal_differences, mean_ci, seat_patterns
     from plumbing.config import load
     from selfplay_client.evaluator import UniformEvaluator
     from selfplay_client.runner import PooledSearch
@@ -342,13 +342,7 @@ def arena(args) -> dict:
         started = time.process_time()
         stats = runner.run()
         cpu = time.process_time() - started
-        diffs: dict[int, list[float]] = {}
-        for record in runner.finished():
-            d, p = record["tag"]
-            seat = patterns[p].index(0)
-            others = [s for i, s in enumerate(record["scores"]) if i != seat]
-            diffs.setdefault(d, []).append(record["scores"][seat] - sum(others) / len(others))
-        per_deal[beliefs] = [sum(v) / len(v) for _, v in sorted(diffs.items())]
+        per_deal[beliefs] = deal_differences(runner.finished(), patterns)[0]
         mean, ci = mean_ci(per_deal[beliefs])
         out["variants"][beliefs] = {"difference": round(mean, 3), "ci95": [round(ci[0], 3), round(ci[1], 3)],
                                     "cpu_ms_per_decision": round(cpu / stats.search["decisions"] * 1e3, 3),

@@ -78,33 +78,39 @@ def manifests(archive: Store | str | os.PathLike, known: dict[int, dict] | None 
     return out
 
 
+def match(cfg: configuration.Config, agent, opponent: str, deals: int, seed: int = 4242,
+          threads: int = 1) -> dict:
+    """The tracker's match: ``agent`` in one seat against ``opponent`` in the rest, every seat
+    in turn, at the arena's table with the arena's search; the arena's report.
+    ``threads``: ONNX Runtime intra-op threads of the model's evaluator."""
+    from blobzero.arena import arena_search, play, resolve_agent
+
+    n_players, cards = cfg.arena_table()
+    return play(agent, resolve_agent(opponent, cfg), deals=deals, n_players=n_players, cards=cards,
+                search=arena_search(cfg), seed=seed, games_in_flight=cfg.arena.games_in_flight,
+                lineup="solo", intra_op_threads=threads)
+
+
+def _result(report: dict) -> dict:
+    """The fields of a point that come from the match's report (``per_deal`` is kept in memory
+    for paired comparisons, not saved: ``save_results``)."""
+    return {key: report[key] for key in ("difference", "ci95", "a_mean_score", "b_mean_score", "deals",
+                                         "search", "seconds", "per_deal")}
+
+
 def measure(cfg: configuration.Config, version: int, manifest: dict, opponents: list[str],
             deals: int, start_unix: float | None, seed: int = 4242, threads: int = 1) -> list[dict]:
-    """Play ``version`` (alone) against each opponent (the rest of the table); one point each.
-    ``threads``: ONNX Runtime intra-op threads of the model's evaluator."""
-    from blobzero.arena import Agent, arena_search, play, resolve_agent
+    """Play ``version`` (alone) against each opponent (the rest of the table); one point each."""
+    from blobzero.arena import Agent
 
     # a local file for ONNX Runtime: the archive's own in a directory, a cached copy from a bucket
     agent = Agent(f"v{version}", ModelVersions.from_config(cfg.storage).path(version))
-    points = []
-    for name in opponents:
-        n_players, cards = cfg.arena_table()
-        report = play(agent, resolve_agent(name, cfg), deals=deals, n_players=n_players,
-                      cards=cards, search=arena_search(cfg), seed=seed,
-                      games_in_flight=cfg.arena.games_in_flight, lineup="solo",
-                      intra_op_threads=threads)
-        published = manifest.get("published_unix")
-        points.append({
-            "version": version, "opponent": name,
-            "minutes": None if start_unix is None or published is None
-            else round((published - start_unix) / 60, 3),
-            "rounds": manifest.get("rounds_seen"), "step": manifest.get("step"),
-            "difference": report["difference"], "ci95": report["ci95"],
-            "a_mean_score": report["a_mean_score"], "b_mean_score": report["b_mean_score"],
-            "deals": report["deals"], "search": report["search"], "seconds": report["seconds"],
-            "per_deal": report["per_deal"],       # kept in memory for paired comparisons, not saved
-        })
-    return points
+    published = manifest.get("published_unix")
+    minutes = (None if start_unix is None or published is None
+               else round((published - start_unix) / 60, 3))
+    return [{"version": version, "opponent": name, "minutes": minutes,
+             "rounds": manifest.get("rounds_seen"), "step": manifest.get("step"),
+             **_result(match(cfg, agent, name, deals, seed, threads))} for name in opponents]
 
 
 #: The version number of the baseline point: the same search with no network (``uniform``).
@@ -116,21 +122,12 @@ def measure_uniform(cfg: configuration.Config, opponents: list[str], deals: int,
     """The baseline every version is judged beside: the configured search with no network
     (``blobzero arena --a uniform``) against each opponent, on the deals versions are measured
     on; points with ``version`` 0 and ``agent`` "uniform"."""
-    from blobzero.arena import arena_search, play, resolve_agent
+    from blobzero.arena import resolve_agent
 
-    n_players, cards = cfg.arena_table()
-    points = []
-    for name in opponents:
-        report = play(resolve_agent("uniform", cfg), resolve_agent(name, cfg), deals=deals,
-                      n_players=n_players, cards=cards, search=arena_search(cfg), seed=seed,
-                      games_in_flight=cfg.arena.games_in_flight, lineup="solo", intra_op_threads=threads)
-        points.append({"version": UNIFORM_VERSION, "agent": "uniform", "opponent": name,
-                       "minutes": None, "rounds": None, "step": None,
-                       "difference": report["difference"], "ci95": report["ci95"],
-                       "a_mean_score": report["a_mean_score"], "b_mean_score": report["b_mean_score"],
-                       "deals": report["deals"], "search": report["search"],
-                       "seconds": report["seconds"], "per_deal": report["per_deal"]})
-    return points
+    uniform = resolve_agent("uniform", cfg)
+    return [{"version": UNIFORM_VERSION, "agent": "uniform", "opponent": name, "minutes": None,
+             "rounds": None, "step": None, **_result(match(cfg, uniform, name, deals, seed, threads))}
+            for name in opponents]
 
 
 def contribution(cfg: configuration.Config, final: dict, deals: int, seed: int = 4242,
@@ -140,12 +137,11 @@ def contribution(cfg: configuration.Config, final: dict, deals: int, seed: int =
     version 1 and with no network at all (``uniform``) against the same opponent, and the final
     version's paired difference to each on those deals (95% CI over deals). Returns
     {"opponent", "deals", "rows": [...], "table": str}."""
-    from blobzero.arena import Agent, arena_search, mean_ci, play, resolve_agent
+    from blobzero.arena import Agent, mean_ci, resolve_agent
 
     opponent = final["opponent"]
     deals = min(deals, len(final["per_deal"]))
     final_deals = final["per_deal"][:deals]            # the same seeds: seed, seed + 1, ...
-    n_players, cards = cfg.arena_table()
     baselines = [("v1", Agent("v1", ModelVersions.from_config(cfg.storage).path(1))),
                  ("uniform", resolve_agent("uniform", cfg))]
     own, own_ci = mean_ci(final_deals)                 # the final version on those deals alone
@@ -153,9 +149,7 @@ def contribution(cfg: configuration.Config, final: dict, deals: int, seed: int =
     for name, agent in baselines:
         if name == "v1" and final["version"] == 1:
             continue
-        report = play(agent, resolve_agent(opponent, cfg), deals=deals, n_players=n_players, cards=cards,
-                      search=arena_search(cfg), seed=seed, games_in_flight=cfg.arena.games_in_flight,
-                      lineup="solo", intra_op_threads=threads)
+        report = match(cfg, agent, opponent, deals, seed, threads)
         gain, ci = mean_ci([f - b for f, b in zip(final_deals, report["per_deal"])])
         rows.append({"agent": name, "difference": report["difference"], "ci95": report["ci95"],
                      "paired": {"final_minus_this": gain, "ci95": list(ci),
