@@ -19,6 +19,8 @@ from blobcore.rules cimport (RoundState, Round, rs_legal, rs_forbidden_bid, ctz6
 
 OBS_SIZE = OBS_SIZE_C
 NUM_ACTIONS = ACTIONS_C
+#: floats in a whole-deal encoding (``encode_world``): what a world-value model reads
+WORLD_SIZE = WORLD_SIZE_C
 
 # Slot offsets (see docs/observation.md for the meaning and scale of each).
 cdef enum:
@@ -161,6 +163,35 @@ cdef void encode_view(const RoundState* s, int observer, float* obs, float* mask
         while bits:
             mask[ctz64(bits)] = 1.0
             bits &= bits - 1
+
+
+cdef void encode_world(const RoundState* s, float* out) noexcept nogil:
+    """A whole deal as its player to move would see it if every hand were face up: that
+    seat's observation (256 floats, ``encode_view``) followed by the hands of relative seats
+    1..7 (52 floats each, seat r = the r-th after the mover in turn order; zeros for seats
+    not at the table): 620 floats. What a world-value model reads (docs/observation.md,
+    "Whole deals"); only the search's sampled worlds are encoded this way, never the true
+    state of a decision, so no hidden card reaches a player's choice."""
+    cdef float mask[52]
+    cdef int n = s.n_players, me = s.current, rel
+    cdef uint64_t bits
+    if me < 0:
+        me = 0
+    encode_view(s, me, out, mask)
+    memset(out + OBS_SIZE_C, 0, (WORLD_SIZE_C - OBS_SIZE_C) * sizeof(float))
+    for rel in range(1, n):
+        bits = s.hands[(me + rel) % n]
+        while bits:
+            out[OBS_SIZE_C + 52 * (rel - 1) + ctz64(bits)] = 1.0
+            bits &= bits - 1
+
+
+def encode_world_of(Round rnd):
+    """Return the whole-deal encoding of ``rnd`` for its player to move: float32 (620,)."""
+    out = np.empty(WORLD_SIZE_C, dtype=np.float32)
+    cdef float[::1] view = out
+    encode_world(&rnd.st, &view[0])
+    return out
 
 
 def encode_into(Round rnd, float[::1] obs, float[::1] mask):

@@ -35,9 +35,11 @@ class SearchConfig:
     perspective: whose view every position in the tree is encoded from: "mover" (the player
         to move at that position) or "searcher" (the player whose decision is searched, so
         every value in its tree is its own estimate; docs/search.md).
-    rollout: the leaf value (blobcore/search/parts.py): "none" (the network's value alone), or
-        a built-in player's name (every seat plays that player to the end of the round from
-        the leaf: a play-out).
+    rollout: the leaf value (blobcore/search/parts.py): "none" (the network's value alone),
+        "world" (a world-value model's value of the leaf's sampled deal, one batched call per
+        leaf, the evaluator answering it: ``blobzero.worlds.WorldEvaluator``), or a built-in
+        player's name (every seat plays that player to the end of the round from the leaf: a
+        play-out).
     rollout_weight: lambda in [0, 1]; a leaf's value is (1 - lambda) * network + lambda *
         play-out score (AlphaGo's mixing). Ignored with rollout "none".
     bid_rollout_weight: lambda for the searches of bidding decisions; -1 = ``rollout_weight``.
@@ -52,7 +54,7 @@ class SearchConfig:
         that hand, ``inference_candidates``), "policy" (policy-based inference with the
         network's own policy, ``policy_inference``) or "learned" (a belief model's per-card
         holder probabilities for the searcher's view, one batch row per decision, the evaluator
-        answering them: ``selfplay_client.evaluator.BeliefEvaluator``; deals drawn from
+        answering them: ``blobzero.beliefs.BeliefEvaluator``; deals drawn from
         ``inference_candidates`` uniform consistent ones weighted by them).
     inference_candidates: with beliefs "bids" (and for the play-outs' worlds with "policy"),
         hidden hands are drawn from this many uniform consistent deals, weighted by how likely
@@ -162,7 +164,7 @@ class SearchConfig:
 
     def describe(self) -> str:
         """One line for reports, e.g. "3x30, gumbel root, expert play-outs, bids beliefs"."""
-        leaf = "network values" if self.rollout == "none" else f"{self.rollout} play-outs"
+        leaf = {"none": "network values", "world": "world values"}.get(self.rollout, f"{self.rollout} play-outs")
         return (f"{self.determinizations}x{self.simulations}, {self.root} root, {leaf}, "
                 f"{self.beliefs} beliefs")
 

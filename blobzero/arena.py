@@ -203,6 +203,44 @@ def mean_ci(values: list[float]) -> tuple[float, tuple[float, float]]:
     return mean, (mean - half, mean + half)
 
 
+def solo_variants(variants: dict, deals: int, seed: int, n_players: int = 4, cards: int = 5,
+                  opponent: int | None = None, log=None) -> dict:
+    """Variants of one search, each in one seat against N - 1 ``opponent`` seats (a built-in
+    player's code; default ``expert``), every seat in turn, on the same ``deals`` duplicate deals
+    from ``seed``: what each part of the search is worth, side by side. ``variants``: name ->
+    (SearchConfig, evaluator). One row per variant: its difference with its 95% CI, CPU ms per
+    searched decision (this process, the evaluator included when it runs in it), evaluations
+    per round and the search; every variant after the first also paired against the first."""
+    from blobcore.players import AGENT_EXPERT
+    from selfplay_client.runner import PooledSearch
+    opponent = AGENT_EXPERT if opponent is None else opponent
+    patterns = seat_patterns(n_players, "solo")
+    specs = [(seed + d, n_players, cards, -1, -1,
+              tuple(0 if side == 0 else opponent for side in pattern), (d, p))
+             for d in range(deals) for p, pattern in enumerate(patterns)]
+    rows, per_deal = {}, {}
+    for name, (search, evaluator) in variants.items():
+        runner = PooledSearch(evaluator, search, specs, n_games=min(256, len(specs)), halves=1)
+        started = time.process_time()
+        stats = runner.run()
+        cpu = time.process_time() - started
+        per_deal[name] = deal_differences(runner.finished(), patterns)[0]
+        mean, ci = mean_ci(per_deal[name])
+        row = {"difference": round(mean, 3), "ci95": [round(ci[0], 3), round(ci[1], 3)],
+               "cpu_ms_per_decision": round(cpu / max(stats.search["decisions"], 1) * 1e3, 3),
+               "evaluations_per_round": round(stats.positions / len(specs), 1),
+               "search": search.describe()}
+        first = next(iter(per_deal))
+        if name != first:
+            gain, gci = mean_ci([a - b for a, b in zip(per_deal[name], per_deal[first])])
+            row[f"minus_{first}"] = {"difference": round(gain, 3), "ci95": [round(gci[0], 3), round(gci[1], 3)],
+                                     "significant": gci[0] > 0 or gci[1] < 0}
+        rows[name] = row
+        if log is not None:
+            log({name: row})
+    return rows
+
+
 def pool_agents(agents, intra_op_threads: int = 1) -> tuple[list, list]:
     """Evaluators for the model agents among ``agents`` (one per distinct ONNX file) and each
     agent's SearchPool id: its evaluator index, or its built-in player code; a split agent

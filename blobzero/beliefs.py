@@ -319,39 +319,18 @@ def arena(args) -> dict:
     """One seat of the product's search (evaluation variant, on a uniform evaluator: the
     beliefs are the only learned part) against three ``expert`` seats, every seat in turn, on
     ``--deals`` duplicate deals: with bid beliefs and with the learned ones, paired."""
-    from blobcore.players import AGENT_EXPERT
-    from blobzero.arena import deal_differences, mean_ci, seat_patterns
+    from blobzero.arena import solo_variants
     from plumbing.config import load
     from selfplay_client.evaluator import UniformEvaluator
-    from selfplay_client.runner import PooledSearch
 
     cfg = load()
-    n, cards = args.players, args.cards
     model = Path(args.model or Path(args.data) / "belief.pt")
-    patterns = seat_patterns(n, "solo")
-    out = {"deals": args.arena_deals, "table": f"{n}x{cards}", "opponent": "expert", "model": str(model),
-           "variants": {}}
-    per_deal = {}
-    for beliefs in ("bids", "learned"):
-        search = cfg.search.build(for_evaluation=True, preset=args.search, beliefs=beliefs)
-        evaluator = BeliefEvaluator(UniformEvaluator(), model) if beliefs == "learned" else UniformEvaluator()
-        specs = [(args.arena_seed + d, n, cards, -1, -1,
-                  tuple(0 if side == 0 else AGENT_EXPERT for side in pattern), (d, p))
-                 for d in range(args.arena_deals) for p, pattern in enumerate(patterns)]
-        runner = PooledSearch(evaluator, search, specs, n_games=min(256, len(specs)), halves=1)
-        started = time.process_time()
-        stats = runner.run()
-        cpu = time.process_time() - started
-        per_deal[beliefs] = deal_differences(runner.finished(), patterns)[0]
-        mean, ci = mean_ci(per_deal[beliefs])
-        out["variants"][beliefs] = {"difference": round(mean, 3), "ci95": [round(ci[0], 3), round(ci[1], 3)],
-                                    "cpu_ms_per_decision": round(cpu / stats.search["decisions"] * 1e3, 3),
-                                    "evaluations_per_round": round(stats.positions / len(specs), 1),
-                                    "search": search.describe()}
-    gain, ci = mean_ci([a - b for a, b in zip(per_deal["learned"], per_deal["bids"])])
-    out["learned_minus_bids"] = {"difference": round(gain, 3), "ci95": [round(ci[0], 3), round(ci[1], 3)],
-                                 "significant": ci[0] > 0 or ci[1] < 0}
-    return out
+    variants = {beliefs: (cfg.search.build(for_evaluation=True, preset=args.search, beliefs=beliefs),
+                          BeliefEvaluator(UniformEvaluator(), model) if beliefs == "learned" else UniformEvaluator())
+                for beliefs in ("bids", "learned")}
+    rows = solo_variants(variants, args.arena_deals, args.arena_seed, args.players, args.cards)
+    return {"deals": args.arena_deals, "table": f"{args.players}x{args.cards}", "opponent": "expert",
+            "model": str(model), "variants": rows, "learned_minus_bids": rows["learned"].pop("minus_bids")}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "review": ("blobzero.agent.review", "every decision of one seat of a game file, searched: the points lost"),
     "ladder": ("blobzero.ladder", "ratings (Bradley-Terry, 95% intervals) of built-in players, levels and versions"),
     "beliefs": ("blobzero.beliefs", "learned beliefs, offline: data from records, training, held-out quality"),
+    "worlds": ("blobzero.worlds", "the world-value model: data from records, training, held-out error, arena"),
 }
 
 

@@ -58,21 +58,31 @@ class _ThreadSubmit:
         self._evaluate = evaluate
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="evaluator")
 
-    def __call__(self, states: np.ndarray, masks: np.ndarray) -> concurrent.futures.Future:
+    def __call__(self, states: np.ndarray, masks: np.ndarray, *worlds) -> concurrent.futures.Future:
         # The pool's buffers are not touched until apply(), so no copy is needed here.
-        return self._executor.submit(self._evaluate, states, masks)
+        return self._executor.submit(self._evaluate, states, masks, *worlds)
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)
 
 
-def _unpack(result) -> tuple[np.ndarray, np.ndarray, int | None, np.ndarray | None]:
-    """(policy, value, model version, beliefs) of an evaluator's answer: a tuple (policy,
-    value[, beliefs]) or an object with those attributes (and ``model_version``)."""
+def _unpack(result) -> tuple[np.ndarray, np.ndarray, int | None, np.ndarray | None, np.ndarray | None]:
+    """(policy, value, model version, beliefs, world) of an evaluator's answer: a tuple
+    (policy, value[, beliefs[, world]]) or an object with those attributes (and
+    ``model_version``)."""
     if isinstance(result, tuple):
-        return result[0], result[1], None, (result[2] if len(result) > 2 else None)
+        return (result[0], result[1], None, (result[2] if len(result) > 2 else None),
+                (result[3] if len(result) > 3 else None))
     return (result.policy, result.value, getattr(result, "model_version", None),
-            getattr(result, "beliefs", None))
+            getattr(result, "beliefs", None), getattr(result, "world", None))
+
+
+def _needs_worlds(evaluator, pool: SearchPool) -> None:
+    """A search whose leaf value needs worlds must have an evaluator that answers them."""
+    if pool.worlds is not None and not getattr(evaluator, "answers_worlds", False):
+        raise ValueError(f"search.rollout = {pool.config.rollout!r} needs an evaluator that "
+                         f"answers world values (blobzero.worlds.WorldEvaluator), got "
+                         f"{type(evaluator).__name__}")
 
 
 class _SplitSubmit:
@@ -83,20 +93,21 @@ class _SplitSubmit:
         self._submits = [getattr(e, "submit", None) or _ThreadSubmit(e.evaluate) for e in evaluators]
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="split")
 
-    def __call__(self, states, masks, agents) -> concurrent.futures.Future:
+    def __call__(self, states, masks, agents, worlds=None) -> concurrent.futures.Future:
         agents = np.array(agents, copy=True)
         parts = []
         for agent in np.unique(agents):
             if not 0 <= agent < len(self._submits):
                 raise ValueError(f"row agent {agent} has no evaluator ({len(self._submits)} given)")
             rows = np.flatnonzero(agents == agent)
-            parts.append((rows, self._submits[agent](states[rows], masks[rows])))
+            extra = () if worlds is None else (worlds[rows],)
+            parts.append((rows, self._submits[agent](states[rows], masks[rows], *extra)))
         n = len(states)
 
         def gather():
-            policy = value = beliefs = None
+            policy = value = beliefs = world = None
             for rows, future in parts:
-                p, v, _, b = _unpack(future.result())
+                p, v, _, b, w = _unpack(future.result())
                 if policy is None:
                     policy = np.zeros((n, p.shape[1]), np.float32)
                     value = np.zeros((n, v.shape[1]), np.float32)
@@ -105,7 +116,11 @@ class _SplitSubmit:
                     if beliefs is None:
                         beliefs = np.zeros((n, *b.shape[1:]), np.float32)
                     beliefs[rows] = b
-            return (policy, value) if beliefs is None else (policy, value, beliefs)
+                if w is not None:
+                    if world is None:
+                        world = np.zeros((n, w.shape[1]), np.float32)
+                    world[rows] = w
+            return policy, value, beliefs, world
         return self._executor.submit(gather)
 
     def close(self) -> None:
@@ -141,6 +156,9 @@ class PooledSearch:
         self.pools = [SearchPool(size, config, self._rounds, stop_after=stop_after,
                                  on_finished=on_finished, record_builtin=record_builtin)
                       for size in sizes]
+        if self.pools[0].worlds is not None:
+            for each in (evaluator if isinstance(evaluator, (list, tuple)) else (evaluator,)):
+                _needs_worlds(each, self.pools[0])
         if isinstance(evaluator, (list, tuple)):
             self._split = _SplitSubmit(list(evaluator))
             self._thread_submit = None
@@ -170,12 +188,12 @@ class PooledSearch:
                     if futures[i] is None:
                         continue
                     t0 = time.perf_counter()
-                    policy, value, version, beliefs = _unpack(futures[i].result())
+                    policy, value, version, beliefs, world = _unpack(futures[i].result())
                     t1 = time.perf_counter()
                     stats.wait_s += t1 - t0
                     if version is not None:
                         self.model_version = version
-                    pool.apply(policy, value, beliefs)
+                    pool.apply(policy, value, beliefs, world)
                     stats.search_s += time.perf_counter() - t1
                     if should_stop is not None and should_stop():
                         futures[i] = None
@@ -202,8 +220,11 @@ class PooledSearch:
             return None
         self.stats.batches += 1
         self.stats.positions += len(states)
+        worlds = pool.worlds
         if self._split is not None:
-            return self._split(states, masks, pool.row_agents)
+            return self._split(states, masks, pool.row_agents, worlds)
+        if worlds is not None:
+            return self._submit(states, masks, worlds)
         return self._submit(states, masks)
 
     def _emit(self, pool: SearchPool) -> None:

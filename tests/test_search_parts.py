@@ -87,6 +87,19 @@ class RuleBeliefs:
         return policy, value, beliefs
 
 
+class RuleWorlds:
+    """A uniform evaluator that also answers world values with a fixed rule: each relative
+    seat's share of the four aces (card suit * 13 + 12) in the whole deal."""
+    answers_worlds = True
+
+    def evaluate(self, states, masks, worlds=None):
+        policy, value = UniformEvaluator().evaluate(states, masks)
+        aces = [13 * suit + 12 for suit in range(4)]
+        hands = np.concatenate([worlds[:, None, :52], worlds[:, 256:].reshape(len(worlds), 7, 52)], axis=1)
+        held = hands[:, :, aces].sum(-1)
+        return policy, value, None, (held / 4.0).astype(np.float32)
+
+
 def test_every_named_part_runs_a_round():
     """Each registered root rule, leaf value and belief model plays whole rounds."""
     configs = [dict(root=r) for r in parts.ROOT_RULES] + \
@@ -94,7 +107,8 @@ def test_every_named_part_runs_a_round():
               [dict(beliefs=b, policy_inference=4 if b == "policy" else 0) for b in parts.BELIEFS]
     for changes in configs:
         config = SearchConfig(**{**PLAIN.to_dict(), "determinizations": 2, "simulations": 6, **changes})
-        evaluator = RuleBeliefs() if changes.get("beliefs") == "learned" else UniformEvaluator()
+        evaluator = (RuleBeliefs() if changes.get("beliefs") == "learned" else
+                     RuleWorlds() if changes.get("rollout") == "world" else UniformEvaluator())
         search = PooledSearch(evaluator, config, list(zip(range(3), [4] * 3, [3] * 3)),
                               n_games=3, halves=1)
         search.run()

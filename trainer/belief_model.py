@@ -36,7 +36,6 @@ position and replays the public history in it, which checks the draw against the
 from __future__ import annotations
 
 import itertools
-import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -45,6 +44,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from blobcore.rules import Round
+from trainer import mlp
 
 OBS_DIM = 256
 CARDS = 52
@@ -166,14 +166,8 @@ class BeliefNet(nn.Module):
 
     def __init__(self, config: BeliefNetConfig = BeliefNetConfig()):
         super().__init__()
-        if config.hidden < 1 or config.depth < 1:
-            raise ValueError(f"hidden and depth must be >= 1, got {config}")
         self.config = config
-        layers, width = [], OBS_DIM
-        for _ in range(config.depth):
-            layers += [nn.Linear(width, config.hidden), nn.ReLU()]
-            width = config.hidden
-        self.trunk = nn.Sequential(*layers)
+        self.trunk, width = mlp.trunk(OBS_DIM, config.hidden, config.depth)
         self.head = nn.Linear(width, CARDS * CLASSES)
         nn.init.zeros_(self.head.weight)       # start exactly at the counting prior
         nn.init.zeros_(self.head.bias)
@@ -331,33 +325,16 @@ def train(data: BeliefData, config: BeliefNetConfig = BeliefNetConfig(), epochs:
         raise ValueError("no training positions")
     torch.manual_seed(seed)
     net = BeliefNet(config)
-    opt = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=weight_decay)
     obs = torch.from_numpy(np.asarray(data.obs, np.float32))
     labels = torch.from_numpy(data.labels.astype(np.int64))
-    steps = max(1, epochs * math.ceil(len(data) / batch))
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
-    gen = torch.Generator().manual_seed(seed)
-    history = []
-    for epoch in range(epochs):
-        net.train()
-        order = torch.randperm(len(data), generator=gen)
-        total, count = 0.0, 0
-        for i in range(0, len(data), batch):
-            idx = order[i:i + batch]
-            x = obs[idx]
-            loss = belief_loss(net(x, suit_perms(x, gen) if augment else None), labels[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += float(loss.detach()) * len(idx)
-            count += len(idx)
-        row = {"epoch": epoch + 1, "train_loss": round(total / count, 5)}
-        if valid is not None:
-            row["valid_loss"] = round(evaluate_loss(net, valid), 5)
-        history.append(row)
-        if log is not None:
-            log(row)
+
+    def batch_loss(idx, gen):
+        x = obs[idx]
+        return belief_loss(net(x, suit_perms(x, gen) if augment else None), labels[idx])
+
+    history = mlp.fit(net, len(data), batch_loss, epochs, batch, lr, weight_decay, seed,
+                      valid=None if valid is None else lambda: {"valid_loss": round(evaluate_loss(net, valid), 5)},
+                      log=log)
     return net, history
 
 
@@ -375,15 +352,11 @@ def evaluate_loss(net: BeliefNet, data: BeliefData, batch: int = 4096) -> float:
 
 
 def save_model(net: BeliefNet, path, meta: dict | None = None) -> None:
-    torch.save({"config": asdict(net.config), "state": net.state_dict(), "meta": meta or {}}, path)
+    mlp.save(net, path, meta)
 
 
 def load_model(path) -> tuple[BeliefNet, dict]:
-    blob = torch.load(path, map_location="cpu", weights_only=True)
-    net = BeliefNet(BeliefNetConfig(**blob["config"]))
-    net.load_state_dict(blob["state"])
-    net.eval()
-    return net, blob["meta"]
+    return mlp.load(path, lambda config: BeliefNet(BeliefNetConfig(**config)))
 
 
 # -- deals from the marginals ---------------------------------------------------------------------

@@ -54,6 +54,7 @@ cdef struct CacheEntry:
     uint32_t generation
     float policy[52]
     float value[8]            # relative to the player to move, as the evaluator returns it
+    float world[8]            # the world value of the leaf's world, relative to its mover
 
 
 cdef struct Slot:
@@ -158,7 +159,11 @@ cdef struct RootRule:
 
 cdef struct LeafValue:
     # ``value`` (by absolute seat) holds the network's value of ``leaf``; make it the leaf's
+    # (``P.leaf_world``: the world value of the leaf's world when ``needs_world``, else NULL)
     void (*evaluate)(Pool* P, Slot* s, const RoundState* leaf, float* value) noexcept nogil
+    # 1: every leaf's world is encoded beside its observation (``SearchPool.worlds``) and the
+    # evaluator must answer a world value for it (``SearchPool.apply``'s ``world``)
+    int needs_world
 
 cdef struct Beliefs:
     # a decision starts: queue evaluation rows in the batch if the beliefs need the network
@@ -188,6 +193,8 @@ cdef struct Pool:
     int n_belief_rows         # of those, rows the beliefs hold
     float* states_buf         # (capacity, 256)
     float* masks_buf          # (capacity, 52)
+    float* worlds_buf         # (capacity, 620) when the leaf value needs worlds, else NULL
+    const float* leaf_world   # while a leaf is valued: its world value (8, relative), or NULL
     int* row_agent            # (capacity,) evaluator index of each row
     RootRule root
     LeafValue leaf

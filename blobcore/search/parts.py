@@ -28,10 +28,12 @@ BELIEFS = {
     "learned": "blobcore.search.belief_learned",
 }
 
-#: search.rollout: what a new leaf is worth. "none" is the network's value alone; every
-#: built-in player's name (blobcore/builtin.pyx) is a play-out by that player.
+#: search.rollout: what a new leaf is worth. "none" is the network's value alone; "world" a
+#: world-value model's value of the leaf's sampled deal (blobzero/worlds.py); every built-in
+#: player's name (blobcore/builtin.pyx) is a play-out by that player.
 LEAF_VALUES = {
     "none": "blobcore.search.leaf_network",
+    "world": "blobcore.search.leaf_world",
 }
 PLAYOUT = "blobcore.search.leaf_playout"
 

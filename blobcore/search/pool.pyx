@@ -36,7 +36,7 @@ import numpy as np
 
 from blobcore.rules cimport (RoundState, Round, rs_legal, rs_apply, rs_deal_random, rs_score,
                              popcount64, ctz64, PHASE_DONE_C, DECK_C)
-from blobcore.encode cimport encode_view, OBS_SIZE_C, ACTIONS_C
+from blobcore.encode cimport encode_view, encode_world, OBS_SIZE_C, ACTIONS_C, WORLD_SIZE_C
 from blobcore.rng cimport rng_seed
 from blobcore.builtin cimport builtin_action
 from blobcore.search.core cimport (Pool, Slot, Node, Edge, Pending, CacheEntry, RootRule,
@@ -73,6 +73,17 @@ cdef inline uint64_t _hash_obs(const float* obs, const float* mask) noexcept nog
     return h if h != 0 else 1
 
 
+cdef inline uint64_t _hash_world(uint64_t h, const float* world) noexcept nogil:
+    """``h`` with the other hands of a whole-deal encoding mixed in (the same observation in
+    another world is another leaf for a world value)."""
+    cdef const uint32_t* w = <const uint32_t*>(world + OBS_SIZE_C)
+    cdef int i
+    for i in range(WORLD_SIZE_C - OBS_SIZE_C):
+        h = (h ^ w[i]) * <uint64_t>0x100000001B3
+        h ^= h >> 29
+    return h if h != 0 else 1
+
+
 cdef inline CacheEntry* _cache_find(Slot* s, uint64_t key) noexcept nogil:
     cdef CacheEntry* e = &s.cache[key & (CACHE_SIZE - 1)]
     if e.key == key and e.generation == s.cache_gen:
@@ -80,12 +91,14 @@ cdef inline CacheEntry* _cache_find(Slot* s, uint64_t key) noexcept nogil:
     return NULL
 
 
-cdef inline void _cache_put(Slot* s, uint64_t key, const float* policy, const float* value) noexcept nogil:
+cdef inline void _cache_put(Slot* s, uint64_t key, const float* policy, const float* value,
+                            const float* world) noexcept nogil:
     cdef CacheEntry* e = &s.cache[key & (CACHE_SIZE - 1)]
     e.key = key
     e.generation = s.cache_gen
     memcpy(e.policy, policy, ACTIONS_C * sizeof(float))
     memcpy(e.value, value, SEATS_C * sizeof(float))
+    memcpy(e.world, world, SEATS_C * sizeof(float))
 
 
 # ---------------------------------------------------------------------------
@@ -120,7 +133,7 @@ cdef class SearchPool:
     cdef public object config
     cdef list _finished
     cdef list _specs             # the spec of the round in each slot
-    cdef object _states_arr, _masks_arr, _row_agent_arr
+    cdef object _states_arr, _masks_arr, _row_agent_arr, _worlds_arr
     cdef object _parts           # the part modules' capsules, kept alive with the pool
     cdef long next_round_id
     cdef int stop_after
@@ -164,6 +177,14 @@ cdef class SearchPool:
         self.P.states_buf = &sv[0, 0]
         self.P.masks_buf = &mv[0, 0]
         self.P.row_agent = &av[0]
+        cdef float[:, ::1] wv
+        self._worlds_arr = None
+        self.P.worlds_buf = NULL
+        self.P.leaf_world = NULL
+        if self.P.leaf.needs_world:
+            self._worlds_arr = np.zeros((self.P.capacity, WORLD_SIZE_C), dtype=np.float32)
+            wv = self._worlds_arr
+            self.P.worlds_buf = &wv[0, 0]
         self._rounds = iter(rounds)
         self._finished = []
         self._specs = [None] * n_slots
@@ -233,13 +254,27 @@ cdef class SearchPool:
                 break
         return self._states_arr[:self.P.n_rows], self._masks_arr[:self.P.n_rows]
 
-    def apply(self, policy, value, beliefs=None):
+    @property
+    def worlds(self):
+        """With a leaf value that needs worlds (``search.rollout = "world"``): the whole-deal
+        encoding of each row's leaf world, float32 (n, 620) (rows that are no leaf hold
+        zeros or an old world, and their answers are not read); else None."""
+        if self._worlds_arr is None:
+            return None
+        return self._worlds_arr[:self.P.n_rows]
+
+    def apply(self, policy, value, beliefs=None, world=None):
         """Feed back the evaluation of the last batch: policy (n, 52), value (n, >= seats), and
-        for beliefs that ask the network (``search.beliefs = "learned"``) beliefs (n, 52, 8)."""
+        for beliefs that ask the network (``search.beliefs = "learned"``) beliefs (n, 52, 8),
+        for a leaf value that needs worlds (``search.rollout = "world"``) world (n, >= seats):
+        each row's world value, relative to the mover of its world, as ``value`` is."""
         cdef float[:, ::1] pol = np.ascontiguousarray(policy, dtype=np.float32)
         cdef float[:, ::1] val = np.ascontiguousarray(value, dtype=np.float32)
         cdef float[:, :, ::1] bel
+        cdef float[:, ::1] wld
         cdef const float* bel_ptr = NULL
+        cdef const float* world_ptr = NULL
+        cdef int ww = 0
         cdef int i, n = self.P.n_rows
         if pol.shape[0] != n or pol.shape[1] != ACTIONS_C:
             raise ValueError(f"policy must have shape ({n}, 52), got {tuple(np.shape(policy))}")
@@ -253,14 +288,28 @@ cdef class SearchPool:
                 bel_ptr = &bel[0, 0, 0]
         elif self.P.beliefs.needs_beliefs and self.P.n_belief_rows:
             raise ValueError(f"{self._parts.where['beliefs']} needs an evaluator that answers beliefs "
-                             f"(selfplay_client.evaluator.BeliefEvaluator)")
+                             f"(blobzero.beliefs.BeliefEvaluator)")
+        if world is not None and self.P.leaf.needs_world:
+            wld = np.ascontiguousarray(world, dtype=np.float32)
+            if wld.shape[0] != n or wld.shape[1] < 1:
+                raise ValueError(f"world must have shape ({n}, seats), got {tuple(np.shape(world))}")
+            if not np.isfinite(world).all():
+                raise ValueError("the world values hold NaN or infinite entries: the world-value "
+                                 "model answered garbage (check its export and its inputs)")
+            ww = wld.shape[1]
+            if n:
+                world_ptr = &wld[0, 0]
+        elif self.P.leaf.needs_world and n:
+            raise ValueError(f"{self._parts.where['leaf']} needs an evaluator that answers world "
+                             f"values (blobzero.worlds.WorldEvaluator)")
         if n == 0:
             return
         cdef int vw = val.shape[1]
         with nogil:
             for i in range(self.P.n_slots):
                 if self.P.slots[i].n_pending or self.P.slots[i].belief_rows:
-                    self._resolve(&self.P.slots[i], i, &pol[0, 0], &val[0, 0], vw, bel_ptr)
+                    self._resolve(&self.P.slots[i], i, &pol[0, 0], &val[0, 0], vw, bel_ptr,
+                                  world_ptr, ww)
         self.P.n_rows = 0
         self.P.n_belief_rows = 0
 
@@ -431,7 +480,7 @@ cdef class SearchPool:
                 s.cache_gen += 1
             if not s.root_ready:
                 # The root observation is the same in every determinization: evaluate it once.
-                hit = self._encode_lookup(s, &s.game, &key)
+                hit = self._encode_lookup(s, &s.game, &key, 0)
                 if hit != NULL:
                     P.c.cache_hits += 1
                     self._set_root(s, hit.policy, hit.value)
@@ -458,13 +507,27 @@ cdef class SearchPool:
         s.dec_visits[d][action] = 1
         s.n_decisions += 1
 
-    cdef CacheEntry* _encode_lookup(self, Slot* s, const RoundState* st, uint64_t* key) noexcept nogil:
+    cdef CacheEntry* _encode_lookup(self, Slot* s, const RoundState* st, uint64_t* key,
+                                    int leaf) noexcept nogil:
         """Encode ``st`` into the next free batch row and look it up in the slot's cache.
-        On a miss the row stays filled: ``_add_pending`` claims it."""
+        On a miss the row stays filled: ``_add_pending`` claims it. For a ``leaf`` when the
+        leaf value needs worlds, the leaf's world (drawn afresh by the beliefs with
+        ``rollout_resample``, else the tree's) is encoded into the row's world too, and is
+        part of the key."""
         cdef float* obs = self.P.states_buf + <size_t>self.P.n_rows * OBS_SIZE_C
         cdef float* mask = self.P.masks_buf + <size_t>self.P.n_rows * ACTIONS_C
+        cdef float* world
+        cdef RoundState w
         encode_view(st, self._observer(s, st), obs, mask)
         key[0] = _hash_obs(obs, mask)
+        if leaf and self.P.leaf.needs_world:
+            world = self.P.worlds_buf + <size_t>self.P.n_rows * WORLD_SIZE_C
+            if self.P.p.rollout_resample:
+                self.P.beliefs.leaf_world(&self.P, s, st, &w)
+                encode_world(&w, world)
+            else:
+                encode_world(st, world)
+            key[0] = _hash_world(key[0], world)
         return _cache_find(s, key[0])
 
     cdef void _add_pending(self, Slot* s, int node, int depth, uint64_t key) noexcept nogil:
@@ -612,10 +675,12 @@ cdef class SearchPool:
                 continue
             ch.terminal = 0
             ch.expanded = 0
-            hit = self._encode_lookup(s, &ch.state, &key)
+            hit = self._encode_lookup(s, &ch.state, &key, 1)
             if hit != NULL:
                 P.c.cache_hits += 1
+                P.leaf_world = hit.world if P.leaf.needs_world else NULL
                 self._expand(s, slot, child, hit.policy, hit.value)
+                P.leaf_world = NULL
                 backup(nd, ed, path_node, path_edge, depth, child, ch.value)
                 continue
             memcpy(s.pending[s.n_pending].path_node, path_node, depth * sizeof(int))
@@ -632,11 +697,12 @@ cdef class SearchPool:
         x.expanded = 1
 
     cdef void _resolve(self, Slot* s, int slot, const float* policy, const float* value,
-                       int vw, const float* beliefs) noexcept nogil:
+                       int vw, const float* beliefs, const float* world, int ww) noexcept nogil:
         """Apply the evaluations of this slot's rows: its beliefs', then its leaves'."""
         cdef int j, k, row
         cdef Pending* pd
         cdef float rel[8]
+        cdef float wrel[8]
         cdef Node* nd = slot_nodes(&self.P, slot)
         if s.belief_rows:
             self.P.beliefs.answer(&self.P, s, policy, beliefs)
@@ -646,11 +712,17 @@ cdef class SearchPool:
             memset(rel, 0, sizeof(rel))
             for k in range(min(vw, SEATS_C)):
                 rel[k] = value[<size_t>row * vw + k]
-            _cache_put(s, pd.key, policy + <size_t>row * ACTIONS_C, rel)
+            memset(wrel, 0, sizeof(wrel))
+            if world != NULL:
+                for k in range(min(ww, SEATS_C)):
+                    wrel[k] = world[<size_t>row * ww + k]
+            _cache_put(s, pd.key, policy + <size_t>row * ACTIONS_C, rel, wrel)
             if pd.node < 0:
                 self._set_root(s, policy + <size_t>row * ACTIONS_C, rel)
             else:
+                self.P.leaf_world = wrel if world != NULL else NULL
                 self._expand(s, slot, pd.node, policy + <size_t>row * ACTIONS_C, rel)
+                self.P.leaf_world = NULL
                 backup(nd, slot_edges(&self.P, slot), pd.path_node, pd.path_edge, pd.depth,
                        pd.node, nd[pd.node].value)
         s.n_pending = 0

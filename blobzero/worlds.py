@@ -1,0 +1,234 @@
+"""``blobzero worlds``: the world-value model (trainer/world_model.py): data, training, the report,
+and the search with it in the arena.
+
+    blobzero worlds make   --data DIR   records -> DIR/train.npz, DIR/heldout.npz
+    blobzero worlds train  --data DIR   DIR/train.npz -> DIR/world.pt and DIR/world.onnx
+    blobzero worlds report --data DIR   held-out squared error by trick beside a per-trick mean
+    blobzero worlds all    --data DIR   the three in turn
+    blobzero worlds arena  --data DIR   the product's search with world values at its leaves
+                                        (search.rollout = "world") beside its expert play-outs,
+                                        one seat against three ``expert``, the same deals
+
+Records are finished rounds of four ``expert`` seats (``blobzero.beliefs.make_records``; train
+and held-out seeds disjoint). Every position is a whole deal seen from its mover, labelled with
+the round's final normalised scores: the players' own continuation is one play-out of that deal,
+so the model learns what an ``expert`` play-out of a world is worth on average, without the
+noise of any one play-out.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from blobcore.encode import WORLD_SIZE
+
+
+class WorldEvaluator:
+    """An evaluator that also answers world values (``SearchPool.apply``'s ``world``, (n, 8)
+    relative to each world's mover) from the world-value model's ONNX graph in ONNX Runtime,
+    beside ``inner``'s policy and value: what ``search.rollout = "world"`` needs.
+
+    A graph without the ``world`` input (620 wide) and the ``world_value`` output, or one that
+    answers NaN, is refused with the reason."""
+
+    answers_worlds = True
+
+    def __init__(self, inner, model_path, threads: int = 1):
+        import onnxruntime as ort
+
+        from trainer.world_model import INPUT, OUTPUT
+        self.inner = inner
+        self.path = Path(model_path)
+        if not self.path.is_file():
+            raise FileNotFoundError(f"no world-value model at {self.path} (make one with "
+                                    f"`blobzero worlds all`)")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+        inputs = {i.name: i.shape for i in self.session.get_inputs()}
+        outputs = [o.name for o in self.session.get_outputs()]
+        if INPUT not in inputs or inputs[INPUT][-1] != WORLD_SIZE or OUTPUT not in outputs:
+            raise ValueError(f"{self.path} is not a world-value model: it needs an input "
+                             f"{INPUT!r} (batch, {WORLD_SIZE}) and an output {OUTPUT!r}; it has "
+                             f"inputs {inputs} and outputs {outputs}")
+        self._input, self._output = INPUT, OUTPUT
+
+    def world_values(self, worlds: np.ndarray) -> np.ndarray:
+        """(n, 8) float32 world values of ``worlds`` (n, 620)."""
+        worlds = np.ascontiguousarray(worlds, np.float32)
+        if worlds.ndim != 2 or worlds.shape[1] != WORLD_SIZE:
+            raise ValueError(f"worlds must have shape (n, {WORLD_SIZE}), got {worlds.shape}")
+        if len(worlds) == 0:
+            return np.zeros((0, 8), np.float32)
+        (out,) = self.session.run([self._output], {self._input: worlds})
+        if not np.isfinite(out).all():
+            raise ValueError(f"{self.path} answered NaN or infinite world values")
+        return out
+
+    def evaluate(self, states, masks, worlds=None):
+        from selfplay_client.runner import _unpack
+        policy, value, _, beliefs, _ = _unpack(self.inner.evaluate(states, masks))
+        return policy, value, beliefs, (None if worlds is None else self.world_values(worlds))
+
+
+# -- data and training -----------------------------------------------------------------------------
+
+def make(args) -> dict:
+    from blobzero.beliefs import make_records
+    from trainer.world_model import worlds_from_records
+    out = Path(args.data)
+    out.mkdir(parents=True, exist_ok=True)
+    plan = {"train": (args.train_rounds, args.train_seed), "heldout": (args.heldout_rounds, args.heldout_seed)}
+    if args.train_seed < args.heldout_seed < args.train_seed + args.train_rounds:
+        raise ValueError("the held-out seeds overlap the training seeds")
+    summary = {}
+    for name, (n, seed) in plan.items():
+        t0 = time.perf_counter()
+        data = worlds_from_records(make_records(n, seed, "expert", args.players, args.cards))
+        data.save(out / f"{name}.npz")
+        summary[name] = {"rounds": n, "seeds": [seed, seed + n - 1], "positions": len(data),
+                         "seconds": round(time.perf_counter() - t0, 1)}
+        print(f"{name}: {summary[name]}", file=sys.stderr)
+    return summary
+
+
+def train_command(args) -> dict:
+    import torch
+
+    from trainer.world_model import WorldData, WorldNetConfig, export_onnx, save_model, train
+    torch.set_num_threads(args.threads)
+    data = WorldData.load(Path(args.data) / "train.npz")
+    valid = WorldData.load(Path(args.data) / "heldout.npz")
+    t0 = time.perf_counter()
+    net, history = train(data, WorldNetConfig(args.hidden, args.depth), epochs=args.epochs,
+                         batch=args.batch, lr=args.lr, seed=args.seed, valid=valid,
+                         log=lambda row: print(json.dumps(row), file=sys.stderr))
+    meta = {"positions": len(data), "epochs": args.epochs, "hidden": args.hidden, "depth": args.depth,
+            "lr": args.lr, "batch": args.batch, "threads": args.threads,
+            "train_seconds": round(time.perf_counter() - t0, 1), "history": history}
+    model = Path(args.model or Path(args.data) / "world.pt")
+    save_model(net, model, meta)
+    export_onnx(net, model.with_suffix(".onnx"))
+    return meta
+
+
+def report(args) -> dict:
+    """Held-out squared error per seat at the table, by trick (0 = bidding): the model beside
+    the per-trick mean of the training targets (what knowing nothing of the deal gives)."""
+    from trainer.world_model import WorldData, load_model, predict
+    train_data = WorldData.load(Path(args.data) / "train.npz")
+    held = WorldData.load(Path(args.data) / "heldout.npz")
+    net, _ = load_model(Path(args.model or Path(args.data) / "world.pt"))
+    pred = predict(net, held.world)
+    seats = held.world[:, 212:220]
+    rows = {}
+    for trick in sorted(set(held.trick.tolist())):
+        at = held.trick == trick
+        mean = (train_data.target[train_data.trick == trick].sum(0)
+                / np.maximum(train_data.world[train_data.trick == trick, 212:220].sum(0), 1))
+        err_model = (((pred[at] - held.target[at]) ** 2) * seats[at]).sum() / seats[at].sum()
+        err_mean = (((mean - held.target[at]) ** 2) * seats[at]).sum() / seats[at].sum()
+        rows[int(trick)] = {"positions": int(at.sum()), "model_mse": round(float(err_model), 4),
+                            "mean_mse": round(float(err_mean), 4)}
+    total_model = float((((pred - held.target) ** 2) * seats).sum() / seats.sum())
+    return {"heldout_positions": len(held), "by_trick": rows, "model_mse": round(total_model, 4)}
+
+
+# -- the arena -------------------------------------------------------------------------------------
+
+def arena(args) -> dict:
+    """One seat of the product's search (evaluation variant, on a uniform evaluator: the world
+    model is the only learned part) against three ``expert`` seats, every seat in turn, on
+    ``--arena-deals`` duplicate deals: each variant of ``--variants`` (NAME=key:value,...
+    settings over the product's search), paired against the first."""
+    from blobzero.arena import solo_variants
+    from plumbing.config import load
+    from selfplay_client.evaluator import UniformEvaluator
+
+    cfg = load()
+    model = Path(args.model or Path(args.data) / "world.onnx").with_suffix(".onnx")
+    variants = {}
+    for name, settings in parse_variants(args.variants).items():
+        search = cfg.search.build(for_evaluation=True, preset=args.search, **settings)
+        variants[name] = (search, WorldEvaluator(UniformEvaluator(), model, threads=args.threads)
+                          if search.rollout == "world" else UniformEvaluator())
+    rows = solo_variants(variants, args.arena_deals, args.arena_seed, args.players, args.cards,
+                         log=lambda row: print(json.dumps(row), file=sys.stderr))
+    return {"deals": args.arena_deals, "table": f"{args.players}x{args.cards}", "opponent": "expert",
+            "model": str(model), "variants": rows}
+
+
+def parse_variants(text: str) -> dict[str, dict]:
+    """``"a=rollout:expert;b=rollout:world,determinizations:6"`` -> {"a": {...}, "b": {...}}
+    (values parsed as JSON where they parse, else kept as strings)."""
+    variants = {}
+    for part in filter(None, (p.strip() for p in text.split(";"))):
+        name, _, body = part.partition("=")
+        settings = {}
+        for item in filter(None, body.split(",")):
+            key, sep, value = item.partition(":")
+            if not sep:
+                raise ValueError(f"variant {name!r}: {item!r} is not key:value")
+            try:
+                settings[key.strip()] = json.loads(value)
+            except json.JSONDecodeError:
+                settings[key.strip()] = value.strip()
+        variants[name.strip()] = settings
+    if not variants:
+        raise ValueError("no variants given")
+    return variants
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("action", choices=("make", "train", "report", "all", "arena"))
+    parser.add_argument("--data", "--out", dest="data", default="runs/worlds",
+                        help="data directory (default: %(default)s)")
+    parser.add_argument("--model", help="model file (default: DATA/world.pt, and .onnx beside it)")
+    parser.add_argument("--players", type=int, default=4)
+    parser.add_argument("--cards", type=int, default=5)
+    parser.add_argument("--train-rounds", type=int, default=20000)
+    parser.add_argument("--heldout-rounds", type=int, default=500)
+    parser.add_argument("--train-seed", type=int, default=1_000_000)
+    parser.add_argument("--heldout-seed", type=int, default=2_000_000)
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--hidden", type=int, default=256)
+    parser.add_argument("--depth", type=int, default=2)
+    parser.add_argument("--batch", type=int, default=512)
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", metavar="FILE", help="also write the result to FILE")
+    parser.add_argument("--arena-deals", type=int, default=600, help="arena: duplicate deals")
+    parser.add_argument("--arena-seed", type=int, default=3_000_000)
+    parser.add_argument("--search", default="medium", help="arena: search size preset")
+    parser.add_argument("--variants", default="playout=rollout:expert;world=rollout:world",
+                        help="arena: NAME=key:value,...;... settings over the product's search "
+                             "(default: %(default)s)")
+
+
+def main(args: argparse.Namespace) -> int:
+    from plumbing.fsio import atomic_write_text
+    try:
+        results = {}
+        if args.action in ("make", "all"):
+            results["make"] = make(args)
+        if args.action in ("train", "all"):
+            results["train"] = train_command(args)
+        if args.action in ("report", "all"):
+            results["report"] = report(args)
+        if args.action == "arena":
+            results["arena"] = arena(args)
+        text = json.dumps(results[args.action] if args.action != "all" else results)
+        if args.json:
+            atomic_write_text(args.json, text + "\n")
+        print(text)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"blobzero worlds: {exc}", file=sys.stderr)
+        return 2
+    return 0

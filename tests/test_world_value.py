@@ -1,0 +1,148 @@
+"""The world-value leaf (search.rollout = "world"): the whole-deal encoding, the pool's world
+rows and answers, the errors, the model's data and training, and ``blobzero worlds``."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from blobcore.encode import OBS_SIZE, WORLD_SIZE, encode, encode_world_of
+from blobcore.rules import Round
+from blobcore.search.pool import SearchPool
+from plumbing.config import load
+from selfplay_client.evaluator import UniformEvaluator
+from selfplay_client.runner import PooledSearch
+
+
+def world_search(**settings):
+    return load().search.build(for_evaluation=True, preset="light", rollout="world", **settings)
+
+
+class ConstantWorld:
+    """Every world is worth ``value`` to every seat: the uniform evaluator beside it."""
+    answers_worlds = True
+
+    def __init__(self, value):
+        self.value = value
+        self.rows = 0
+
+    def evaluate(self, states, masks, worlds=None):
+        policy, value = UniformEvaluator().evaluate(states, masks)
+        assert worlds is not None and worlds.shape == (len(states), WORLD_SIZE)
+        self.rows += len(worlds)
+        return policy, value, None, np.full((len(states), 8), self.value, np.float32)
+
+
+def test_encode_world_is_the_observation_and_every_other_hand():
+    rnd = Round.from_seed(7, 4, 5)
+    for action in rnd.legal_actions()[:1] * 1:
+        rnd.apply(action)
+    world = encode_world_of(rnd)
+    assert world.shape == (WORLD_SIZE,) == (OBS_SIZE + 7 * 52,)
+    np.testing.assert_array_equal(world[:OBS_SIZE], encode(rnd)[0])
+    me = rnd.current_player
+    for rel in range(1, 8):
+        block = world[OBS_SIZE + 52 * (rel - 1):OBS_SIZE + 52 * rel]
+        if rel < 4:
+            assert sorted(np.flatnonzero(block).tolist()) == sorted(rnd.hand((me + rel) % 4))
+        else:
+            assert not block.any()
+
+
+def test_world_rows_and_answers_reach_the_leaves():
+    """With lambda = 1 every non-terminal leaf is worth the world value: a model that says 0.3
+    for every seat makes every root action's q 0.3 (early in the round no leaf is terminal)."""
+    evaluator = ConstantWorld(0.3)
+    search = PooledSearch(evaluator, world_search(), [(5, 4, 5)], n_games=1, halves=1, stop_after=2)
+    search.run()
+    (record,) = search.finished()
+    assert evaluator.rows > 0
+    for decision in record["decisions"]:
+        qs = list(decision["q"].values())
+        assert qs and all(abs(q - 0.3) < 1e-5 for q in qs), decision
+
+
+def test_a_world_leaf_without_world_answers_is_refused_with_the_reason():
+    pool = SearchPool(2, world_search(), iter([(1, 4, 5), (2, 4, 5)]))
+    states, masks = pool.collect()
+    assert pool.worlds is not None and pool.worlds.shape == (len(states), WORLD_SIZE)
+    policy, value = UniformEvaluator().evaluate(states, masks)
+    with pytest.raises(ValueError, match="answers world values"):
+        pool.apply(policy, value)
+    bad = np.full((len(states), 8), np.nan, np.float32)
+    with pytest.raises(ValueError, match="NaN"):
+        pool.apply(policy, value, None, bad)
+    with pytest.raises(ValueError, match="world must have shape"):
+        pool.apply(policy, value, None, np.zeros((len(states) + 1, 8), np.float32))
+    pool.apply(policy, value, None, np.full((len(states), 8), 0.5, np.float32))
+    with pytest.raises(ValueError, match="answers world values"):
+        PooledSearch(UniformEvaluator(), world_search(), [(1, 4, 5)], n_games=1)
+
+
+def test_other_leaf_values_have_no_world_rows():
+    pool = SearchPool(1, load().search.build(for_evaluation=True, preset="light"), iter([(1, 4, 5)]))
+    pool.collect()
+    assert pool.worlds is None
+
+
+def test_explored_worlds_label_every_position_with_the_final_scores_from_its_mover():
+    from trainer.world_model import explored_worlds, worlds_from_records
+    data = explored_worlds(30, seed=11)
+    assert len(data) > 30 and data.world.shape[1] == WORLD_SIZE
+    assert ((data.target >= 0) & (data.target <= 1)).all()
+    assert (data.target[:, 4:] == 0).all()
+    # within a round, the mover's label is another seat's label rotated
+    first = data.round == data.round[0]
+    assert np.isclose(data.target[first].sum(1), data.target[first][0].sum()).all()
+    from blobzero.beliefs import make_records
+    recorded = worlds_from_records(make_records(3, 500, "expert"))
+    assert len(recorded) == 3 * (4 + 20)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("worlds")
+    done = subprocess.run([sys.executable, "-m", "blobzero.cli", "worlds", "all", "--data", str(out),
+                           "--train-rounds", "300", "--heldout-rounds", "40", "--epochs", "1"],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    return out, json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_blobzero_worlds_trains_exports_and_reports(trained):
+    out, result = trained
+    assert (out / "world.pt").is_file() and (out / "world.onnx").is_file()
+    assert result["train"]["positions"] > 300
+    assert 0 < result["report"]["model_mse"] < 0.5
+    assert set(result["report"]["by_trick"]) >= {"0", "1"}
+
+
+def test_world_evaluator_answers_and_refuses_a_model_that_is_not_one(trained, tmp_path):
+    from blobzero.worlds import WorldEvaluator
+    from trainer.export import export_fresh
+    out, _ = trained
+    ev = WorldEvaluator(UniformEvaluator(), out / "world.onnx")
+    worlds = np.stack([encode_world_of(Round.from_seed(s, 4, 5)) for s in range(5)])
+    values = ev.world_values(worlds)
+    assert values.shape == (5, 8) and np.isfinite(values).all()
+    with pytest.raises(ValueError, match=r"worlds must have shape \(n, 620\)"):
+        ev.world_values(worlds[:, :256])
+    blobnet = tmp_path / "blobnet.onnx"
+    export_fresh("small", blobnet, seed=1)
+    with pytest.raises(ValueError, match="is not a world-value model"):
+        WorldEvaluator(UniformEvaluator(), blobnet)
+    with pytest.raises(FileNotFoundError, match="blobzero worlds all"):
+        WorldEvaluator(UniformEvaluator(), tmp_path / "missing.onnx")
+
+
+def test_blobzero_worlds_arena_plays_both_leaf_values_on_the_same_deals(trained):
+    out, _ = trained
+    done = subprocess.run([sys.executable, "-m", "blobzero.cli", "worlds", "arena", "--data", str(out),
+                           "--arena-deals", "3", "--search", "easy"],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert set(result["variants"]) == {"playout", "world"}
+    assert "minus_playout" in result["variants"]["world"]
+    assert "world" in result["variants"]["world"]["search"]
