@@ -5,6 +5,9 @@ and the search with it in the arena.
     blobzero worlds train  --data DIR   DIR/train.npz -> DIR/world.pt and DIR/world.onnx
     blobzero worlds report --data DIR   held-out squared error by trick beside a per-trick mean
     blobzero worlds all    --data DIR   the three in turn
+    blobzero worlds publish --data DIR --repo REPO
+                                        DIR/world.onnx as the next version of ``blobworld`` in a
+                                        Triton model repository (validated first), with its config
     blobzero worlds arena  --data DIR   the product's search with world values at its leaves
                                         (search.rollout = "world") beside its expert play-outs,
                                         one seat against three ``expert``, the same deals
@@ -28,21 +31,15 @@ import numpy as np
 from blobcore.encode import WORLD_SIZE
 
 
-class WorldEvaluator:
-    """An evaluator that also answers world values (``SearchPool.apply``'s ``world``, (n, 8)
-    relative to each world's mover) from the world-value model's ONNX graph in ONNX Runtime,
-    beside ``inner``'s policy and value: what ``search.rollout = "world"`` needs.
+class OrtWorldValues:
+    """The world-value model's ONNX graph in ONNX Runtime, in this process. A graph without
+    the ``world`` input (620 wide) and the ``world_value`` output, or one that answers NaN, is
+    refused with the reason."""
 
-    A graph without the ``world`` input (620 wide) and the ``world_value`` output, or one that
-    answers NaN, is refused with the reason."""
-
-    answers_worlds = True
-
-    def __init__(self, inner, model_path, threads: int = 1):
+    def __init__(self, model_path, threads: int = 1):
         import onnxruntime as ort
 
         from trainer.world_model import INPUT, OUTPUT
-        self.inner = inner
         self.path = Path(model_path)
         if not self.path.is_file():
             raise FileNotFoundError(f"no world-value model at {self.path} (make one with "
@@ -71,10 +68,27 @@ class WorldEvaluator:
             raise ValueError(f"{self.path} answered NaN or infinite world values")
         return out
 
+
+class WorldEvaluator:
+    """An evaluator that also answers world values (``SearchPool.apply``'s ``world``, (n, 8)
+    relative to each world's mover) beside ``inner``'s policy and value: what
+    ``search.rollout = "world"`` needs. ``values``: an ONNX file (``OrtWorldValues``, in this
+    process) or anything with ``world_values(worlds)``, e.g. the model served by Triton
+    (``selfplay_client.triton_evaluator.TritonWorldValues``)."""
+
+    answers_worlds = True
+
+    def __init__(self, inner, values, threads: int = 1):
+        self.inner = inner
+        self.values = values if hasattr(values, "world_values") else OrtWorldValues(values, threads)
+
+    def world_values(self, worlds: np.ndarray) -> np.ndarray:
+        return self.values.world_values(worlds)
+
     def evaluate(self, states, masks, worlds=None):
         from selfplay_client.runner import _unpack
         policy, value, _, beliefs, _ = _unpack(self.inner.evaluate(states, masks))
-        return policy, value, beliefs, (None if worlds is None else self.world_values(worlds))
+        return policy, value, beliefs, (None if worlds is None else self.values.world_values(worlds))
 
 
 # -- data and training -----------------------------------------------------------------------------
@@ -156,12 +170,39 @@ def arena(args) -> dict:
     variants = {}
     for name, settings in parse_variants(args.variants).items():
         search = cfg.search.build(for_evaluation=True, preset=args.search, **settings)
-        variants[name] = (search, WorldEvaluator(UniformEvaluator(), model, threads=args.threads)
-                          if search.rollout == "world" else UniformEvaluator())
+        if search.rollout != "world":
+            variants[name] = (search, UniformEvaluator())
+            continue
+        values = model
+        if args.triton:
+            from selfplay_client.triton_evaluator import TritonWorldValues
+            values = TritonWorldValues(args.triton)
+        variants[name] = (search, WorldEvaluator(UniformEvaluator(), values, threads=args.threads))
     rows = solo_variants(variants, args.arena_deals, args.arena_seed, args.players, args.cards,
                          log=lambda row: print(json.dumps(row), file=sys.stderr))
     return {"deals": args.arena_deals, "table": f"{args.players}x{args.cards}", "opponent": "expert",
             "model": str(model), "variants": rows}
+
+
+def publish(args) -> dict:
+    """Publish DATA/world.onnx (or ``--model``) as the next ``blobworld`` version of ``--repo``
+    and write the model's config there (``--flavour``: the local server's generated one, or the
+    committed production one)."""
+    from plumbing import triton_config
+    from plumbing.model_repository import publish_version, write_config, write_local_config
+    from plumbing.netspec import WORLD_MODEL_NAME
+    from plumbing.storage import join
+    if not args.repo:
+        raise ValueError("publish needs --repo (the Triton model repository, a directory or s3://...)")
+    model = Path(args.model or Path(args.data) / "world.onnx").with_suffix(".onnx")
+    version = publish_version(args.repo, model, keep_last=args.keep, model_name=WORLD_MODEL_NAME)
+    where = join(args.repo, WORLD_MODEL_NAME)
+    if args.flavour == "local":
+        write_local_config(where, model_name=WORLD_MODEL_NAME)
+    else:
+        write_config(where, triton_config.committed_config_path(WORLD_MODEL_NAME).read_text())
+    return {"model": WORLD_MODEL_NAME, "version": version, "repository": str(args.repo),
+            "flavour": args.flavour}
 
 
 def parse_variants(text: str) -> dict[str, dict]:
@@ -186,7 +227,7 @@ def parse_variants(text: str) -> dict[str, dict]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("action", choices=("make", "train", "report", "all", "arena"))
+    parser.add_argument("action", choices=("make", "train", "report", "all", "arena", "publish"))
     parser.add_argument("--data", "--out", dest="data", default="runs/worlds",
                         help="data directory (default: %(default)s)")
     parser.add_argument("--model", help="model file (default: DATA/world.pt, and .onnx beside it)")
@@ -207,6 +248,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--arena-deals", type=int, default=600, help="arena: duplicate deals")
     parser.add_argument("--arena-seed", type=int, default=3_000_000)
     parser.add_argument("--search", default="medium", help="arena: search size preset")
+    parser.add_argument("--triton", metavar="HOST:PORT",
+                        help="arena: ask the world values of the blobworld model this Triton serves "
+                             "(default: the ONNX file, in this process)")
+    parser.add_argument("--repo", help="publish: the Triton model repository")
+    parser.add_argument("--flavour", choices=("local", "production"), default="local",
+                        help="publish: which config to write beside the version (default: %(default)s)")
+    parser.add_argument("--keep", type=int, default=3, help="publish: versions to keep (default: %(default)s)")
     parser.add_argument("--variants", default="playout=rollout:expert;world=rollout:world",
                         help="arena: NAME=key:value,...;... settings over the product's search "
                              "(default: %(default)s)")
@@ -214,6 +262,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from plumbing.fsio import atomic_write_text
+    from plumbing.model_repository import ModelRepositoryError
     try:
         results = {}
         if args.action in ("make", "all"):
@@ -224,11 +273,13 @@ def main(args: argparse.Namespace) -> int:
             results["report"] = report(args)
         if args.action == "arena":
             results["arena"] = arena(args)
+        if args.action == "publish":
+            results["publish"] = publish(args)
         text = json.dumps(results[args.action] if args.action != "all" else results)
         if args.json:
             atomic_write_text(args.json, text + "\n")
         print(text)
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, FileNotFoundError, ModelRepositoryError) as exc:
         print(f"blobzero worlds: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -31,7 +31,8 @@ from pathlib import Path
 import numpy as np
 
 from plumbing import triton_config
-from plumbing.netspec import INPUTS, MASK, MODEL_NAME, ONNX_FILENAME, OUTPUTS, STATE
+from plumbing.netspec import (CONTRACTS, INPUTS, MASK, MODEL_NAME, ONNX_FILENAME, OUTPUTS, STATE,
+                              WORLD, WORLD_MODEL_NAME, WORLD_VALUE)
 from plumbing.storage import FileCache, LocalStore, Store, join, open_store
 
 _LOCK_NAME = "publish.lock"
@@ -61,6 +62,22 @@ VALIDATION_POSITIONS = 96
 _TOLERANCE = 1e-3
 
 
+def _random_positions(seed: int):
+    """Endless (row, Round) pairs: rounds of 3..8 players and 1..max cards from ``seed``, played
+    by uniformly random legal moves to a random depth (every trump, seat and phase appears)."""
+    from blobcore import Round, max_cards  # lazy: only validation needs the core
+
+    rng = np.random.default_rng(seed)
+    while True:
+        n_players = int(rng.integers(3, 9))
+        rnd = Round.from_seed(int(rng.integers(1 << 31)), n_players,
+                              int(rng.integers(1, max_cards(n_players) + 1)))
+        for _ in range(int(rng.integers(n_players * (rnd.cards + 1)))):
+            legal = rnd.legal_actions()
+            rnd.apply(legal[int(rng.integers(len(legal)))])
+        yield rng, rnd
+
+
 @functools.lru_cache(maxsize=1)
 def validation_positions(n: int = VALIDATION_POSITIONS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``n`` real positions, encoded by the game core exactly as self-play encodes them:
@@ -68,20 +85,16 @@ def validation_positions(n: int = VALIDATION_POSITIONS) -> tuple[np.ndarray, np.
     players and 1..max cards from fixed seeds, played by uniformly random legal moves to a
     random depth, so bids and card play, every trump and seat appear. Some positions are
     encoded from another seat's view (a searcher-perspective search asks for those)."""
-    from blobcore import Round, encode, max_cards  # lazy: only validation needs the core
+    from blobcore import encode
 
-    rng = np.random.default_rng(20_241_130)
     states = np.zeros((n, INPUTS[STATE]), np.float32)
     masks = np.zeros((n, INPUTS[MASK]), np.float32)
     players = np.zeros(n, np.int64)
     row = 0
-    while row < n:
-        n_players = int(rng.integers(3, 9))
-        rnd = Round.from_seed(int(rng.integers(1 << 31)), n_players,
-                              int(rng.integers(1, max_cards(n_players) + 1)))
-        for _ in range(int(rng.integers(n_players * (rnd.cards + 1)))):
-            legal = rnd.legal_actions()
-            rnd.apply(legal[int(rng.integers(len(legal)))])
+    for rng, rnd in _random_positions(20_241_130):
+        if row == n:
+            break
+        n_players = rnd.n_players
         observer = (None if row % 3 else
                     (rnd.current_player + int(rng.integers(1, n_players))) % n_players)
         state, mask = encode(rnd, observer)
@@ -92,39 +105,91 @@ def validation_positions(n: int = VALIDATION_POSITIONS) -> tuple[np.ndarray, np.
     return states, masks, players
 
 
-def validate_onnx(path: str | os.PathLike) -> None:
-    """Raise InvalidModelError unless ``path`` loads in ONNX Runtime, has the contract's
-    inputs/outputs, and answers real positions (``validation_positions``) sensibly: outputs of
-    the right shapes, all finite, each policy row a distribution over the legal actions, and
-    the values of the seats at the table in [0, 1]. A model that is fine on an all-zeros input
-    but NaN on real positions is caught here, before any client plays with it."""
+@functools.lru_cache(maxsize=1)
+def validation_worlds(n: int = VALIDATION_POSITIONS) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` real whole deals (``blobcore.encode.encode_world_of``) in the manner of
+    ``validation_positions``: (worlds (n, 620), players at the table (n,))."""
+    from blobcore.encode import encode_world_of
+
+    worlds, players = [], []
+    for _, rnd in _random_positions(20_261_207):
+        if len(worlds) == n:
+            break
+        if not rnd.is_terminal:
+            worlds.append(encode_world_of(rnd))
+            players.append(rnd.n_players)
+    return np.array(worlds, np.float32), np.array(players, np.int64)
+
+
+def _load_session(path: Path):
     import onnxruntime as ort  # lazy: `blobzero serve --help` should not pay for it
 
-    path = Path(path)
     if not path.is_file():
         raise InvalidModelError(f"{path}: no such file")
     try:
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # ORT raises its own exception types for parse/graph errors
         raise InvalidModelError(f"{path}: ONNX Runtime cannot load it ({exc})") from exc
-    _check_signature(path, {i.name: i for i in session.get_inputs()}, INPUTS, "input")
-    _check_signature(path, {o.name: o for o in session.get_outputs()}, OUTPUTS, "output")
-    states, masks, players = validation_positions()
-    n = len(states)
+
+
+def _seated_values_problem(value: np.ndarray, players: np.ndarray) -> str | None:
+    seated = np.arange(value.shape[1])[None, :] < players[:, None]
+    if ((value < -_TOLERANCE) | (value > 1 + _TOLERANCE))[seated].any():
+        return (f"values of seated players span {value[seated].min():.4g}.."
+                f"{value[seated].max():.4g}, outside [0, 1]")
+    return None
+
+
+def _run_checked(path: Path, session, feeds: dict, outputs: dict[str, int], n: int) -> list[np.ndarray]:
+    """The outputs of one validation batch, each (n, width) and finite, or InvalidModelError."""
     try:
-        results = session.run(list(OUTPUTS), {STATE: states, MASK: masks})
+        results = session.run(list(outputs), feeds)
     except Exception as exc:
         raise InvalidModelError(f"{path}: fails on a test batch ({exc})") from exc
-    for (name, width), array in zip(OUTPUTS.items(), results):
+    for (name, width), array in zip(outputs.items(), results):
         if array.shape != (n, width):
             raise InvalidModelError(f"{path}: output '{name}' is {array.shape}, expected ({n}, {width})")
         bad = int(np.count_nonzero(~np.isfinite(array).all(axis=1)))
         if bad:
             raise InvalidModelError(f"{path}: output '{name}' is NaN or inf for {bad} of {n} real "
                                     f"positions")
-    policy, value = results
+    return results
+
+
+def validate_onnx(path: str | os.PathLike, model_name: str = MODEL_NAME) -> None:
+    """Raise InvalidModelError unless ``path`` loads in ONNX Runtime, has the contract's
+    inputs/outputs (``model_name``'s, plumbing/netspec.py's CONTRACTS), and answers real
+    positions (``validation_positions``; whole deals, ``validation_worlds``, for the world-value
+    model) sensibly: outputs of the right shapes, all finite, each policy row a distribution
+    over the legal actions, and the values of the seats at the table in [0, 1]. A model that is
+    fine on an all-zeros input but NaN on real positions is caught here, before any client
+    plays with it."""
+    if model_name not in CONTRACTS:
+        raise ValueError(f"unknown model {model_name!r}; a repository serves {', '.join(CONTRACTS)}")
+    if model_name == WORLD_MODEL_NAME:
+        path = Path(path)
+        session = _load_session(path)
+        inputs, outputs = CONTRACTS[model_name]
+        _check_signature(path, {i.name: i for i in session.get_inputs()}, inputs, "input")
+        _check_signature(path, {o.name: o for o in session.get_outputs()}, outputs, "output")
+        worlds, players = validation_worlds()
+        (value,) = _run_checked(path, session, {WORLD: worlds}, outputs, len(worlds))
+        problem = _seated_values_problem(value, players)
+        if problem:
+            raise InvalidModelError(f"{path}: output '{WORLD_VALUE}' on {len(worlds)} real deals: {problem}")
+        return
+    _validate_blobnet(Path(path))
+
+
+def _validate_blobnet(path: Path) -> None:
+    session = _load_session(path)
+    _check_signature(path, {i.name: i for i in session.get_inputs()}, INPUTS, "input")
+    _check_signature(path, {o.name: o for o in session.get_outputs()}, OUTPUTS, "output")
+    states, masks, players = validation_positions()
+    n = len(states)
+    policy, value = _run_checked(path, session, {STATE: states, MASK: masks}, OUTPUTS, n)
     problems = []
     if (policy < -_TOLERANCE).any():
         problems.append("policy has negative entries")
@@ -134,10 +199,9 @@ def validate_onnx(path: str | os.PathLike) -> None:
     sums = policy.sum(axis=1)
     if (np.abs(sums - 1) > _TOLERANCE).any():
         problems.append(f"policy rows sum to {sums.min():.4g}..{sums.max():.4g}, not 1")
-    seated = np.arange(value.shape[1])[None, :] < players[:, None]
-    if ((value < -_TOLERANCE) | (value > 1 + _TOLERANCE))[seated].any():
-        problems.append(f"values of seated players span {value[seated].min():.4g}.."
-                        f"{value[seated].max():.4g}, outside [0, 1]")
+    problem = _seated_values_problem(value, players)
+    if problem:
+        problems.append(problem)
     if problems:
         raise InvalidModelError(f"{path}: on {n} real positions " + "; ".join(problems))
 
@@ -171,7 +235,7 @@ def check_servable(repo_root: str | os.PathLike, model_name: str = MODEL_NAME) -
             f"(expected {join(repo_root, model_name)}/<n>/{ONNX_FILENAME}); {hint}")
     try:
         with model.local_file(f"{versions[-1]}/{ONNX_FILENAME}") as path:
-            validate_onnx(path)
+            validate_onnx(path, model_name)
     except (InvalidModelError, FileNotFoundError) as exc:
         raise ModelRepositoryError(f"model repository {repo_root} is malformed: newest version "
                                    f"{versions[-1]} is unusable: {exc}") from exc
@@ -203,7 +267,7 @@ def publish_version(repo_root: str | os.PathLike, onnx_path: str | os.PathLike, 
     """
     if keep_last < 1:
         raise ValueError(f"keep_last must be >= 1, got {keep_last}")
-    validate_onnx(onnx_path)                  # before anything is written
+    validate_onnx(onnx_path, model_name)      # before anything is written
     data = Path(onnx_path).read_bytes()
     repo = _store(repo_root)
     staging = repo.sibling(f".{repo.name}.staging")
@@ -307,13 +371,15 @@ def write_config(model_dir: str | os.PathLike, text: str) -> bool:
     return True
 
 
-def write_local_config(model_dir: str | os.PathLike, instances: int = 1, intra_op_threads: int = 1):
+def write_local_config(model_dir: str | os.PathLike, instances: int = 1, intra_op_threads: int = 1,
+                       model_name: str = MODEL_NAME):
     """Write the local flavour's config into ``model_dir`` unless it is already identical;
     returns where it is (a Path in a directory). Refuses to overwrite a config it did not
     generate (e.g. a copied production config, whose ``onnxruntime`` backend the wheel's
     server does not have): that is the user's file."""
     check_not_foreign(model_dir)
-    write_config(model_dir, triton_config.render(triton_config.local_config(instances, intra_op_threads)))
+    write_config(model_dir, triton_config.render(triton_config.local_config(instances, intra_op_threads,
+                                                                            model_name)))
     model = _store(model_dir)
     return model.path("config.pbtxt") if isinstance(model, LocalStore) else join(model.url, "config.pbtxt")
 

@@ -34,7 +34,8 @@ from tritonclient.grpc import InferInput, InferRequestedOutput
 from tritonclient.grpc import aio as grpc_aio
 from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
-from plumbing.netspec import INPUTS, MASK, MODEL_NAME, OUTPUTS, POLICY, STATE, VALUE
+from plumbing.netspec import (CONTRACTS, MASK, MODEL_NAME, POLICY, STATE, VALUE, WORLD,
+                              WORLD_MODEL_NAME, WORLD_VALUE)
 from selfplay_client.evaluator import check_batch, empty_result
 
 
@@ -68,7 +69,8 @@ class TritonRequestError(TritonEvaluatorError):
 
 
 class TritonContractError(TritonEvaluatorError):
-    """The served model's tensors, or a response, do not match the BlobNet wire contract."""
+    """The served model's tensors, or a response, do not match its wire contract
+    (plumbing/netspec.py: BlobNet's, or the world-value model's)."""
 
 
 class TritonUnavailableError(TritonEvaluatorError):
@@ -119,6 +121,8 @@ class TritonEvaluator:
         if max_in_flight < 1:
             raise ValueError(f"max_in_flight must be >= 1, got {max_in_flight}")
         self.url, self.model_name, self.model_version = url, model_name, str(model_version)
+        self._contract = CONTRACTS[MODEL_NAME if model_name not in CONTRACTS else model_name]
+        self._contract_name = "world-value" if model_name == WORLD_MODEL_NAME else "BlobNet"
         self.max_in_flight = max_in_flight
         self.request_timeout_s, self.reconnect_timeout_s = request_timeout_s, reconnect_timeout_s
         self.backoff_initial_s, self.backoff_max_s = backoff_initial_s, backoff_max_s
@@ -227,8 +231,9 @@ class TritonEvaluator:
 
     async def _check_contract(self) -> None:
         meta = await self._client.get_model_metadata(self.model_name, self.model_version)
+        inputs, outputs = self._contract
         problems = []
-        for kind, declared, expected in (("input", meta.inputs, INPUTS), ("output", meta.outputs, OUTPUTS)):
+        for kind, declared, expected in (("input", meta.inputs, inputs), ("output", meta.outputs, outputs)):
             found = {t.name: (t.datatype, list(t.shape)) for t in declared}
             for name, width in expected.items():
                 if found.get(name) != ("FP32", [-1, width]):
@@ -236,17 +241,24 @@ class TritonEvaluator:
                                     f"client expects ('FP32', [-1, {width}])")
         if problems:
             raise TritonContractError(f"model {self.model_name!r} v{meta.versions} at {self.url} does not "
-                                      f"match the BlobNet contract: " + "; ".join(problems))
+                                      f"match the {self._contract_name} contract: " + "; ".join(problems))
         self._contract_checked = True
 
     async def _infer(self, inputs: list[InferInput], n: int) -> Evaluation:
+        (policy, value), version = await self._infer_outputs(inputs, n)
+        return Evaluation(policy, value, version)
+
+    async def _infer_outputs(self, inputs: list[InferInput], n: int) -> tuple[list[np.ndarray], int]:
+        """The contract's outputs for one request of ``n`` rows (copies, checked: shapes, finite)
+        and the model version that answered."""
+        outputs = self._contract[1]
         async with self._slots:
             try:
                 if not self._contract_checked:
                     await self._with_retries(self._check_contract)
                 result = await self._with_retries(lambda: self._client.infer(
                     self.model_name, inputs, model_version=self.model_version,
-                    outputs=[InferRequestedOutput(POLICY), InferRequestedOutput(VALUE)],
+                    outputs=[InferRequestedOutput(name) for name in outputs],
                     client_timeout=self.request_timeout_s))
             except InferenceServerException as exc:
                 if "DEADLINE_EXCEEDED" in str(exc.status()):
@@ -254,20 +266,46 @@ class TritonEvaluator:
                                                f"within {self.request_timeout_s} s") from exc
                 raise TritonRequestError(f"Triton at {self.url} rejected a batch of {n} for model "
                                          f"{self.model_name!r} ({exc.status()}): {exc.message()}") from exc
-        policy, value = result.as_numpy(POLICY), result.as_numpy(VALUE)
-        for name, array, width in ((POLICY, policy, OUTPUTS[POLICY]), (VALUE, value, OUTPUTS[VALUE])):
+        arrays = [result.as_numpy(name) for name in outputs]
+        for (name, width), array in zip(outputs.items(), arrays):
             if array is None or array.dtype != np.float32 or array.shape != (n, width):
                 got = None if array is None else (array.dtype, array.shape)
                 raise TritonContractError(f"response output '{name}' is {got}, expected float32 {(n, width)}")
         version = int(result.get_response().model_version)
-        bad = n - int(np.count_nonzero(np.isfinite(policy).all(axis=1) & np.isfinite(value).all(axis=1)))
+        finite = np.ones(n, bool)
+        for array in arrays:
+            finite &= np.isfinite(array).all(axis=1)
+        bad = n - int(np.count_nonzero(finite))
         if bad:
             raise TritonNonFiniteError(f"model {self.model_name!r} version {version} at {self.url} "
                                        f"answered NaN/inf for {bad} of {n} positions; refused")
         # as_numpy views the response bytes read-only; the search may write (e.g. root noise)
-        return Evaluation(policy.copy(), value.copy(), version)
+        return [array.copy() for array in arrays], version
 
 
 def _triton_dtype(array: np.ndarray) -> str:
     """Triton datatype name for ``array`` (so an unchecked wrong dtype reaches the server as such)."""
     return np_to_triton_dtype(array.dtype) or str(array.dtype)
+
+
+class TritonWorldValues(TritonEvaluator):
+    """The world-value model (``blobworld``) served by Triton beside BlobNet: ``world_values``
+    answers (n, 8) for whole deals (n, 620) — what ``blobzero.worlds.WorldEvaluator`` asks for
+    a search with ``search.rollout = "world"``. Contract, retries and refusals as BlobNet's."""
+
+    def __init__(self, url: str, model_name: str = WORLD_MODEL_NAME, **kwargs):
+        super().__init__(url, model_name, **kwargs)
+        self._contract = CONTRACTS[WORLD_MODEL_NAME]
+        self._contract_name = "world-value"
+
+    def world_values(self, worlds: np.ndarray) -> np.ndarray:
+        width = self._contract[0][WORLD]
+        if worlds.ndim != 2 or worlds.shape[1] != width or worlds.dtype != np.float32:
+            raise ValueError(f"worlds must be float32 of shape (n, {width}), got {worlds.dtype} {worlds.shape}")
+        if len(worlds) == 0:
+            return np.zeros((0, self._contract[1][WORLD_VALUE]), np.float32)
+        tensor = InferInput(WORLD, list(worlds.shape), "FP32")
+        tensor.set_data_from_numpy(np.ascontiguousarray(worlds))
+        (values,), version = self._run(self._infer_outputs([tensor], len(worlds)))
+        self.last_model_version = version
+        return values

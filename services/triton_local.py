@@ -52,7 +52,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from plumbing.netspec import MODEL_NAME, ONNX_FILENAME
+from plumbing.netspec import MODEL_NAME, ONNX_FILENAME, WORLD_MODEL_NAME
 from services import triton_dist
 from plumbing.model_repository import (ModelRepositoryError, check_not_foreign, check_servable,
                                        list_versions, publish_version, set_aside_unusable,
@@ -228,6 +228,11 @@ class LocalTriton:
             log.warning("moved unusable version %d out of the repository (%s)", version, why)
         versions = check_servable(c.model_repository)
         write_local_config(join(c.model_repository, MODEL_NAME), c.instances, c.intra_op_threads)
+        # the world-value model, where one is published beside BlobNet (blobzero worlds publish)
+        world = join(c.model_repository, WORLD_MODEL_NAME)
+        if list_versions(world):
+            check_servable(c.model_repository, WORLD_MODEL_NAME)
+            write_local_config(world, c.instances, c.intra_op_threads, WORLD_MODEL_NAME)
         self._watchdog_stop.clear()
         self._launch()
         atexit.register(self.stop)

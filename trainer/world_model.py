@@ -28,12 +28,12 @@ from torch import nn
 
 from blobcore.encode import OBS_SIZE, WORLD_SIZE
 from blobcore.rules import Round
+from plumbing.netspec import WORLD, WORLD_DIM, WORLD_VALUE
 from trainer import mlp
 
 SEATS = 8
-#: the output's name in the ONNX graph and in Triton's model config
-OUTPUT = "world_value"
-INPUT = "world"
+#: the tensors' names in the ONNX graph and in Triton's model config (plumbing/netspec.py)
+INPUT, OUTPUT = WORLD, WORLD_VALUE
 
 
 @dataclass(frozen=True)
@@ -226,4 +226,4 @@ def export_onnx(net: WorldNet, path) -> None:
                       dynamo=False)
 
 
-assert OBS_SIZE == 256 and WORLD_SIZE == OBS_SIZE + 7 * 52
+assert OBS_SIZE == 256 and WORLD_SIZE == OBS_SIZE + 7 * 52 == WORLD_DIM

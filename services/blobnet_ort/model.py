@@ -7,7 +7,9 @@ So version directories hold only ``model.onnx`` — exactly like production — 
 stub writes (``__pycache__``) lands in the watched model repository.
 
 Per execute() call, all requests the dynamic batcher handed over are concatenated into one
-ORT run (B = sum of their positions), then split back: batching pays off only this way.
+ORT run (B = sum of their positions), then split back: batching pays off only this way. The
+tensors are the model config's (BlobNet's state/mask -> policy/value, the world-value model's
+world -> world_value; plumbing/netspec.py), so one backend serves every model of the repository.
 Runs inside Triton's python stub, never imported by the project itself.
 """
 import json
@@ -16,9 +18,6 @@ import os
 import numpy as np
 import onnxruntime as ort
 import triton_python_backend_utils as pb_utils
-
-INPUT_NAMES = ("state", "mask")
-OUTPUT_NAMES = ("policy", "value")
 
 
 def _parameter(config: dict, key: str, default: str) -> str:
@@ -38,47 +37,45 @@ class TritonPythonModel:
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         # A truncated or corrupt file raises here, so Triton marks this version as failed to load.
         self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        self.inputs = tuple(t["name"] for t in config["input"])
+        self.outputs = tuple(t["name"] for t in config["output"])
         pb_utils.Logger.log_info(
             f"blobnet_ort: {args['model_name']} v{args['model_version']} loaded {path} "
             f"(intra_op_threads={options.intra_op_num_threads})")
 
     def _inputs(self, request):
-        """(state (n,256), mask (n,52)) of one request, or a TritonError explaining the problem."""
+        """The request's input arrays in config order, or a TritonError explaining the problem."""
         arrays = []
-        for name in INPUT_NAMES:
+        for name in self.inputs:
             tensor = pb_utils.get_input_tensor_by_name(request, name)
             if tensor is None:
                 return pb_utils.TritonError(f"missing input '{name}'")
             arrays.append(tensor.as_numpy())
-        state, mask = arrays
-        if state.shape[0] != mask.shape[0]:
-            return pb_utils.TritonError(
-                f"inputs disagree on the batch size: state has {state.shape[0]} rows, "
-                f"mask has {mask.shape[0]}")
-        return state, mask
+        rows = {name: a.shape[0] for name, a in zip(self.inputs, arrays)}
+        if len(set(rows.values())) > 1:
+            return pb_utils.TritonError(f"inputs disagree on the batch size: {rows}")
+        return arrays
 
     def execute(self, requests):
         responses = [None] * len(requests)
-        good, states, masks = [], [], []
+        good, parsed_all = [], []
         for i, request in enumerate(requests):
             parsed = self._inputs(request)
             if isinstance(parsed, pb_utils.TritonError):  # fail only this request, serve the rest
                 responses[i] = pb_utils.InferenceResponse(output_tensors=[], error=parsed)
                 continue
             good.append(i)
-            states.append(parsed[0])
-            masks.append(parsed[1])
+            parsed_all.append(parsed)
         if good:
-            state = states[0] if len(states) == 1 else np.concatenate(states)
-            mask = masks[0] if len(masks) == 1 else np.concatenate(masks)
-            policy, value = self.session.run(OUTPUT_NAMES, {"state": state, "mask": mask})
+            feeds = {name: (parsed_all[0][k] if len(parsed_all) == 1 else
+                            np.concatenate([p[k] for p in parsed_all]))
+                     for k, name in enumerate(self.inputs)}
+            results = self.session.run(self.outputs, feeds)
             start = 0
-            for i, rows in zip(good, (s.shape[0] for s in states)):
-                stop = start + rows
+            for i, parsed in zip(good, parsed_all):
+                stop = start + parsed[0].shape[0]
                 responses[i] = pb_utils.InferenceResponse(output_tensors=[
-                    pb_utils.Tensor("policy", policy[start:stop]),
-                    pb_utils.Tensor("value", value[start:stop]),
-                ])
+                    pb_utils.Tensor(name, result[start:stop]) for name, result in zip(self.outputs, results)])
                 start = stop
         return responses
 
