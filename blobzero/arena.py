@@ -203,21 +203,39 @@ def mean_ci(values: list[float]) -> tuple[float, tuple[float, float]]:
     return mean, (mean - half, mean + half)
 
 
+def deal_sets(text: str) -> list[tuple[int, int]]:
+    """``"4242:600,777:1000"`` -> [(4242, 600), (777, 1000)]: duplicate-deal sets as
+    seed:deals (the issue tracker's standard 1,600 deals are exactly that)."""
+    sets = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        seed, sep, deals = part.partition(":")
+        if not sep or not seed.strip().lstrip("-").isdigit() or not deals.strip().isdigit() or int(deals) < 1:
+            raise ValueError(f"deal set {part!r} is not SEED:DEALS (e.g. 4242:600)")
+        sets.append((int(seed), int(deals)))
+    if not sets:
+        raise ValueError("no deal sets given")
+    return sets
+
+
 def solo_variants(variants: dict, deals: int, seed: int, n_players: int = 4, cards: int = 5,
-                  opponent: int | None = None, log=None) -> dict:
+                  opponent: int | None = None, log=None, sets: list[tuple[int, int]] | None = None,
+                  per_deal_out: dict | None = None) -> dict:
     """Variants of one search, each in one seat against N - 1 ``opponent`` seats (a built-in
     player's code; default ``expert``), every seat in turn, on the same ``deals`` duplicate deals
-    from ``seed``: what each part of the search is worth, side by side. ``variants``: name ->
-    (SearchConfig, evaluator). One row per variant: its difference with its 95% CI, CPU ms per
-    searched decision (this process, the evaluator included when it runs in it), evaluations
-    per round and the search; every variant after the first also paired against the first."""
+    from ``seed`` (or the deal ``sets``, (seed, deals) pairs, pooled): what each part of the
+    search is worth, side by side. ``variants``: name -> (SearchConfig, evaluator). One row per
+    variant: its difference with its 95% CI, CPU ms per searched decision (this process, the
+    evaluator included when it runs in it), evaluations per round and the search; every variant
+    after the first also paired against the first. ``per_deal_out`` receives each variant's
+    per-deal differences (for pooling or plotting)."""
     from blobcore.players import AGENT_EXPERT
     from selfplay_client.runner import PooledSearch
     opponent = AGENT_EXPERT if opponent is None else opponent
     patterns = seat_patterns(n_players, "solo")
-    specs = [(seed + d, n_players, cards, -1, -1,
+    seeds = [first + d for first, count in (sets or [(seed, deals)]) for d in range(count)]
+    specs = [(deal_seed, n_players, cards, -1, -1,
               tuple(0 if side == 0 else opponent for side in pattern), (d, p))
-             for d in range(deals) for p, pattern in enumerate(patterns)]
+             for d, deal_seed in enumerate(seeds) for p, pattern in enumerate(patterns)]
     rows, per_deal = {}, {}
     for name, (search, evaluator) in variants.items():
         runner = PooledSearch(evaluator, search, specs, n_games=min(256, len(specs)), halves=1)
@@ -238,6 +256,8 @@ def solo_variants(variants: dict, deals: int, seed: int, n_players: int = 4, car
         rows[name] = row
         if log is not None:
             log({name: row})
+    if per_deal_out is not None:
+        per_deal_out.update(per_deal)
     return rows
 
 

@@ -12,11 +12,13 @@ and the search with it in the arena.
                                         (search.rollout = "world") beside its expert play-outs,
                                         one seat against three ``expert``, the same deals
 
-Records are finished rounds of four ``expert`` seats (``blobzero.beliefs.make_records``; train
-and held-out seeds disjoint). Every position is a whole deal seen from its mover, labelled with
-the round's final normalised scores: the players' own continuation is one play-out of that deal,
-so the model learns what an ``expert`` play-out of a world is worth on average, without the
-noise of any one play-out.
+The data are explored worlds (``trainer.world_model.explored_worlds``; train and held-out seeds
+disjoint): four ``expert`` seats that, before a random ply, sometimes (and in the last few plies
+always) play a random move — a search's leaves end in such moves — and from that ply play it out;
+each position from there on is a whole deal seen from its mover, labelled with the round's final
+normalised scores. So the model learns what an ``expert`` play-out of a world is worth on
+average, without the noise of any one play-out (``--source expert``: four ``expert`` seats'
+own games only, which measured far worse; docs/strength.md, "World values at the leaves").
 """
 from __future__ import annotations
 
@@ -94,8 +96,10 @@ class WorldEvaluator:
 # -- data and training -----------------------------------------------------------------------------
 
 def make(args) -> dict:
+    """Labelled worlds: ``--source explored`` (the default: ``explored_worlds``, what a search's
+    leaves look like) or ``expert`` (every position of four-``expert`` games, for comparison)."""
     from blobzero.beliefs import make_records
-    from trainer.world_model import worlds_from_records
+    from trainer.world_model import explored_worlds, worlds_from_records
     out = Path(args.data)
     out.mkdir(parents=True, exist_ok=True)
     plan = {"train": (args.train_rounds, args.train_seed), "heldout": (args.heldout_rounds, args.heldout_seed)}
@@ -104,9 +108,13 @@ def make(args) -> dict:
     summary = {}
     for name, (n, seed) in plan.items():
         t0 = time.perf_counter()
-        data = worlds_from_records(make_records(n, seed, "expert", args.players, args.cards))
+        if args.source == "explored":
+            data = explored_worlds(n, seed, args.players, args.cards, args.epsilon, args.tail)
+        else:
+            data = worlds_from_records(make_records(n, seed, "expert", args.players, args.cards))
         data.save(out / f"{name}.npz")
-        summary[name] = {"rounds": n, "seeds": [seed, seed + n - 1], "positions": len(data),
+        summary[name] = {"rounds": n, "seeds": [seed, seed + n - 1], "source": args.source,
+                         "positions": len(data),
                          "seconds": round(time.perf_counter() - t0, 1)}
         print(f"{name}: {summary[name]}", file=sys.stderr)
     return summary
@@ -178,10 +186,15 @@ def arena(args) -> dict:
             from selfplay_client.triton_evaluator import TritonWorldValues
             values = TritonWorldValues(args.triton)
         variants[name] = (search, WorldEvaluator(UniformEvaluator(), values, threads=args.threads))
+    from blobzero.arena import deal_sets
+    sets = deal_sets(args.arena_sets) if args.arena_sets else [(args.arena_seed, args.arena_deals)]
+    per_deal = {}
     rows = solo_variants(variants, args.arena_deals, args.arena_seed, args.players, args.cards,
-                         log=lambda row: print(json.dumps(row), file=sys.stderr))
-    return {"deals": args.arena_deals, "table": f"{args.players}x{args.cards}", "opponent": "expert",
-            "model": str(model), "variants": rows}
+                         log=lambda row: print(json.dumps(row), file=sys.stderr), sets=sets,
+                         per_deal_out=per_deal)
+    return {"deals": sum(n for _, n in sets), "sets": sets, "table": f"{args.players}x{args.cards}",
+            "opponent": "expert", "model": str(model), "variants": rows,
+            "per_deal": {name: [round(x, 4) for x in values] for name, values in per_deal.items()}}
 
 
 def publish(args) -> dict:
@@ -233,11 +246,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", help="model file (default: DATA/world.pt, and .onnx beside it)")
     parser.add_argument("--players", type=int, default=4)
     parser.add_argument("--cards", type=int, default=5)
-    parser.add_argument("--train-rounds", type=int, default=20000)
-    parser.add_argument("--heldout-rounds", type=int, default=500)
+    parser.add_argument("--source", choices=("explored", "expert"), default="explored",
+                        help="make: explored worlds (random moves before the labelled ply) or "
+                             "expert's own games (default: %(default)s)")
+    parser.add_argument("--epsilon", type=float, default=0.1,
+                        help="make: chance of a random move before the labelled ply (default: %(default)s)")
+    parser.add_argument("--tail", type=int, default=3,
+                        help="make: up to this many random moves just before it (default: %(default)s)")
+    parser.add_argument("--train-rounds", type=int, default=120000)
+    parser.add_argument("--heldout-rounds", type=int, default=1000)
     parser.add_argument("--train-seed", type=int, default=1_000_000)
     parser.add_argument("--heldout-seed", type=int, default=2_000_000)
-    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--hidden", type=int, default=256)
     parser.add_argument("--depth", type=int, default=2)
     parser.add_argument("--batch", type=int, default=512)
@@ -247,6 +267,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", metavar="FILE", help="also write the result to FILE")
     parser.add_argument("--arena-deals", type=int, default=600, help="arena: duplicate deals")
     parser.add_argument("--arena-seed", type=int, default=3_000_000)
+    parser.add_argument("--arena-sets", metavar="SEED:DEALS,...",
+                        help="arena: pooled duplicate-deal sets instead of --arena-seed/--arena-deals "
+                             "(the standard 1,600: 4242:600,777:1000)")
     parser.add_argument("--search", default="medium", help="arena: search size preset")
     parser.add_argument("--triton", metavar="HOST:PORT",
                         help="arena: ask the world values of the blobworld model this Triton serves "
@@ -275,10 +298,10 @@ def main(args: argparse.Namespace) -> int:
             results["arena"] = arena(args)
         if args.action == "publish":
             results["publish"] = publish(args)
-        text = json.dumps(results[args.action] if args.action != "all" else results)
-        if args.json:
-            atomic_write_text(args.json, text + "\n")
-        print(text)
+        result = results[args.action] if args.action != "all" else results
+        if args.json:       # the file keeps everything, per-deal differences included
+            atomic_write_text(args.json, json.dumps(result) + "\n")
+        print(json.dumps({k: v for k, v in result.items() if k != "per_deal"}))
     except (ValueError, FileNotFoundError, ModelRepositoryError) as exc:
         print(f"blobzero worlds: {exc}", file=sys.stderr)
         return 2

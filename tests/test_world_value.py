@@ -139,10 +139,21 @@ def test_world_evaluator_answers_and_refuses_a_model_that_is_not_one(trained, tm
 def test_blobzero_worlds_arena_plays_both_leaf_values_on_the_same_deals(trained):
     out, _ = trained
     done = subprocess.run([sys.executable, "-m", "blobzero.cli", "worlds", "arena", "--data", str(out),
-                           "--arena-deals", "3", "--search", "easy"],
+                           "--arena-sets", "11:2,500:1", "--search", "easy", "--json", str(out / "arena.json")],
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["deals"] == 3 and result["sets"] == [[11, 2], [500, 1]]
     assert set(result["variants"]) == {"playout", "world"}
     assert "minus_playout" in result["variants"]["world"]
     assert "world" in result["variants"]["world"]["search"]
+    kept = json.loads((out / "arena.json").read_text())
+    assert {name: len(v) for name, v in kept["per_deal"].items()} == {"playout": 3, "world": 3}
+
+
+def test_deal_sets_are_read_or_refused_with_the_form():
+    from blobzero.arena import deal_sets
+    assert deal_sets("4242:600, 777:1000") == [(4242, 600), (777, 1000)]
+    for bad in ("", "4242", "4242:0", "x:5"):
+        with pytest.raises(ValueError):
+            deal_sets(bad)
