@@ -37,7 +37,7 @@ class SearchConfig:
         every value in its tree is its own estimate; docs/search.md).
     rollout: the leaf value (blobcore/search/parts.py): "none" (the network's value alone),
         "world" (a world-value model's value of the leaf's sampled deal, one batched call per
-        leaf, the evaluator answering it: ``blobzero.worlds.WorldEvaluator``), or a built-in
+        leaf, the evaluator answering it: ``selfplay_client.world_values.WorldEvaluator``), or a built-in
         player's name (every seat plays that player to the end of the round from the leaf: a
         play-out).
     rollout_weight: lambda in [0, 1]; a leaf's value is (1 - lambda) * network + lambda *

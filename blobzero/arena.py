@@ -159,14 +159,15 @@ def deal_differences(records, patterns) -> tuple[list[float], dict[int, list]]:
 
 def play(a: Agent, b: Agent, deals: int, n_players: int = 4, cards: int = 5,
          search: SearchConfig | None = None, seed: int = 0, games_in_flight: int = 256,
-         intra_op_threads: int = 1, lineup: str = "alternate") -> dict:
+         intra_op_threads: int = 1, lineup: str = "alternate", worlds=None) -> dict:
     """Play the match; returns the report dict (see ``format_report``). ``search``: the model
-    seats' evaluation search (``arena_search``)."""
+    seats' evaluation search (``arena_search``); ``worlds``: its world values when it values
+    leaves by them (``selfplay_client.world_values.configured_world_values``)."""
     from selfplay_client.evaluator import OrtEvaluator
     from selfplay_client.runner import PooledSearch
 
     search = _match_search((a, b), search)
-    evaluators, agent_id = pool_agents((a, b), intra_op_threads)
+    evaluators, agent_id = pool_agents((a, b), intra_op_threads, worlds)
     patterns = seat_patterns(n_players, lineup)
     specs = []
     for deal in range(deals):
@@ -261,10 +262,12 @@ def solo_variants(variants: dict, deals: int, seed: int, n_players: int = 4, car
     return rows
 
 
-def pool_agents(agents, intra_op_threads: int = 1) -> tuple[list, list]:
+def pool_agents(agents, intra_op_threads: int = 1, worlds=None) -> tuple[list, list]:
     """Evaluators for the model agents among ``agents`` (one per distinct ONNX file) and each
     agent's SearchPool id: its evaluator index, or its built-in player code; a split agent
-    gets the pair (bidding id, card play id)."""
+    gets the pair (bidding id, card play id). ``worlds``: a world-value source every evaluator
+    also answers from (``selfplay_client.world_values.configured_world_values``; None = none)."""
+    from selfplay_client.world_values import with_world_values
     from selfplay_client.evaluator import OrtEvaluator, UniformEvaluator
 
     evaluators, index = [], {}
@@ -273,8 +276,9 @@ def pool_agents(agents, intra_op_threads: int = 1) -> tuple[list, list]:
             key = UNIFORM if part.uniform else part.onnx
             if part.searches and key not in index:
                 index[key] = len(evaluators)
-                evaluators.append(UniformEvaluator() if part.uniform else
-                                  OrtEvaluator(part.onnx, intra_op_threads=intra_op_threads))
+                evaluators.append(with_world_values(
+                    UniformEvaluator() if part.uniform else
+                    OrtEvaluator(part.onnx, intra_op_threads=intra_op_threads), worlds))
 
     def pool_id(part: Agent) -> int:
         if not part.searches:
@@ -294,7 +298,7 @@ class _NoEvaluator:
 
 def play_games(a: Agent, b: Agent, games: int, n_players: int = 4, start_cards: int = 5,
                search: SearchConfig | None = None, seed: int = 0, games_in_flight: int = 256,
-               intra_op_threads: int = 1, lineup: str = "solo") -> dict:
+               intra_op_threads: int = 1, lineup: str = "solo", worlds=None) -> dict:
     """Duplicate full games: every deal set (game seed) is played once per seating of
     ``lineup``. Per game, A's seats' mean total score minus B's, averaged over the seatings of
     a deal set, gives ``difference`` with a 95% CI over deal sets; ``a_win_rate`` /
@@ -304,7 +308,7 @@ def play_games(a: Agent, b: Agent, games: int, n_players: int = 4, start_cards: 
     from selfplay_client.tables import FullGames, GamePlan
 
     search = _match_search((a, b), search)
-    evaluators, agent_id = pool_agents((a, b), intra_op_threads)
+    evaluators, agent_id = pool_agents((a, b), intra_op_threads, worlds)
     patterns = seat_patterns(n_players, lineup)
     plans = [GamePlan(n_players, start_cards, seed=seed + g, first_dealer=g % n_players,
                       agents=tuple(agent_id[side] for side in pattern), key=(g, p))
@@ -441,8 +445,14 @@ def main(args: argparse.Namespace) -> int:
         print(f"blobzero arena: {exc}", file=sys.stderr)
         return 2
     n_players, cards = cfg.arena_table()
+    from selfplay_client.world_values import configured_world_values
+    try:
+        worlds = configured_world_values(cfg)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"blobzero arena: {exc}", file=sys.stderr)
+        return 2
     common = dict(search=arena_search(cfg, args.search), seed=args.seed,
-                  games_in_flight=cfg.arena.games_in_flight, lineup=args.lineup)
+                  games_in_flight=cfg.arena.games_in_flight, lineup=args.lineup, worlds=worlds)
     if args.matrix:
         reports = play_matrix(a, b, deals=args.rounds or cfg.arena.rounds, **common)
         print(json.dumps(reports) if args.json else format_matrix(reports))

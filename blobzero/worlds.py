@@ -30,67 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from blobcore.encode import WORLD_SIZE
-
-
-class OrtWorldValues:
-    """The world-value model's ONNX graph in ONNX Runtime, in this process. A graph without
-    the ``world`` input (620 wide) and the ``world_value`` output, or one that answers NaN, is
-    refused with the reason."""
-
-    def __init__(self, model_path, threads: int = 1):
-        import onnxruntime as ort
-
-        from trainer.world_model import INPUT, OUTPUT
-        self.path = Path(model_path)
-        if not self.path.is_file():
-            raise FileNotFoundError(f"no world-value model at {self.path} (make one with "
-                                    f"`blobzero worlds all`)")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
-        inputs = {i.name: i.shape for i in self.session.get_inputs()}
-        outputs = [o.name for o in self.session.get_outputs()]
-        if INPUT not in inputs or inputs[INPUT][-1] != WORLD_SIZE or OUTPUT not in outputs:
-            raise ValueError(f"{self.path} is not a world-value model: it needs an input "
-                             f"{INPUT!r} (batch, {WORLD_SIZE}) and an output {OUTPUT!r}; it has "
-                             f"inputs {inputs} and outputs {outputs}")
-        self._input, self._output = INPUT, OUTPUT
-
-    def world_values(self, worlds: np.ndarray) -> np.ndarray:
-        """(n, 8) float32 world values of ``worlds`` (n, 620)."""
-        worlds = np.ascontiguousarray(worlds, np.float32)
-        if worlds.ndim != 2 or worlds.shape[1] != WORLD_SIZE:
-            raise ValueError(f"worlds must have shape (n, {WORLD_SIZE}), got {worlds.shape}")
-        if len(worlds) == 0:
-            return np.zeros((0, 8), np.float32)
-        (out,) = self.session.run([self._output], {self._input: worlds})
-        if not np.isfinite(out).all():
-            raise ValueError(f"{self.path} answered NaN or infinite world values")
-        return out
-
-
-class WorldEvaluator:
-    """An evaluator that also answers world values (``SearchPool.apply``'s ``world``, (n, 8)
-    relative to each world's mover) beside ``inner``'s policy and value: what
-    ``search.rollout = "world"`` needs. ``values``: an ONNX file (``OrtWorldValues``, in this
-    process) or anything with ``world_values(worlds)``, e.g. the model served by Triton
-    (``selfplay_client.triton_evaluator.TritonWorldValues``)."""
-
-    answers_worlds = True
-
-    def __init__(self, inner, values, threads: int = 1):
-        self.inner = inner
-        self.values = values if hasattr(values, "world_values") else OrtWorldValues(values, threads)
-
-    def world_values(self, worlds: np.ndarray) -> np.ndarray:
-        return self.values.world_values(worlds)
-
-    def evaluate(self, states, masks, worlds=None):
-        from selfplay_client.runner import _unpack
-        policy, value, _, beliefs, _ = _unpack(self.inner.evaluate(states, masks))
-        return policy, value, beliefs, (None if worlds is None else self.values.world_values(worlds))
+from selfplay_client.world_values import WorldEvaluator
 
 
 # -- data and training -----------------------------------------------------------------------------

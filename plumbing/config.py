@@ -540,6 +540,20 @@ class AgentSection:
 
 
 @dataclass(frozen=True)
+class WorldsSection:
+    """Where the world values come from when a search values its leaves by them
+    (``search.rollout = "world"``, or ``selfplay.rollout``): an ONNX file of the world-value model
+    (``blobzero worlds all`` makes one), read in process by the arena, ``blobzero game``, the
+    strength tracker and self-play; or "triton": the ``blobworld`` model the configured Triton
+    serves beside BlobNet (``blobzero worlds publish``). "" = none."""
+    model: str = ""
+
+    def validate(self) -> None:
+        _require(self.model in ("", "triton") or self.model.endswith(".onnx"), "worlds.model",
+                 'must be "" (none), "triton" or the path of a world-value .onnx file')
+
+
+@dataclass(frozen=True)
 class Config:
     table: TableSection = field(default_factory=TableSection)
     search: SearchSection = field(default_factory=SearchSection)
@@ -551,10 +565,15 @@ class Config:
     trainer: TrainerSection = field(default_factory=TrainerSection)
     arena: ArenaSection = field(default_factory=ArenaSection)
     agent: AgentSection = field(default_factory=AgentSection)
+    worlds: WorldsSection = field(default_factory=WorldsSection)
 
     def validate(self) -> "Config":
         for f in fields(self):
             getattr(self, f.name).validate()
+        for key, rollout in (("search.rollout", self.search.rollout), ("selfplay.rollout", self.selfplay.rollout)):
+            _require(rollout != "world" or self.worlds.model, key,
+                     '"world" needs a world-value model: set worlds.model to its .onnx file '
+                     '(`blobzero worlds all` makes one) or to "triton" (docs/search.md, "World values")')
         n, cards = self.arena_table()
         _require(n * cards <= 52, "arena.cards", f"{cards} cards for {n} players is more than 52")
         # One request carries the leaves of half the rounds in flight (two halves double-buffer);

@@ -81,7 +81,7 @@ def _needs_worlds(evaluator, pool: SearchPool) -> None:
     """A search whose leaf value needs worlds must have an evaluator that answers them."""
     if pool.worlds is not None and not getattr(evaluator, "answers_worlds", False):
         raise ValueError(f"search.rollout = {pool.config.rollout!r} needs an evaluator that "
-                         f"answers world values (blobzero.worlds.WorldEvaluator), got "
+                         f"answers world values (selfplay_client.world_values.WorldEvaluator), got "
                          f"{type(evaluator).__name__}")
 
 

@@ -181,6 +181,9 @@ def run(cfg: configuration.Config, rounds: int = 0, duration: float = 0, progres
                              max_in_flight=cfg.triton.max_in_flight,
                              reconnect_timeout_s=cfg.triton.reconnect_timeout_s)
     evaluator = ResilientEvaluator(triton, metrics, stop)
+    if search_config.rollout == "world":      # world values at the leaves: worlds.model says whence
+        from selfplay_client.world_values import configured_world_values, with_world_values
+        evaluator = with_world_values(evaluator, configured_world_values(cfg))
     sp = cfg.selfplay
     opponent = builtin_player(sp.opponent).code if sp.opponent_share > 0 else 0
     if opponent:

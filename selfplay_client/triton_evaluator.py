@@ -290,7 +290,7 @@ def _triton_dtype(array: np.ndarray) -> str:
 
 class TritonWorldValues(TritonEvaluator):
     """The world-value model (``blobworld``) served by Triton beside BlobNet: ``world_values``
-    answers (n, 8) for whole deals (n, 620) — what ``blobzero.worlds.WorldEvaluator`` asks for
+    answers (n, 8) for whole deals (n, 620) — what ``selfplay_client.world_values.WorldEvaluator`` asks for
     a search with ``search.rollout = "world"``. Contract, retries and refusals as BlobNet's."""
 
     def __init__(self, url: str, model_name: str = WORLD_MODEL_NAME, **kwargs):

@@ -59,7 +59,7 @@ def served(tmp_path_factory):
 
 
 def test_triton_answers_what_the_model_answers_in_process(served):
-    from blobzero.worlds import OrtWorldValues
+    from selfplay_client.world_values import OrtWorldValues
     _, _, model, server = served
     batch = worlds()
     with TritonWorldValues(server.url) as remote:
@@ -98,7 +98,7 @@ def test_publishing_refuses_a_graph_that_is_not_a_world_value_model(served, tmp_
 
 
 def test_a_search_values_its_leaves_through_triton(served):
-    from blobzero.worlds import WorldEvaluator
+    from selfplay_client.world_values import WorldEvaluator
     from plumbing.config import load
     *_, server = served
     search = load().search.build(for_evaluation=True, preset="easy", rollout="world")

@@ -119,7 +119,7 @@ def test_blobzero_worlds_trains_exports_and_reports(trained):
 
 
 def test_world_evaluator_answers_and_refuses_a_model_that_is_not_one(trained, tmp_path):
-    from blobzero.worlds import WorldEvaluator
+    from selfplay_client.world_values import WorldEvaluator
     from trainer.export import export_fresh
     out, _ = trained
     ev = WorldEvaluator(UniformEvaluator(), out / "world.onnx")
@@ -157,3 +157,33 @@ def test_deal_sets_are_read_or_refused_with_the_form():
     for bad in ("", "4242", "4242:0", "x:5"):
         with pytest.raises(ValueError):
             deal_sets(bad)
+
+
+def test_world_values_by_name_need_a_model_in_the_config():
+    from plumbing.config import ConfigError
+    with pytest.raises(ConfigError, match="'search.rollout' \"world\" needs a world-value model"):
+        load(None, ["search.rollout=world"], env={})
+    with pytest.raises(ConfigError, match="'selfplay.rollout' \"world\""):
+        load(None, ["selfplay.rollout=world"], env={})
+    with pytest.raises(ConfigError, match="worlds.model"):
+        load(None, ["worlds.model=world.pt"], env={})
+    assert load(None, ["search.rollout=world", "worlds.model=triton"], env={}).worlds.model == "triton"
+
+
+def test_the_arena_and_blobzero_game_search_with_world_values_by_name(trained):
+    out, _ = trained
+    sets = ["--set", "search.rollout=world", "--set", f"worlds.model={out / 'world.onnx'}"]
+    done = subprocess.run([sys.executable, "-m", "blobzero.cli", "arena", "--a", "uniform", "--b", "expert",
+                           "--rounds", "2", "--search", "easy", "--json", *sets],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["deals"] == 2
+    done = subprocess.run([sys.executable, "-m", "blobzero.cli", "game", "--seats", "uniform,expert,expert",
+                           "--games", "1", "--start-cards", "2", "--search", "easy", *sets],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    missing = subprocess.run([sys.executable, "-m", "blobzero.cli", "arena", "--a", "uniform", "--b", "expert",
+                              "--rounds", "1", "--set", "search.rollout=world",
+                              "--set", f"worlds.model={out / 'missing.onnx'}"],
+                             capture_output=True, text=True, timeout=600)
+    assert missing.returncode == 2 and "no world-value model at" in missing.stderr

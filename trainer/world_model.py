@@ -15,7 +15,7 @@ Targets: the round's final normalised scores, from the records' true deals (ever
         a finished round is a labelled world: the players' own continuation is one play-out of
         that deal). ``WorldData`` keeps what rebuilds them.
 
-Served in process by ONNX Runtime (``blobzero.worlds.WorldEvaluator``) or by Triton as the
+Served in process by ONNX Runtime (``selfplay_client.world_values.WorldEvaluator``) or by Triton as the
 model ``blobworld`` (``export_onnx``; docs/search.md, "World values").
 """
 from __future__ import annotations

@@ -29,7 +29,7 @@ BELIEFS = {
 }
 
 #: search.rollout: what a new leaf is worth. "none" is the network's value alone; "world" a
-#: world-value model's value of the leaf's sampled deal (blobzero/worlds.py); every built-in
+#: world-value model's value of the leaf's sampled deal (selfplay_client/world_values.py); every built-in
 #: player's name (blobcore/builtin.pyx) is a play-out by that player.
 LEAF_VALUES = {
     "none": "blobcore.search.leaf_network",

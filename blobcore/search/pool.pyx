@@ -301,7 +301,7 @@ cdef class SearchPool:
                 world_ptr = &wld[0, 0]
         elif self.P.leaf.needs_world and n:
             raise ValueError(f"{self._parts.where['leaf']} needs an evaluator that answers world "
-                             f"values (blobzero.worlds.WorldEvaluator)")
+                             f"values (selfplay_client.world_values.WorldEvaluator)")
         if n == 0:
             return
         cdef int vw = val.shape[1]

@@ -1,0 +1,87 @@
+"""World values for a search that values its leaves by them (``search.rollout = "world"``;
+docs/search.md, "World values at the leaves"): the world-value model in process
+(``OrtWorldValues``) or served by Triton (``selfplay_client.triton_evaluator.TritonWorldValues``),
+and ``WorldEvaluator``, which answers them beside another evaluator's policy and value.
+``configured_world_values`` is the one place the config (``worlds.model``) is read."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from plumbing.netspec import WORLD, WORLD_DIM, WORLD_VALUE
+
+
+class OrtWorldValues:
+    """The world-value model's ONNX graph in ONNX Runtime, in this process. A graph without
+    the ``world`` input (620 wide) and the ``world_value`` output, or one that answers NaN, is
+    refused with the reason."""
+
+    def __init__(self, model_path, threads: int = 1):
+        import onnxruntime as ort
+
+        self.path = Path(model_path)
+        if not self.path.is_file():
+            raise FileNotFoundError(f"no world-value model at {self.path} (make one with "
+                                    f"`blobzero worlds all`)")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+        inputs = {i.name: i.shape for i in self.session.get_inputs()}
+        outputs = [o.name for o in self.session.get_outputs()]
+        if WORLD not in inputs or inputs[WORLD][-1] != WORLD_DIM or WORLD_VALUE not in outputs:
+            raise ValueError(f"{self.path} is not a world-value model: it needs an input "
+                             f"{WORLD!r} (batch, {WORLD_DIM}) and an output {WORLD_VALUE!r}; it has "
+                             f"inputs {inputs} and outputs {outputs}")
+        self._input, self._output = WORLD, WORLD_VALUE
+
+    def world_values(self, worlds: np.ndarray) -> np.ndarray:
+        """(n, 8) float32 world values of ``worlds`` (n, 620)."""
+        worlds = np.ascontiguousarray(worlds, np.float32)
+        if worlds.ndim != 2 or worlds.shape[1] != WORLD_DIM:
+            raise ValueError(f"worlds must have shape (n, {WORLD_DIM}), got {worlds.shape}")
+        if len(worlds) == 0:
+            return np.zeros((0, 8), np.float32)
+        (out,) = self.session.run([self._output], {self._input: worlds})
+        if not np.isfinite(out).all():
+            raise ValueError(f"{self.path} answered NaN or infinite world values")
+        return out
+
+
+class WorldEvaluator:
+    """An evaluator that also answers world values (``SearchPool.apply``'s ``world``, (n, 8)
+    relative to each world's mover) beside ``inner``'s policy and value: what
+    ``search.rollout = "world"`` needs. ``values``: an ONNX file (``OrtWorldValues``, in this
+    process) or anything with ``world_values(worlds)``, e.g. the model served by Triton
+    (``selfplay_client.triton_evaluator.TritonWorldValues``)."""
+
+    answers_worlds = True
+
+    def __init__(self, inner, values, threads: int = 1):
+        self.inner = inner
+        self.values = values if hasattr(values, "world_values") else OrtWorldValues(values, threads)
+
+    def world_values(self, worlds: np.ndarray) -> np.ndarray:
+        return self.values.world_values(worlds)
+
+    def evaluate(self, states, masks, worlds=None):
+        from selfplay_client.runner import _unpack
+        policy, value, _, beliefs, _ = _unpack(self.inner.evaluate(states, masks))
+        return policy, value, beliefs, (None if worlds is None else self.values.world_values(worlds))
+
+
+def configured_world_values(cfg, threads: int = 1):
+    """The world-value source the config names (``worlds.model``) when one of its searches values
+    leaves by world values (``search.rollout`` or ``selfplay.rollout`` = "world"); else None."""
+    if "world" not in (cfg.search.rollout, cfg.selfplay.rollout):
+        return None
+    if cfg.worlds.model == "triton":
+        from selfplay_client.triton_evaluator import TritonWorldValues
+        return TritonWorldValues(cfg.triton.url)
+    return OrtWorldValues(cfg.worlds.model, threads)
+
+
+def with_world_values(evaluator, values):
+    """``evaluator`` answering world values from ``values`` too (unchanged when None)."""
+    return evaluator if values is None else WorldEvaluator(evaluator, values)
