@@ -447,6 +447,11 @@ class ArenaSection:
                  f"must be one of {', '.join(SEARCH_SIZES)}")
 
 
+#: ``agent.triton_priority``: the agent's requests below self-play's, or level with them
+#: (plumbing/triton_config.py maps them to the model's Triton priority levels).
+AGENT_TRITON_PRIORITIES = ("low", "equal")
+
+
 @dataclass(frozen=True)
 class AgentSection:
     """``blobzero agent``: the trained agent as a gRPC service and a web page (docs/agent.md).
@@ -458,6 +463,7 @@ class AgentSection:
     grpc_port: int = 50051
     http_port: int = 8080            # the play page and the JSON API; 0 = off
     triton_url: str = ""             # "" = no Triton: ONNX Runtime in this process
+    triton_priority: str = "low"     # low: Triton serves self-play's queued requests first | equal
     onnx_file: str = ""              # "" = the model repository's versions
     model: str = "latest"            # latest | a version number
     search_preset: str = "medium"    # requests and model seats without a preset
@@ -526,6 +532,8 @@ class AgentSection:
             host, _, port = self.triton_url.rpartition(":")
             _require(bool(host) and port.isdigit() and 0 < int(port) < 65536, "agent.triton_url",
                      f"must be empty or host:port with a port 1..65535, got {self.triton_url!r}")
+        _require(self.triton_priority in AGENT_TRITON_PRIORITIES, "agent.triton_priority",
+                 f"must be low (self-play first) or equal, got {self.triton_priority!r}")
         _require(self.model == "latest" or (self.model.isdigit() and int(self.model) >= 1),
                  "agent.model", f"must be latest or a version number >= 1, got {self.model!r}")
         _require(self.search_preset in SEARCH_SIZES, "agent.search_preset",

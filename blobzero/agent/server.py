@@ -54,7 +54,7 @@ def _config(args: argparse.Namespace) -> configuration.Config:
 
 def build_models(cfg: configuration.Config, local_triton: bool):
     """(model source, the local tritonserver or None)."""
-    from blobzero.agent.models import OnnxModels, TritonModels
+    from blobzero.agent.models import OnnxModels
 
     if local_triton:
         from services.triton_local import LocalTriton, ServerConfig
@@ -62,13 +62,20 @@ def build_models(cfg: configuration.Config, local_triton: bool):
         server = LocalTriton(ServerConfig(cfg.storage.model_repository, Path("var/agent-triton"),
                                           grpc_port=cfg.triton.grpc_port, http_port=cfg.triton.http_port,
                                           metrics_port=cfg.triton.metrics_port)).start()
-        return TritonModels(server.url, cfg.triton.model_name, cfg.triton.max_in_flight,
-                            cfg.triton.reconnect_timeout_s, cfg.agent.max_models), server
+        return _triton_models(cfg, server.url), server
     if cfg.agent.triton_url:
-        return TritonModels(cfg.agent.triton_url, cfg.triton.model_name, cfg.triton.max_in_flight,
-                            cfg.triton.reconnect_timeout_s, cfg.agent.max_models), None
+        return _triton_models(cfg, cfg.agent.triton_url), None
     return OnnxModels(cfg, Path(cfg.agent.onnx_file) if cfg.agent.onnx_file else None,
                       cfg.agent.ort_threads, cfg.agent.max_models), None
+
+
+def _triton_models(cfg: configuration.Config, url: str):
+    """The agent's network on the Triton at ``url``, its requests at ``agent.triton_priority``."""
+    from blobzero.agent.models import TritonModels
+    from plumbing.triton_config import agent_priority
+
+    return TritonModels(url, cfg.triton.model_name, cfg.triton.max_in_flight, cfg.triton.reconnect_timeout_s,
+                        cfg.agent.max_models, priority=agent_priority(cfg.agent.triton_priority))
 
 
 #: how often the TLS files are checked for a renewal (gRPC also checks at each new connection)
