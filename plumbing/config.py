@@ -300,6 +300,11 @@ class StorageSection:
     # directory holds more than retain_gb. 0 = no limit of that kind (both 0: keep everything).
     retain_hours: float = 24.0
     retain_gb: float = 0.0
+    # The trainer's archive of published versions (<checkpoint_dir>/versions, plumbing/archive.py):
+    # after each publish only the newest archive_keep versions stay, with every archive_every-th
+    # as a milestone and version 1 (0 = keep every version / no milestones).
+    archive_keep: int = 0
+    archive_every: int = 0
 
     def __post_init__(self):
         if self.url:
@@ -315,6 +320,11 @@ class StorageSection:
                  "must be 0 (keep by age) .. 8760 hours")
         _require(0 <= self.retain_gb <= 1_000_000, "storage.retain_gb",
                  "must be 0 (no size cap) .. 1000000 GB")
+        _require(self.archive_keep == 0 or 2 <= self.archive_keep <= 1_000_000, "storage.archive_keep",
+                 "must be 0 (keep every version) or 2..1000000 (the newest and the one the "
+                 "strength tracker may still be measuring)")
+        _require(0 <= self.archive_every <= 1_000_000, "storage.archive_every",
+                 "must be 0 (no milestones) .. 1000000")
 
 
 @dataclass(frozen=True)
