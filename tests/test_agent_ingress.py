@@ -149,10 +149,17 @@ def health(target: str, service: str) -> int:
             health_pb2.HealthCheckRequest(service=service), timeout=5).status
 
 
-def test_grpc_health_is_not_serving_while_triton_cannot_answer(tmp_path, onnx):
+def test_health_is_not_serving_while_triton_cannot_answer(tmp_path, onnx):
+    """gRPC health and the base manifest's readiness probe (/readyz over plain HTTP, made as the
+    kubelet makes it) both turn NOT_SERVING / 503 once Triton stops answering; liveness stays."""
+    [agent] = [d for d in render_with(tmp_path / "base") if d["kind"] == "Deployment"
+               and d["metadata"]["name"] == "blobzero-agent"]
+    [container] = agent["spec"]["template"]["spec"]["containers"]
     with agent_behind_triton(tmp_path, onnx, "--set", "triton.reconnect_timeout_s=2") as (server, proc):
+        ports = {"http": proc.http_port, "grpc": proc.grpc_port, "metrics": proc.metrics_port}
         for service in ("", "blobzero.v1.BlobAgent"):
             assert health(proc.target, service) == health_pb2.HealthCheckResponse.SERVING
+        assert kubelet_http_probe(container["readinessProbe"], ports) == 200
         server.stop()
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and health(proc.target, "blobzero.v1.BlobAgent") == \
@@ -161,6 +168,8 @@ def test_grpc_health_is_not_serving_while_triton_cannot_answer(tmp_path, onnx):
         for service in ("", "blobzero.v1.BlobAgent"):
             assert health(proc.target, service) == health_pb2.HealthCheckResponse.NOT_SERVING
         assert "NOT_SERVING" in proc.log.read_text()
+        assert kubelet_http_probe(container["readinessProbe"], ports) == 503       # out of the Service
+        assert kubelet_http_probe(container["livenessProbe"], ports) == 200        # not restarted
 
 
 def render_with(tmp_path: Path, *components: str) -> list[dict]:
@@ -203,8 +212,9 @@ def kubelet_http_probe(probe: dict, ports: dict[str, int]) -> int:
 
 def test_the_public_agent_answers_its_probes_over_tls(tmp_path, onnx):
     """Rendered agent-public + agent-ingress on the cluster default: the probes a real TLS agent
-    answers (the plain-HTTP liveness probe of before fails: the restart loop), an Ingress per
-    protocol with TLS, and a LoadBalancer example."""
+    behind a real tritonserver answers (the plain-HTTP liveness probe of before fails: the
+    restart loop), readiness following Triton over TLS (503 once it stops answering, liveness
+    still 200), an Ingress per protocol with TLS, and a LoadBalancer example."""
     docs = render_with(tmp_path / "ingress", "agent-public", "agent-ingress")
     agent = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "blobzero-agent")
     [container] = agent["spec"]["template"]["spec"]["containers"]
@@ -220,13 +230,19 @@ def test_the_public_agent_answers_its_probes_over_tls(tmp_path, onnx):
     assert public["spec"]["externalTrafficPolicy"] == "Local"
 
     cert, key = make_certificate(tmp_path / "tls", "blobzero-probe")
-    proc = start_agent(tmp_path / "agent", "--onnx", str(onnx), "--set", f"agent.tls_cert={cert}",
-                       "--set", f"agent.tls_key={key}", tls_root=cert.read_bytes())
-    try:
+    assert {container[p]["httpGet"].get("scheme") for p in ("livenessProbe", "readinessProbe")} == {"HTTPS"}
+    with agent_behind_triton(tmp_path / "run", onnx, "--set", f"agent.tls_cert={cert}", "--set",
+                             f"agent.tls_key={key}", "--set", "triton.reconnect_timeout_s=2",
+                             tls_root=cert.read_bytes()) as (server, proc):
         ports = {"http": proc.http_port, "grpc": proc.grpc_port, "metrics": proc.metrics_port}
         for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
             assert kubelet_http_probe(container[probe], ports) == 200, (probe, container[probe])
-        plain = {"httpGet": {**container["livenessProbe"]["httpGet"], "scheme": "HTTP"}}
-        assert kubelet_http_probe(plain, ports) != 200              # what restarted the pod before
-    finally:
-        assert proc.stop() == 0, proc.log.read_text()[-2000:]
+        for probe in ("livenessProbe", "readinessProbe"):
+            plain = {"httpGet": {**container[probe]["httpGet"], "scheme": "HTTP"}}
+            assert kubelet_http_probe(plain, ports) != 200          # what restarted the pod before
+        server.stop()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and kubelet_http_probe(container["readinessProbe"], ports) == 200:
+            time.sleep(0.5)
+        assert kubelet_http_probe(container["readinessProbe"], ports) == 503
+        assert kubelet_http_probe(container["livenessProbe"], ports) == 200
