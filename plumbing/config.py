@@ -491,7 +491,8 @@ class AgentSection:
     tls_key: str = ""                # its PEM private key
     rate_limit: float = 0.0          # requests per second per client (0 = no limit)
     rate_burst: int = 20             # requests one client may make at once above the rate
-    cost_per_minute: float = 0.0     # simulations x determinizations one client may search per minute (0 = no limit)
+    cost_per_minute: float = 0.0     # simulations x determinizations one client may search per minute
+                                     # on one replica (0 = no limit); N replicas: up to N x this per client
     max_request_cost: int = 0        # the most simulations x determinizations one search may cost (0 = no cap)
     trusted_proxies: str = ""        # addresses/CIDRs of proxies whose X-Forwarded-For names the client
     max_games_per_client: int = 20   # hosted games one client IP holds; a new one replaces its oldest

@@ -101,6 +101,37 @@ def test_search_cost_is_limited_per_client_behind_a_trusted_proxy(tmp_path, onnx
         assert proc.stop() == 0, proc.log.read_text()[-2000:]
 
 
+def test_the_search_budget_is_per_client_per_replica_as_documented(tmp_path, onnx, monkeypatch):
+    """Two real agent replicas with the same agent.cost_per_minute each keep their own budget per
+    client: a client whose requests are spread over both searches up to replicas x
+    cost_per_minute a minute, the ceiling docs/deploy.md states (routing each client to one
+    replica, as the manifests do, keeps it to cost_per_minute). The page keys on the client a
+    trusted proxy reports as gRPC does."""
+    per_minute = int(3.5 * LIGHT_COST)
+    monkeypatch.setenv(COST_ENV, str(per_minute))
+    monkeypatch.setenv(PROXIES_ENV, "127.0.0.1/32")          # the test is the proxy
+    replicas = [start_agent(tmp_path / f"replica-{i}", "--onnx", str(onnx)) for i in range(2)]
+    try:
+        admitted = 0
+        for proc in replicas:
+            with grpc.insecure_channel(proc.target) as channel:
+                stub = pb_grpc.BlobAgentStub(channel)
+                answers = [advise_code(stub, endgame(search="light", seed=i), "203.0.113.7") for i in range(4)]
+            assert [code for code, _ in answers] == [grpc.StatusCode.OK] * 3 + [grpc.StatusCode.RESOURCE_EXHAUSTED]
+            assert "on this replica" in answers[-1][1]
+            admitted += 3 * LIGHT_COST
+        assert admitted <= len(replicas) * per_minute < admitted + len(replicas) * LIGHT_COST
+        light = {"players": 3, "cards": 2, "dealer": 2, "trump": "S", "seat": 2, "hand": ["AS", "3S"],
+                 "search": "light", "history": [{"seat": 0, "bid": 1}, {"seat": 1, "bid": 1}, {"seat": 2, "bid": 1},
+                                                {"seat": 0, "card": "KH"}, {"seat": 1, "card": "5S"}]}
+        status, body = replicas[0].post("Advise", light, headers={"X-Forwarded-For": "203.0.113.7"})
+        assert status == 429 and "on this replica" in body["message"], body
+        assert replicas[0].post("Advise", light, headers={"X-Forwarded-For": "203.0.113.8"})[0] == 200
+    finally:
+        for proc in replicas:
+            assert proc.stop() == 0, proc.log.read_text()[-2000:]
+
+
 def test_cost_limit_and_client_key_pieces():
     trusted = parse_proxies("10.0.0.0/8, 192.168.1.7")
     assert client_key("10.1.1.1", "203.0.113.9, 10.2.2.2", trusted) == "203.0.113.9"
@@ -225,9 +256,15 @@ def test_the_public_agent_answers_its_probes_over_tls(tmp_path, onnx):
     assert {i["metadata"]["annotations"]["nginx.ingress.kubernetes.io/backend-protocol"]
             for i in ingresses.values()} == {"HTTPS", "GRPCS"}
     assert all(i["spec"]["tls"][0]["secretName"] for i in ingresses.values())
+    # each client to one replica, so a client's budget is agent.cost_per_minute (per replica)
+    annotations = {name: i["metadata"]["annotations"] for name, i in ingresses.items()}
+    assert annotations["blobzero-agent-web"]["nginx.ingress.kubernetes.io/affinity"] == "cookie"
+    assert annotations["blobzero-agent-grpc"]["nginx.ingress.kubernetes.io/upstream-hash-by"] == "$remote_addr"
+    [service] = [d for d in docs if d["kind"] == "Service" and d["metadata"]["name"] == "blobzero-agent"]
+    assert service["spec"]["sessionAffinity"] == "ClientIP"
     lb = render_with(tmp_path / "lb", "agent-public", "agent-loadbalancer")
     [public] = [d for d in lb if d["kind"] == "Service" and d["spec"].get("type") == "LoadBalancer"]
-    assert public["spec"]["externalTrafficPolicy"] == "Local"
+    assert public["spec"]["externalTrafficPolicy"] == "Local" and public["spec"]["sessionAffinity"] == "ClientIP"
 
     cert, key = make_certificate(tmp_path / "tls", "blobzero-probe")
     assert {container[p]["httpGet"].get("scheme") for p in ("livenessProbe", "readinessProbe")} == {"HTTPS"}

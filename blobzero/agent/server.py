@@ -168,7 +168,8 @@ def main(args: argparse.Namespace) -> int:
              "trusted proxies %s", "required" if access.token else "off",
              "on (reloaded when the files change)" if tls else "off",
              f"{a.rate_limit:g}/s per client (burst {a.rate_burst})" if a.rate_limit else "off",
-             f"{access.cost.per_minute:g}/min per client, {access.cost.max_request or 'no'} cap per search"
+             f"{access.cost.per_minute:g}/min per client on this replica (N replicas: up to N x that), "
+             f"{access.cost.max_request or 'no'} cap per search"
              if access.cost.per_minute or access.cost.max_request else "no limit",
              a.max_games_per_client, ", ".join(map(str, access.trusted_proxies)) or "none")
     if a.host not in ("127.0.0.1", "localhost", "::1") and (access.token is None or not tls):
