@@ -300,6 +300,11 @@ class StorageSection:
     # directory holds more than retain_gb. 0 = no limit of that kind (both 0: keep everything).
     retain_hours: float = 24.0
     retain_gb: float = 0.0
+    # The trainer's archive of published versions (<checkpoint_dir>/versions, plumbing/archive.py):
+    # after each publish only the newest archive_keep versions stay, with every archive_every-th
+    # as a milestone and version 1 (0 = keep every version / no milestones).
+    archive_keep: int = 0
+    archive_every: int = 0
 
     def __post_init__(self):
         if self.url:
@@ -315,6 +320,11 @@ class StorageSection:
                  "must be 0 (keep by age) .. 8760 hours")
         _require(0 <= self.retain_gb <= 1_000_000, "storage.retain_gb",
                  "must be 0 (no size cap) .. 1000000 GB")
+        _require(self.archive_keep == 0 or 2 <= self.archive_keep <= 1_000_000, "storage.archive_keep",
+                 "must be 0 (keep every version) or 2..1000000 (the newest and the one the "
+                 "strength tracker may still be measuring)")
+        _require(0 <= self.archive_every <= 1_000_000, "storage.archive_every",
+                 "must be 0 (no milestones) .. 1000000")
 
 
 @dataclass(frozen=True)
@@ -447,6 +457,11 @@ class ArenaSection:
                  f"must be one of {', '.join(SEARCH_SIZES)}")
 
 
+#: ``agent.triton_priority``: the agent's requests below self-play's, or level with them
+#: (plumbing/triton_config.py maps them to the model's Triton priority levels).
+AGENT_TRITON_PRIORITIES = ("low", "equal")
+
+
 @dataclass(frozen=True)
 class AgentSection:
     """``blobzero agent``: the trained agent as a gRPC service and a web page (docs/agent.md).
@@ -458,6 +473,7 @@ class AgentSection:
     grpc_port: int = 50051
     http_port: int = 8080            # the play page and the JSON API; 0 = off
     triton_url: str = ""             # "" = no Triton: ONNX Runtime in this process
+    triton_priority: str = "low"     # low: Triton serves self-play's queued requests first | equal
     onnx_file: str = ""              # "" = the model repository's versions
     model: str = "latest"            # latest | a version number
     search_preset: str = "medium"    # requests and model seats without a preset
@@ -475,7 +491,8 @@ class AgentSection:
     tls_key: str = ""                # its PEM private key
     rate_limit: float = 0.0          # requests per second per client (0 = no limit)
     rate_burst: int = 20             # requests one client may make at once above the rate
-    cost_per_minute: float = 0.0     # simulations x determinizations one client may search per minute (0 = no limit)
+    cost_per_minute: float = 0.0     # simulations x determinizations one client may search per minute
+                                     # on one replica (0 = no limit); N replicas: up to N x this per client
     max_request_cost: int = 0        # the most simulations x determinizations one search may cost (0 = no cap)
     trusted_proxies: str = ""        # addresses/CIDRs of proxies whose X-Forwarded-For names the client
     max_games_per_client: int = 20   # hosted games one client IP holds; a new one replaces its oldest
@@ -526,6 +543,8 @@ class AgentSection:
             host, _, port = self.triton_url.rpartition(":")
             _require(bool(host) and port.isdigit() and 0 < int(port) < 65536, "agent.triton_url",
                      f"must be empty or host:port with a port 1..65535, got {self.triton_url!r}")
+        _require(self.triton_priority in AGENT_TRITON_PRIORITIES, "agent.triton_priority",
+                 f"must be low (self-play first) or equal, got {self.triton_priority!r}")
         _require(self.model == "latest" or (self.model.isdigit() and int(self.model) >= 1),
                  "agent.model", f"must be latest or a version number >= 1, got {self.model!r}")
         _require(self.search_preset in SEARCH_SIZES, "agent.search_preset",

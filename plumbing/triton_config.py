@@ -19,7 +19,7 @@ from __future__ import annotations
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-from plumbing.config import MODEL_CONFIG
+from plumbing.config import AGENT_TRITON_PRIORITIES, MODEL_CONFIG
 from plumbing.netspec import CONTRACTS, MODEL_NAME
 
 #: The committed production config (the same file the config schema reads max_batch_size from).
@@ -73,6 +73,22 @@ def local_config(instances: int = 1, intra_op_threads: int = 1, model_name: str 
     # positions per request rose from ~0.85-0.89 to ~1.0). Invisible to clients.
     config.dynamic_batching.preferred_batch_size[:] = [LOCAL_PREFERRED_BATCH]
     return config
+
+
+#: Triton priority levels of the served model (its ``dynamic_batching``, committed in
+#: model_repository/blobnet/config.pbtxt): 1 is served first. A request without a priority gets
+#: the default level, 1: self-play's. ``agent.triton_priority`` names the agent's level.
+PRIORITY_LEVELS = 2
+AGENT_PRIORITIES = dict(zip(AGENT_TRITON_PRIORITIES, (2, 1)))
+
+
+def agent_priority(name: str) -> int:
+    """The Triton priority level of the agent's requests for ``agent.triton_priority``:
+    ``low`` (2: queued self-play requests are batched first) or ``equal`` (1: first come,
+    first served with self-play)."""
+    if name not in AGENT_PRIORITIES:
+        raise ValueError(f"agent.triton_priority must be one of {', '.join(AGENT_PRIORITIES)}, got {name!r}")
+    return AGENT_PRIORITIES[name]
 
 
 #: ``triton.accelerator`` values -> the onnxruntime backend's GPU execution accelerator.

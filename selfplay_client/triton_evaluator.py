@@ -34,7 +34,7 @@ from tritonclient.grpc import InferInput, InferRequestedOutput
 from tritonclient.grpc import aio as grpc_aio
 from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
-from plumbing.netspec import (CONTRACTS, MASK, MODEL_NAME, POLICY, STATE, VALUE, WORLD,
+from plumbing.netspec import (CONTRACTS, MASK, MODEL_NAME, STATE, WORLD,
                               WORLD_MODEL_NAME, WORLD_VALUE)
 from selfplay_client.evaluator import check_batch, empty_result
 
@@ -112,12 +112,14 @@ class TritonEvaluator:
     request_timeout_s:   deadline of one gRPC call (s)
     reconnect_timeout_s: how long one request keeps retrying while the server is unavailable (s)
     check_inputs:        validate shapes/dtypes client-side before sending (cheap; keep on)
+    priority:            Triton priority level of every request (0 = the model's default level,
+                         self-play's; the agent sends a lower one: plumbing/triton_config.py)
     """
 
     def __init__(self, url: str, model_name: str = MODEL_NAME, model_version: str | int = "",
                  max_in_flight: int = 4, request_timeout_s: float = 30.0,
                  reconnect_timeout_s: float = 60.0, backoff_initial_s: float = 0.05,
-                 backoff_max_s: float = 2.0, check_inputs: bool = True):
+                 backoff_max_s: float = 2.0, check_inputs: bool = True, priority: int = 0):
         if max_in_flight < 1:
             raise ValueError(f"max_in_flight must be >= 1, got {max_in_flight}")
         self.url, self.model_name, self.model_version = url, model_name, str(model_version)
@@ -127,6 +129,9 @@ class TritonEvaluator:
         self.request_timeout_s, self.reconnect_timeout_s = request_timeout_s, reconnect_timeout_s
         self.backoff_initial_s, self.backoff_max_s = backoff_initial_s, backoff_max_s
         self.check_inputs = check_inputs
+        if priority < 0:
+            raise ValueError(f"priority must be >= 0 (0 = the model's default level), got {priority}")
+        self.priority = priority
         self.last_model_version: int | None = None  #: version that answered the latest evaluate()
         self.retries = 0                             #: transient failures retried so far
         self._contract_checked = False
@@ -257,7 +262,7 @@ class TritonEvaluator:
                 if not self._contract_checked:
                     await self._with_retries(self._check_contract)
                 result = await self._with_retries(lambda: self._client.infer(
-                    self.model_name, inputs, model_version=self.model_version,
+                    self.model_name, inputs, model_version=self.model_version, priority=self.priority,
                     outputs=[InferRequestedOutput(name) for name in outputs],
                     client_timeout=self.request_timeout_s))
             except InferenceServerException as exc:

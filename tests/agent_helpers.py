@@ -25,12 +25,13 @@ def start_agent(work: Path, *args: str, timeout: float = 60.0, tls_root: bytes |
 
 
 @contextlib.contextmanager
-def agent_behind_triton(root: Path, onnx: Path, *args: str):
+def agent_behind_triton(root: Path, onnx: Path, *args: str, tls_root: bytes | None = None):
     """A real tritonserver serving ``onnx`` as version 1, and the agent asking it: yields
-    (server, agent); both stopped after (the agent must exit 0)."""
+    (server, agent); both stopped after (the agent must exit 0). ``tls_root``: the agent's own
+    certificate when ``args`` give it TLS."""
     server = start_server(root, make_repository(root, onnx))
     try:
-        proc = start_agent(root / "agent", "--triton", server.url, *args)
+        proc = start_agent(root / "agent", "--triton", server.url, *args, tls_root=tls_root)
         try:
             yield server, proc
         finally:

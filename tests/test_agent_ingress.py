@@ -101,6 +101,37 @@ def test_search_cost_is_limited_per_client_behind_a_trusted_proxy(tmp_path, onnx
         assert proc.stop() == 0, proc.log.read_text()[-2000:]
 
 
+def test_the_search_budget_is_per_client_per_replica_as_documented(tmp_path, onnx, monkeypatch):
+    """Two real agent replicas with the same agent.cost_per_minute each keep their own budget per
+    client: a client whose requests are spread over both searches up to replicas x
+    cost_per_minute a minute, the ceiling docs/deploy.md states (routing each client to one
+    replica, as the manifests do, keeps it to cost_per_minute). The page keys on the client a
+    trusted proxy reports as gRPC does."""
+    per_minute = int(3.5 * LIGHT_COST)
+    monkeypatch.setenv(COST_ENV, str(per_minute))
+    monkeypatch.setenv(PROXIES_ENV, "127.0.0.1/32")          # the test is the proxy
+    replicas = [start_agent(tmp_path / f"replica-{i}", "--onnx", str(onnx)) for i in range(2)]
+    try:
+        admitted = 0
+        for proc in replicas:
+            with grpc.insecure_channel(proc.target) as channel:
+                stub = pb_grpc.BlobAgentStub(channel)
+                answers = [advise_code(stub, endgame(search="light", seed=i), "203.0.113.7") for i in range(4)]
+            assert [code for code, _ in answers] == [grpc.StatusCode.OK] * 3 + [grpc.StatusCode.RESOURCE_EXHAUSTED]
+            assert "on this replica" in answers[-1][1]
+            admitted += 3 * LIGHT_COST
+        assert admitted <= len(replicas) * per_minute < admitted + len(replicas) * LIGHT_COST
+        light = {"players": 3, "cards": 2, "dealer": 2, "trump": "S", "seat": 2, "hand": ["AS", "3S"],
+                 "search": "light", "history": [{"seat": 0, "bid": 1}, {"seat": 1, "bid": 1}, {"seat": 2, "bid": 1},
+                                                {"seat": 0, "card": "KH"}, {"seat": 1, "card": "5S"}]}
+        status, body = replicas[0].post("Advise", light, headers={"X-Forwarded-For": "203.0.113.7"})
+        assert status == 429 and "on this replica" in body["message"], body
+        assert replicas[0].post("Advise", light, headers={"X-Forwarded-For": "203.0.113.8"})[0] == 200
+    finally:
+        for proc in replicas:
+            assert proc.stop() == 0, proc.log.read_text()[-2000:]
+
+
 def test_cost_limit_and_client_key_pieces():
     trusted = parse_proxies("10.0.0.0/8, 192.168.1.7")
     assert client_key("10.1.1.1", "203.0.113.9, 10.2.2.2", trusted) == "203.0.113.9"
@@ -149,10 +180,17 @@ def health(target: str, service: str) -> int:
             health_pb2.HealthCheckRequest(service=service), timeout=5).status
 
 
-def test_grpc_health_is_not_serving_while_triton_cannot_answer(tmp_path, onnx):
+def test_health_is_not_serving_while_triton_cannot_answer(tmp_path, onnx):
+    """gRPC health and the base manifest's readiness probe (/readyz over plain HTTP, made as the
+    kubelet makes it) both turn NOT_SERVING / 503 once Triton stops answering; liveness stays."""
+    [agent] = [d for d in render_with(tmp_path / "base") if d["kind"] == "Deployment"
+               and d["metadata"]["name"] == "blobzero-agent"]
+    [container] = agent["spec"]["template"]["spec"]["containers"]
     with agent_behind_triton(tmp_path, onnx, "--set", "triton.reconnect_timeout_s=2") as (server, proc):
+        ports = {"http": proc.http_port, "grpc": proc.grpc_port, "metrics": proc.metrics_port}
         for service in ("", "blobzero.v1.BlobAgent"):
             assert health(proc.target, service) == health_pb2.HealthCheckResponse.SERVING
+        assert kubelet_http_probe(container["readinessProbe"], ports) == 200
         server.stop()
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and health(proc.target, "blobzero.v1.BlobAgent") == \
@@ -161,6 +199,8 @@ def test_grpc_health_is_not_serving_while_triton_cannot_answer(tmp_path, onnx):
         for service in ("", "blobzero.v1.BlobAgent"):
             assert health(proc.target, service) == health_pb2.HealthCheckResponse.NOT_SERVING
         assert "NOT_SERVING" in proc.log.read_text()
+        assert kubelet_http_probe(container["readinessProbe"], ports) == 503       # out of the Service
+        assert kubelet_http_probe(container["livenessProbe"], ports) == 200        # not restarted
 
 
 def render_with(tmp_path: Path, *components: str) -> list[dict]:
@@ -203,8 +243,9 @@ def kubelet_http_probe(probe: dict, ports: dict[str, int]) -> int:
 
 def test_the_public_agent_answers_its_probes_over_tls(tmp_path, onnx):
     """Rendered agent-public + agent-ingress on the cluster default: the probes a real TLS agent
-    answers (the plain-HTTP liveness probe of before fails: the restart loop), an Ingress per
-    protocol with TLS, and a LoadBalancer example."""
+    behind a real tritonserver answers (the plain-HTTP liveness probe of before fails: the
+    restart loop), readiness following Triton over TLS (503 once it stops answering, liveness
+    still 200), an Ingress per protocol with TLS, and a LoadBalancer example."""
     docs = render_with(tmp_path / "ingress", "agent-public", "agent-ingress")
     agent = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "blobzero-agent")
     [container] = agent["spec"]["template"]["spec"]["containers"]
@@ -215,18 +256,30 @@ def test_the_public_agent_answers_its_probes_over_tls(tmp_path, onnx):
     assert {i["metadata"]["annotations"]["nginx.ingress.kubernetes.io/backend-protocol"]
             for i in ingresses.values()} == {"HTTPS", "GRPCS"}
     assert all(i["spec"]["tls"][0]["secretName"] for i in ingresses.values())
+    # each client to one replica, so a client's budget is agent.cost_per_minute (per replica)
+    annotations = {name: i["metadata"]["annotations"] for name, i in ingresses.items()}
+    assert annotations["blobzero-agent-web"]["nginx.ingress.kubernetes.io/affinity"] == "cookie"
+    assert annotations["blobzero-agent-grpc"]["nginx.ingress.kubernetes.io/upstream-hash-by"] == "$remote_addr"
+    [service] = [d for d in docs if d["kind"] == "Service" and d["metadata"]["name"] == "blobzero-agent"]
+    assert service["spec"]["sessionAffinity"] == "ClientIP"
     lb = render_with(tmp_path / "lb", "agent-public", "agent-loadbalancer")
     [public] = [d for d in lb if d["kind"] == "Service" and d["spec"].get("type") == "LoadBalancer"]
-    assert public["spec"]["externalTrafficPolicy"] == "Local"
+    assert public["spec"]["externalTrafficPolicy"] == "Local" and public["spec"]["sessionAffinity"] == "ClientIP"
 
     cert, key = make_certificate(tmp_path / "tls", "blobzero-probe")
-    proc = start_agent(tmp_path / "agent", "--onnx", str(onnx), "--set", f"agent.tls_cert={cert}",
-                       "--set", f"agent.tls_key={key}", tls_root=cert.read_bytes())
-    try:
+    assert {container[p]["httpGet"].get("scheme") for p in ("livenessProbe", "readinessProbe")} == {"HTTPS"}
+    with agent_behind_triton(tmp_path / "run", onnx, "--set", f"agent.tls_cert={cert}", "--set",
+                             f"agent.tls_key={key}", "--set", "triton.reconnect_timeout_s=2",
+                             tls_root=cert.read_bytes()) as (server, proc):
         ports = {"http": proc.http_port, "grpc": proc.grpc_port, "metrics": proc.metrics_port}
         for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
             assert kubelet_http_probe(container[probe], ports) == 200, (probe, container[probe])
-        plain = {"httpGet": {**container["livenessProbe"]["httpGet"], "scheme": "HTTP"}}
-        assert kubelet_http_probe(plain, ports) != 200              # what restarted the pod before
-    finally:
-        assert proc.stop() == 0, proc.log.read_text()[-2000:]
+        for probe in ("livenessProbe", "readinessProbe"):
+            plain = {"httpGet": {**container[probe]["httpGet"], "scheme": "HTTP"}}
+            assert kubelet_http_probe(plain, ports) != 200          # what restarted the pod before
+        server.stop()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and kubelet_http_probe(container["readinessProbe"], ports) == 200:
+            time.sleep(0.5)
+        assert kubelet_http_probe(container["readinessProbe"], ports) == 503
+        assert kubelet_http_probe(container["livenessProbe"], ports) == 200

@@ -827,8 +827,8 @@ def test_k8s_probes_and_ports(overlay, rendered):
                     "agent": CONFIG.metrics.agent_port}[component(deployment)]
             assert container_port(container, "metrics") == port
             if component(deployment) == "agent":       # ready while a model source answers
-                assert container["readinessProbe"]["grpc"] == {"port": container_port(container, "grpc"),
-                                                               "service": "blobzero.v1.BlobAgent"}
+                assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http",
+                                                                  "scheme": "HTTP"}
             else:
                 assert container["readinessProbe"]["httpGet"]["path"] == "/metrics"
 

@@ -40,6 +40,11 @@ class TrainerMetrics:
                                 registry=r)
         self.games_size = Gauge("blobzero_trainer_games_volume_size_bytes",
                                 "Size of the games volume (bytes)", registry=r)
+        self.checkpoints_free = Gauge("blobzero_trainer_checkpoints_volume_free_bytes",
+                                      "Bytes available to unprivileged writers on the checkpoints "
+                                      "volume (the checkpoint and the archive of versions)", registry=r)
+        self.checkpoints_size = Gauge("blobzero_trainer_checkpoints_volume_size_bytes",
+                                      "Size of the checkpoints volume (bytes)", registry=r)
         self.games_bytes = Gauge("blobzero_trainer_games_bytes",
                                  "Bytes of the game shards in the games directory", registry=r)
         self.shards_deleted = Counter("blobzero_trainer_shards_deleted",

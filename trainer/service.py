@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from plumbing import config as configuration
+from plumbing.archive import retain as retain_archive
 from plumbing.fsio import check_writable
 from plumbing.netspec import MODEL_NAME
 from plumbing.shards import LEGACY_NAME_RE, ShardReader, legacy_to_key
@@ -401,12 +402,13 @@ class Trainer:
         return deleted
 
     def _report_volume(self) -> None:
-        capacity = self.reader.store.capacity()
-        if capacity is None:
-            return                                 # a bucket has no volume to fill
-        free, total = capacity
-        self.metrics.games_free.set(free)
-        self.metrics.games_size.set(total)
+        for store, free_gauge, size_gauge in (
+                (self.reader.store, self.metrics.games_free, self.metrics.games_size),
+                (self.checkpoints, self.metrics.checkpoints_free, self.metrics.checkpoints_size)):
+            capacity = store.capacity()
+            if capacity is not None:               # a bucket has no volume to fill
+                free_gauge.set(capacity[0])
+                size_gauge.set(capacity[1])
 
     def _quarantine(self, path, reason: str, source=None) -> None:
         source = source or self
@@ -615,6 +617,7 @@ class Trainer:
             self.checkpoints.put(f"versions/v{version:06d}.json", json.dumps({
                 "version": version, "step": self.progress.step, "rounds_seen": self.progress.rounds_seen,
                 "positions_seen": self.progress.positions_seen, "published_unix": time.time()}).encode())
+        retain_archive(self.checkpoints, self.cfg.storage)     # storage.archive_keep / archive_every
         self.progress.version = version
         self.metrics.published_version.set(version)
         self.metrics.last_publish.set(time.time())

@@ -135,7 +135,12 @@ def client_key(peer: str, forwarded_for: str | None, trusted: tuple = ()) -> str
 class CostLimiter:
     """Search cost (simulations x determinizations) per client: ``per_minute`` on average, as a
     token bucket holding one minute's worth; ``max_request`` caps one search. 0 = no limit.
-    At most MAX_CLIENTS buckets are kept (the least recently seen are forgotten first)."""
+    At most MAX_CLIENTS buckets are kept (the least recently seen are forgotten first).
+
+    The buckets live in this process: with N agent replicas the budget is **per client per
+    replica**. A client routed to one replica (the Service's ClientIP affinity, the Ingresses'
+    cookie and address hash: docs/deploy.md) gets ``per_minute``; one whose requests are spread
+    over the replicas gets at most ``N x per_minute``."""
     per_minute: float = 0
     max_request: int = 0
     _buckets: OrderedDict = field(default_factory=OrderedDict)
@@ -159,7 +164,7 @@ class CostLimiter:
         if ok:
             return None
         return (f"rate limit: this client searched its {self.per_minute:g} simulations x "
-                f"determinizations per minute; {budget:.0f} left, this search needs {cost}")
+                f"determinizations per minute on this replica; {budget:.0f} left, this search needs {cost}")
 
 
 _acting_for: contextvars.ContextVar[str | None] = contextvars.ContextVar("blobzero_agent_client", default=None)

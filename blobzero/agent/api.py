@@ -46,6 +46,8 @@ class AgentApi:
         self.cfg = cfg
         self.engine = engine
         self.metrics = metrics
+        #: a model source can answer (service.watch_models keeps it): gRPC health and /readyz
+        self.serving = True
         if store is None and keep_games:
             store = GameStore(cfg.agent.games_dir or games_location(cfg), cfg.agent.keep_games,
                               cfg.agent.keep_games_days)

@@ -86,11 +86,14 @@ class _Lru:
 
 
 class TritonModels:
-    """versions_ttl_s: how long the list of versions Triton serves is trusted."""
+    """versions_ttl_s: how long the list of versions Triton serves is trusted; priority: the
+    Triton priority level of every request (0 = the model's default, self-play's level;
+    ``agent.triton_priority`` through plumbing/triton_config.py ``agent_priority``)."""
 
     def __init__(self, url: str, model_name: str, max_in_flight: int = 4,
-                 reconnect_timeout_s: float = 5.0, max_models: int = 4, versions_ttl_s: float = 2.0):
-        self.url, self.model_name = url, model_name
+                 reconnect_timeout_s: float = 5.0, max_models: int = 4, versions_ttl_s: float = 2.0,
+                 priority: int = 0):
+        self.url, self.model_name, self.priority = url, model_name, priority
         self.max_in_flight, self.reconnect_timeout_s = max_in_flight, reconnect_timeout_s
         self.versions_ttl_s = versions_ttl_s
         self._evaluators = _Lru(max_models, lambda e: e.close())
@@ -136,7 +139,7 @@ class TritonModels:
 
         return self._evaluators.get(key, lambda: TritonEvaluator(
             self.url, self.model_name, model_version=key, max_in_flight=self.max_in_flight,
-            reconnect_timeout_s=self.reconnect_timeout_s))
+            reconnect_timeout_s=self.reconnect_timeout_s, priority=self.priority))
 
     def evaluate(self, key: str, states: np.ndarray, masks: np.ndarray):
         result = self._evaluator(key).submit(states, masks).result()

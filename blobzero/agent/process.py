@@ -45,11 +45,11 @@ class AgentProcess:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=10) as r:
             return r.read().decode()
 
-    def post(self, method: str, body: dict) -> tuple[int, dict]:
-        """A JSON API call: (HTTP status, parsed body)."""
+    def post(self, method: str, body: dict, headers: dict[str, str] | None = None) -> tuple[int, dict]:
+        """A JSON API call (with extra ``headers``): (HTTP status, parsed body)."""
         request = urllib.request.Request(f"http://127.0.0.1:{self.http_port}/api/{method}",
                                          data=json.dumps(body).encode(), method="POST",
-                                         headers={"Content-Type": "application/json"})
+                                         headers={"Content-Type": "application/json", **(headers or {})})
         try:
             with urllib.request.urlopen(request, timeout=60) as r:
                 return r.status, json.loads(r.read())

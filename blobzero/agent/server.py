@@ -54,7 +54,7 @@ def _config(args: argparse.Namespace) -> configuration.Config:
 
 def build_models(cfg: configuration.Config, local_triton: bool):
     """(model source, the local tritonserver or None)."""
-    from blobzero.agent.models import OnnxModels, TritonModels
+    from blobzero.agent.models import OnnxModels
 
     if local_triton:
         from services.triton_local import LocalTriton, ServerConfig
@@ -62,13 +62,20 @@ def build_models(cfg: configuration.Config, local_triton: bool):
         server = LocalTriton(ServerConfig(cfg.storage.model_repository, Path("var/agent-triton"),
                                           grpc_port=cfg.triton.grpc_port, http_port=cfg.triton.http_port,
                                           metrics_port=cfg.triton.metrics_port)).start()
-        return TritonModels(server.url, cfg.triton.model_name, cfg.triton.max_in_flight,
-                            cfg.triton.reconnect_timeout_s, cfg.agent.max_models), server
+        return _triton_models(cfg, server.url), server
     if cfg.agent.triton_url:
-        return TritonModels(cfg.agent.triton_url, cfg.triton.model_name, cfg.triton.max_in_flight,
-                            cfg.triton.reconnect_timeout_s, cfg.agent.max_models), None
+        return _triton_models(cfg, cfg.agent.triton_url), None
     return OnnxModels(cfg, Path(cfg.agent.onnx_file) if cfg.agent.onnx_file else None,
                       cfg.agent.ort_threads, cfg.agent.max_models), None
+
+
+def _triton_models(cfg: configuration.Config, url: str):
+    """The agent's network on the Triton at ``url``, its requests at ``agent.triton_priority``."""
+    from blobzero.agent.models import TritonModels
+    from plumbing.triton_config import agent_priority
+
+    return TritonModels(url, cfg.triton.model_name, cfg.triton.max_in_flight, cfg.triton.reconnect_timeout_s,
+                        cfg.agent.max_models, priority=agent_priority(cfg.agent.triton_priority))
 
 
 #: how often the TLS files are checked for a renewal (gRPC also checks at each new connection)
@@ -161,7 +168,8 @@ def main(args: argparse.Namespace) -> int:
              "trusted proxies %s", "required" if access.token else "off",
              "on (reloaded when the files change)" if tls else "off",
              f"{a.rate_limit:g}/s per client (burst {a.rate_burst})" if a.rate_limit else "off",
-             f"{access.cost.per_minute:g}/min per client, {access.cost.max_request or 'no'} cap per search"
+             f"{access.cost.per_minute:g}/min per client on this replica (N replicas: up to N x that), "
+             f"{access.cost.max_request or 'no'} cap per search"
              if access.cost.per_minute or access.cost.max_request else "no limit",
              a.max_games_per_client, ", ".join(map(str, access.trusted_proxies)) or "none")
     if a.host not in ("127.0.0.1", "localhost", "::1") and (access.token is None or not tls):

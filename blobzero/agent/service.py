@@ -6,7 +6,9 @@ the server keeps serving. Every answer is counted in the metrics (method, code, 
 
 Health (grpc.health.v1): SERVING while a model source can answer; NOT_SERVING once the network
 (Triton) has not answered for ``down_after_s`` (``watch_models``), so load balancers and
-Kubernetes stop sending requests to a replica that could only fail them.
+Kubernetes stop sending requests to a replica that could only fail them. The same status is
+``AgentApi.serving``, which the page answers as ``GET /readyz`` (200 / 503): the readiness probe
+that works with TLS too, where the kubelet's gRPC probe speaks plain text only.
 """
 from __future__ import annotations
 
@@ -127,7 +129,7 @@ def start_grpc(api: AgentApi, host: str, port: int, max_workers: int, access: Ac
     if bound == 0:
         raise OSError(f"cannot bind the gRPC port {host}:{port}")
     server.start()
-    watch_models(health_servicer, api.engine.models, down_after_s)
+    watch_models(health_servicer, api, down_after_s)
     return server, bound
 
 
@@ -166,18 +168,19 @@ def model_source_answers(models) -> bool:
         return False
 
 
-def watch_models(health_servicer, models, down_after_s: float, interval_s: float = 1.0) -> threading.Thread:
-    """A daemon thread that keeps the health status in step with ``model_source_answers``:
-    NOT_SERVING after ``down_after_s`` without an answer, SERVING at the next one."""
+def watch_models(health_servicer, api: AgentApi, down_after_s: float, interval_s: float = 1.0) -> threading.Thread:
+    """A daemon thread that keeps the health status (gRPC health and ``api.serving``) in step
+    with ``model_source_answers``: NOT_SERVING after ``down_after_s`` without an answer,
+    SERVING at the next one."""
     def run() -> None:
         last_answer, serving = time.monotonic(), True
         while True:
-            if model_source_answers(models):
+            if model_source_answers(api.engine.models):
                 last_answer, now_serving = time.monotonic(), True
             else:
                 now_serving = time.monotonic() - last_answer < down_after_s
             if now_serving != serving:
-                serving = now_serving
+                serving = api.serving = now_serving
                 status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
                 for name in ("", SERVICE_NAME):
                     health_servicer.set(name, status)

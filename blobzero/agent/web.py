@@ -6,7 +6,9 @@
                            the proto request as JSON (field names as in agent.proto) -> the proto
                            response as JSON (Review: a ReviewResponse, {"decisions": [...], ...});
                            an error is {"code": "INVALID_ARGUMENT", "message": ...} with a 4xx/5xx
-    GET  /healthz          "ok"          (metrics: only on metrics.agent_port)
+    GET  /healthz          "ok": the process answers (liveness; metrics: only on metrics.agent_port)
+    GET  /readyz           200 while a model source can answer, else 503 (readiness: the gRPC
+                           health status, over the page's TLS when it has one)
 
 Served by aiohttp's server (a maintained HTTP implementation, not ``http.server``) on its own
 event loop thread. What a hostile client meets, in order:
@@ -174,6 +176,12 @@ class WebFront:
             return _json(200, self.info)
         if path == "/healthz":
             return web.Response(body=b"ok\n", content_type="text/plain", headers=SECURITY_HEADERS)
+        if path == "/readyz":
+            if self.api.serving:
+                return web.Response(body=b"ready\n", content_type="text/plain", headers=SECURITY_HEADERS)
+            return web.Response(status=503, body=b"not ready: no model source answers (the network, "
+                                b"e.g. Triton, is unreachable)\n", content_type="text/plain",
+                                headers=SECURITY_HEADERS)
         return _error(404, "NOT_FOUND", "no such page (metrics are served on metrics.agent_port)"
                       if path == "/metrics" else "no such page")
 

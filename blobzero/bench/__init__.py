@@ -23,6 +23,7 @@ BENCHMARKS: dict[str, str] = {
     "selfplay": "blobzero.bench.selfplay",
     "serving": "blobzero.bench.serving",
     "agent": "blobzero.bench.agent",
+    "priority": "blobzero.bench.priority",
     "train": "blobzero.bench.train",
     "gpu": "blobzero.bench.gpu",
 }
