@@ -27,11 +27,14 @@ class ConstantWorld:
         self.value = value
         self.rows = 0
 
+    def world_values(self, worlds):
+        self.rows += len(worlds)
+        return np.full((len(worlds), 8), self.value, np.float32)
+
     def evaluate(self, states, masks, worlds=None):
         policy, value = UniformEvaluator().evaluate(states, masks)
         assert worlds is not None and worlds.shape == (len(states), WORLD_SIZE)
-        self.rows += len(worlds)
-        return policy, value, None, np.full((len(states), 8), self.value, np.float32)
+        return policy, value, None, self.world_values(worlds)
 
 
 def test_encode_world_is_the_observation_and_every_other_hand():
@@ -187,3 +190,28 @@ def test_the_arena_and_blobzero_game_search_with_world_values_by_name(trained):
                               "--set", f"worlds.model={out / 'missing.onnx'}"],
                              capture_output=True, text=True, timeout=600)
     assert missing.returncode == 2 and "no world-value model at" in missing.stderr
+
+
+def test_the_agent_engine_advises_with_world_values_and_refuses_without_them():
+    """The agent's engine (several rounds in one pool, roots and leaves in one batch) asks the
+    world values of its leaves; the constant model makes every searched action's q its value."""
+    from blobzero.agent.engine import Engine
+    from blobzero.agent.models import OnnxModels
+    from plumbing import config as configuration
+    cfg = configuration.load(None, ["storage.model_repository=/nonexistent-repository"], env={})
+    search = load().search.build(for_evaluation=True, preset="light", rollout="world")
+    rounds = [Round.from_seed(seed, 4, 5) for seed in range(4)]
+    bare = Engine(OnnxModels(cfg), slots=4)
+    try:
+        with pytest.raises(ValueError, match="no world-value model"):
+            bare.submit(rounds[0], search)
+    finally:
+        bare.close()
+    engine = Engine(OnnxModels(cfg), slots=4, worlds=ConstantWorld(0.25))
+    try:
+        futures = [engine.submit(rnd, search, seed=1) for rnd in rounds]
+        for future in futures:
+            advice = future.result(timeout=120)
+            assert advice.q and all(abs(q - 0.25) < 1e-5 for q in advice.q.values()), advice
+    finally:
+        engine.close()

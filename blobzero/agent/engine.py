@@ -28,6 +28,7 @@ from blobcore.encode import encode
 from blobcore.search.pool import SearchPool
 from blobcore.rules import Round
 from blobcore.search_config import SearchConfig
+from plumbing.netspec import WORLD_DIM
 
 log = logging.getLogger("blobzero.agent")
 
@@ -100,6 +101,8 @@ class Engine:
     models: ``ModelSource`` (evaluators per model version; blobzero/agent/models.py).
     slots: rounds one pool searches at once (more requests wait for a free slot).
     metrics: ``AgentMetrics`` or None.
+    worlds: the world values for searches that value leaves by them (``search.rollout =
+        "world"``; ``selfplay_client.world_values.configured_world_values``), or None.
     deadline_s: the most one evaluation may take. Each model's batch is evaluated on a small
         thread pool of its own, concurrently with the other models': a stalled source fails its
         own requests after ``deadline_s`` (and fails new ones at once until it answers again),
@@ -107,8 +110,9 @@ class Engine:
     """
 
     def __init__(self, models, slots: int = 256, metrics=None, max_pools: int = 16,
-                 deadline_s: float = 10.0, evaluation_threads: int = 4):
+                 deadline_s: float = 10.0, evaluation_threads: int = 4, worlds=None):
         self.models = models
+        self.worlds = worlds
         self.slots = slots
         self.metrics = metrics
         self.max_pools = max_pools
@@ -131,6 +135,9 @@ class Engine:
         legal = rnd.legal_actions()
         if not legal:
             raise ValueError("the round is over: there is no decision to search")
+        if config.rollout == "world" and self.worlds is None:
+            raise ValueError('this agent has no world-value model for search.rollout = "world" '
+                             '(set worlds.model: an .onnx file or "triton")')
         key = self.models.key(model)       # raises ValueError for an unknown version
         job = _Job(rnd.copy(), seed & 0xFFFFFFFFFFFFFFFF, config, key)
         job.obs, mask = encode(job.rnd)
@@ -223,27 +230,39 @@ class Engine:
         """Every pool of a model with no evaluation in flight advances to its next leaves (new
         requests are pulled in here); one evaluation per model starts on the thread pool."""
         parts: dict[str, list] = collections.defaultdict(list)   # model -> [(target, states, masks)]
+        worlds: dict[str, list] = collections.defaultdict(list)  # model -> each item's worlds or None
         for (model, _config), (pool, feed) in pools:
             states, masks = pool.collect()     # pulls queued jobs (deque: safe beside submit())
             self._collect_finished(pool, feed)
             if len(states):
                 parts[model].append(((pool, feed), states, masks))
+                worlds[model].append(pool.worlds)
         for job in new:
             parts[job.model].append((job, job.obs[None, :], job.mask[None, :]))
+            worlds[job.model].append(None)
         for model, items in parts.items():
             states = np.concatenate([s for _, s, _ in items]) if len(items) > 1 else items[0][1]
             masks = np.concatenate([m for _, _, m in items]) if len(items) > 1 else items[0][2]
+            rows = None
+            if any(w is not None for w in worlds[model]):   # some pool values leaves by world values
+                rows = np.concatenate([w if w is not None else np.zeros((len(s), WORLD_DIM), np.float32)
+                                       for w, (_, s, _) in zip(worlds[model], items)])
             now = time.monotonic()
-            future = self._executor.submit(self.models.evaluate, model, np.ascontiguousarray(states),
-                                           np.ascontiguousarray(masks))
+            future = self._executor.submit(self._evaluate, model, np.ascontiguousarray(states),
+                                           np.ascontiguousarray(masks), rows)
             with self._cond:
                 self._inflight[model] = _Batch(future, items, len(states), now, now + self.deadline_s)
             future.add_done_callback(self._wake)
 
+    def _evaluate(self, model: str, states, masks, worlds):
+        """The model's (policy, value, version), and the world values of ``worlds`` (or None)."""
+        policy, value, version = self.models.evaluate(model, states, masks)
+        return policy, value, version, None if worlds is None else self.worlds.world_values(worlds)
+
     def _finish(self, model: str, batch: _Batch) -> None:
         """3. an evaluation answered: its slices go back to the pools and new requests."""
         try:
-            policy, value, version = batch.future.result()
+            policy, value, version, world = batch.future.result()
         except Exception as exc:
             log.warning("evaluation of %d positions (model %s) failed: %s", batch.positions, model, exc)
             error = EngineUnavailable(f"the network (model {model or 'latest'}) did not answer: {exc}")
@@ -261,7 +280,8 @@ class Engine:
                 self._maybe_done(target)
             else:
                 pool, feed = target
-                pool.apply(policy[row:row + n], value[row:row + n])
+                pool.apply(policy[row:row + n], value[row:row + n], None,
+                           None if world is None else world[row:row + n])
                 for job in feed.active:
                     job.version = version
             row += n

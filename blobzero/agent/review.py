@@ -76,7 +76,9 @@ def main(args: argparse.Namespace) -> int:
         print(f"blobzero review: {exc}", file=sys.stderr)
         return 2
     models, _ = build_models(cfg, local_triton=False)
-    engine = Engine(models, slots=cfg.agent.slots, deadline_s=cfg.agent.model_deadline_s)
+    from selfplay_client.world_values import configured_world_values
+    engine = Engine(models, slots=cfg.agent.slots, deadline_s=cfg.agent.model_deadline_s,
+                    worlds=configured_world_values(cfg))
     try:
         api = AgentApi(cfg, engine, keep_games=False)
         review = api.review_all(pb.ReviewRequest(game_json=text, seat=seat, search=args.search,
