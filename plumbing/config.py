@@ -505,6 +505,8 @@ class AgentSection:
     keep_games: int = 10000          # stored hosted games kept at most (0 = no count limit)
     keep_games_days: float = 30.0    # a stored game idle longer is deleted (0 = no age limit)
     record_human_games: bool = False # finished human games -> training records in <run>/human_games/ (opt-in)
+    keep_human_games: int = 20000    # recorded human games kept at most, oldest deleted first (0 = no count limit)
+    keep_human_games_days: float = 180.0  # a recorded human game older than this is deleted (0 = no age limit)
 
     def validate(self) -> None:
         _require(_is_host(self.host), "agent.host",
@@ -537,6 +539,10 @@ class AgentSection:
             _require(why is None, "agent.games_dir", why or "")
         _require(0 <= self.keep_games <= 10_000_000, "agent.keep_games", "must be 0 (no limit) .. 10000000")
         _require(0 <= self.keep_games_days <= 3650, "agent.keep_games_days", "must be 0 (no limit) .. 3650 days")
+        _require(0 <= self.keep_human_games <= 10_000_000, "agent.keep_human_games",
+                 "must be 0 (no limit) .. 10000000")
+        _require(0 <= self.keep_human_games_days <= 3650, "agent.keep_human_games_days",
+                 "must be 0 (no limit) .. 3650 days")
         _require(0 < self.grpc_port < 65536, "agent.grpc_port", "must be a port 1..65535")
         _require(0 <= self.http_port < 65536, "agent.http_port", "must be a port (0 = off)")
         if self.triton_url:

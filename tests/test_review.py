@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 import random
+import re
 import subprocess
 import time
 
@@ -272,7 +273,7 @@ def test_a_finished_human_game_becomes_training_records_when_switched_on(tmp_pat
     the human seat's moves as one-visit decisions, read back with the trainer's shard reader."""
     from blobcore.players import PLAYERS
     from blobzero.agent.games import GameHost, Seat
-    from blobzero.agent.humangames import HumanGames
+    from blobzero.agent.humangames import HumanGames, key_time
     from plumbing.shards import decode_shard
 
     writer = HumanGames(str(tmp_path / "human_games"))
@@ -282,7 +283,8 @@ def test_a_finished_human_game_becomes_training_records_when_switched_on(tmp_pat
     while not hosted.over:
         host.act(hosted.id, 1, rng.choice(hosted.round.legal_actions()))
     [shard] = list((tmp_path / "human_games").rglob("*.shard"))
-    assert shard.relative_to(tmp_path / "human_games").as_posix() == f"human-{hosted.id}/00000000-v000000.shard"
+    key = shard.relative_to(tmp_path / "human_games").as_posix()       # keyed by when it was written
+    assert re.fullmatch(r"human-\d{8}/\d{8}-v000000\.shard", key) and abs(key_time(key) - time.time()) < 60
     records = decode_shard(shard.read_bytes())
     assert len(records) == len(hosted.finished_rounds) == 5
     for record, rnd in zip(records, hosted.finished_rounds):

@@ -13,10 +13,12 @@ the config key and exit 2.
 
 With ``trainer.human_share`` = s > 0 it also ingests the games people played on the agent's
 page (``blobzero/agent/humangames.py``: one shard per finished game under ``<parent of
-storage.games_dir>/human_games/``, the human seats' moves as one-visit decisions) through the
-same shard reader and index, into a window of their own (``HumanGamesFeed``), and draws round(s ×
-batch) rows of every batch from it — imitation targets, since a human decision's policy target
-is the move taken. Until there is a human game it trains on self-play alone (and says so once).
+storage.games_dir>/human_games/human-<day>/``, the human seats' moves as one-visit decisions)
+through the same shard reader, found incrementally by ``trainer/human_index.py`` (a scan costs
+O(days kept + new games), and of a backlog only the newest games the human window holds are
+read), into a window of their own (``HumanGamesFeed``), and draws round(s × batch) rows of every
+batch from it — imitation targets, since a human decision's policy target is the move taken.
+Until there is a human game it trains on self-play alone (and says so once).
 """
 from __future__ import annotations
 
@@ -44,6 +46,7 @@ from plumbing.shards import LEGACY_NAME_RE, ShardReader, legacy_to_key
 from plumbing.storage import StorageError, join, locations, open_store
 from trainer.compact_window import CompactWindow, pack_shard
 from trainer.device import TrainDevice
+from trainer.human_index import HumanGamesIndex
 from trainer.metrics import TrainerMetrics
 from trainer.retention import RetentionPolicy
 from trainer.shard_index import ShardIndex
@@ -56,7 +59,7 @@ RECORD_WARNINGS = 3             # bad records named per shard; the rest are coun
 RETENTION_EVERY_S = 60.0        # retention also runs this often while no checkpoint is due
 SMALL_GPU_BATCH = 1024          # below this a CUDA trainer warns: the GPU would mostly idle
 HUMAN_WINDOW_MAX = 100_000      # human-game positions held at most (fewer when trainer.window_max is)
-HUMAN_SCAN_EVERY_S = 10.0       # human games are looked for this often (a listing per game)
+HUMAN_SCAN_EVERY_S = 10.0       # human games are looked for this often (a listing per open day)
 
 
 @dataclass
@@ -73,17 +76,20 @@ class Progress:
     # ... and the newest ingested shards covering window_max positions: [name, positions],
     # oldest first (what a restart reloads into the window; retention never deletes them)
     window_shards: list[list] = field(default_factory=list)
-    # the same three for the human games (trainer.human_share > 0), kept apart: human positions
-    # neither grow the self-play window nor count toward sample_reuse
+    # the same for the human games (trainer.human_share > 0), kept apart: human positions
+    # neither grow the self-play window nor count toward sample_reuse. Their cursors are per
+    # day, moved only over settled keys, and ``human_recent`` names the games read above them
+    # (trainer/human_index.py)
     human_positions_seen: int = 0
     human_cursors: dict[str, int] = field(default_factory=dict)
     human_window_shards: list[list] = field(default_factory=list)
+    human_recent: list[str] = field(default_factory=list)
 
     def note_ingested(self, client: str, seq: int, name: str, positions: int, window_max: int,
                       human: bool = False) -> None:
-        cursors = self.human_cursors if human else self.cursors
         shards = self.human_window_shards if human else self.window_shards
-        cursors[client] = max(cursors.get(client, -1), seq)
+        if not human:                       # the human games' cursors: HumanGamesIndex.settle
+            self.cursors[client] = max(self.cursors.get(client, -1), seq)
         if positions:
             shards.append([name, positions])
         # drop the oldest entries the newest ones no longer need to cover window_max
@@ -91,22 +97,23 @@ class Progress:
         while shards and covered - shards[0][1] >= window_max:
             covered -= shards.pop(0)[1]
 
-    def is_ingested(self, client: str, seq: int, human: bool = False) -> bool:
-        return seq <= (self.human_cursors if human else self.cursors).get(client, -1)
+    def is_ingested(self, client: str, seq: int) -> bool:
+        return seq <= self.cursors.get(client, -1)
 
 
 class HumanGamesFeed:
     """The games people played on the agent's page, as the trainer reads them: the shard reader
-    and index the self-play games use, on ``storage.locations(cfg.storage).human_games`` (where
-    the agent writes them, blobzero/agent/humangames.py), and a window of their own
-    (HUMAN_WINDOW_MAX positions at most; never deleted by retention: the agent writes them)."""
+    the self-play games use, on ``storage.locations(cfg.storage).human_games`` (where the agent
+    writes them, blobzero/agent/humangames.py), its own incremental index
+    (trainer/human_index.py) and a window of their own (HUMAN_WINDOW_MAX positions at most).
+    The trainer never deletes them: the agent's retention bounds them."""
 
     def __init__(self, cfg: configuration.Config, all_views: bool, stop: threading.Event):
         from plumbing.storage import locations
         self.location = locations(cfg.storage).human_games
         self.reader = ShardReader(self.location)
         self.reader.stop = stop
-        self.index = ShardIndex(self.reader)
+        self.index = HumanGamesIndex(self.reader)
         self.window_max = min(cfg.trainer.window_max, HUMAN_WINDOW_MAX)
         self.window = CompactWindow(self.window_max, views_min=3 if all_views else 1,
                                     value_target_search=cfg.trainer.value_target_search)
@@ -325,35 +332,41 @@ class Trainer:
     def _ingest_human(self) -> None:
         """Ingest the human games that appeared since the last look (trainer.human_share > 0),
         and report how many human positions the window holds (a gauge; a log line when it
-        grows). With none yet it says so, once; a storage error is logged and tried again."""
+        grows). Bounded: the scan lists O(days + new games) (trainer/human_index.py), and of
+        more new games than the window holds only the newest that fill it are read (the rest
+        are passed over). With none yet it says so, once; a storage error is logged and tried
+        again."""
         human = self.human
         human.last_scan = time.monotonic()
+        progress = self.progress
         try:
-            shards = human.index.scan()
+            shards = human.index.scan(progress.human_cursors, progress.human_recent)
         except StorageError as exc:
             log.warning("cannot list the human games in %s (%s); training on, trying again in "
                         "%.0f s", human.location, exc, HUMAN_SCAN_EVERY_S)
             return
-        games = positions = 0
-        for shard in shards:
-            if self.progress.is_ingested(shard.client, shard.seq, human=True):
-                continue                           # ingested before a restart
+        parts, positions = [], 0
+        for shard in reversed(shards):             # newest first, until the window is full
+            if positions >= human.window_max:
+                break
             examples, _ = self._read_shard(shard.path(human.reader.root), source=human)
-            added = examples.positions if examples is not None else 0
-            self.progress.note_ingested(shard.client, shard.seq, shard.name, added,
-                                        human.window_max, human=True)
-            if examples is None:
-                continue
+            if examples is not None:
+                parts.append((shard, examples))
+                positions += examples.positions
+        for shard, examples in reversed(parts):   # into the window oldest first
+            progress.note_ingested(shard.client, shard.seq, shard.name, examples.positions,
+                                   human.window_max, human=True)
             human.window.add(examples)
-            self.progress.human_positions_seen += added
-            games += 1
-            positions += added
+        progress.human_positions_seen += positions
+        human.index.settle(progress.human_cursors, progress.human_recent, shards)
         self.metrics.human_window.set(len(human.window))
-        if games:
-            log.info("ingested %d human games (%d positions): %d human positions in the window; "
-                     "%d of each batch of %d are drawn from them (trainer.human_share %g)", games,
-                     positions, len(human.window), self._human_rows(), self.t.batch_size,
-                     self.t.human_share)
+        passed = len(shards) - len(parts)
+        if parts:
+            log.info("ingested %d human games (%d positions%s): %d human positions in the window; "
+                     "%d of each batch of %d are drawn from them (trainer.human_share %g)",
+                     len(parts), positions, f"; {passed} older or unusable games passed over"
+                     if passed else "", len(human.window), self._human_rows(),
+                     self.t.batch_size, self.t.human_share)
         elif not len(human.window) and not human.reported:
             log.info("no human games in %s yet: training on self-play games alone until some "
                      "arrive (trainer.human_share %g; the agent writes them with "
