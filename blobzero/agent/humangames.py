@@ -134,7 +134,10 @@ class HumanGames:
         self.store.put(key, encode_shard(self.records(hosted)))
         self._written += 1
         if self._written % PRUNE_EVERY == 0:
-            self.prune()
+            try:
+                self.prune()
+            except OSError as exc:          # the game is written; the retention runs again later
+                log.warning("human games: cannot apply the retention to %s now: %s", self.location, exc)
         return key
 
     def migrate(self) -> int:
