@@ -191,16 +191,19 @@ def batch_capacity(n_slots: int, config: SearchConfig) -> int:
 
 
 #: The search sizes by name: (determinizations, simulations per determinization).
-SIZES = {"easy": (2, 4), "light": (2, 20), "medium": (3, 30), "heavy": (5, 50)}
+SIZES = {"easy": (1, 4), "normal": (1, 24), "light": (2, 20), "medium": (3, 30), "heavy": (5, 50)}
 #: Settings a preset implies over the configured search (``sized`` and the config's ``build``
-#: apply them): ``easy`` plays out leaves with random moves, so that it plays below ``greedy``.
-PRESET_SETTINGS = {"easy": {"rollout": "random"}}
+#: apply them): the two weak levels play out leaves with random moves (``easy`` also searches
+#: one world only; ``normal`` spends its 24 simulations with the PUCT root), so that they play
+#: between ``random`` and ``greedy`` and about ``greedy``, trained network or not.
+PRESET_SETTINGS = {"easy": {"rollout": "random"}, "normal": {"rollout": "random", "root": "puct"}}
 #: The agent's difficulty levels, weakest first: the presets the play page offers (``GET
 #: /api/info``), the agent plays for a model seat, and ``blobzero ladder`` rates as
-#: ``level:<name>``. Chosen to be felt, random → strongest (docs/players.md, "Ratings": about
-#: 215, 335 and 390 with ``random`` at 0); ``medium`` stays a preset (the default search of
-#: self-play and the agent's API) but is no level: it measured between ``light`` and ``heavy``.
-LEVELS = ("easy", "light", "heavy")
+#: ``level:<name>``. Spaced as evenly as the search's range allows, random → strongest
+#: (docs/players.md, "Ratings": about 155, 255 and 370 with ``random`` at 0, a trained network);
+#: ``light`` and ``medium`` stay presets (``medium`` the default search of self-play and the
+#: agent's API) but are no levels: ``light`` plays as strong as ``heavy`` with a trained network.
+LEVELS = ("easy", "normal", "heavy")
 #: The plain search's settings over the product's: PUCT root, the network's value at the
 #: leaves, uniform beliefs (AlphaZero's search; the benchmarks and tests name it "plain").
 PLAIN_SETTINGS = dict(root="puct", rollout="none", rollout_weight=0.5, beliefs="uniform",

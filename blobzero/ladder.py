@@ -2,7 +2,7 @@
 levels and model versions, fitted to duplicate-deal matches (docs/players.md, "Ratings").
 
     blobzero ladder                                   # the stored ratings: table, PNG, Prometheus file
-    blobzero ladder --add level:easy level:light level:medium --model latest --deals 200
+    blobzero ladder --add level:easy level:normal level:heavy --model latest --deals 200
     blobzero ladder --add v12                         # a new version plays the anchors, not everyone
 
 Entrants: ``random``, ``greedy``, ``expert`` (the anchors; ``random`` is fixed at 0), ``level:<preset>``

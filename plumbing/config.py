@@ -206,8 +206,8 @@ class _SearchSectionMethods:
 #: derived from it (one list of fields, one set of defaults: the product's search).
 SearchSection = dataclasses.make_dataclass(
     "SearchSection", _search_section_fields(), bases=(_SearchSectionMethods,), frozen=True,
-    namespace={"__doc__": "Search preset (easy 2x4 with random play-outs, light 2x20, medium 3x30, "
-                          "heavy 5x50) plus every "
+    namespace={"__doc__": "Search preset (easy 1x4 and normal 1x24 with random play-outs, light 2x20, "
+                          "medium 3x30, heavy 5x50) plus every "
                           "SearchConfig setting (blobcore/search_config.py states each).",
                "__module__": __name__})
 

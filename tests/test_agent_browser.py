@@ -27,7 +27,7 @@ def agent(tmp_path_factory):
     onnx = export_tiny(tmp_path_factory.mktemp("browser-model") / "tiny.onnx", seed=4)
     work = tmp_path_factory.mktemp("browser-agent")
     rated = subprocess.run([PYTHON, "-m", "blobzero.cli", "ladder", "--set", f"storage.games_dir={work}/run/games",
-                            "--add", "random", "greedy", "expert", "level:light", "--model", str(onnx),
+                            "--add", "random", "greedy", "expert", "level:normal", "--model", str(onnx),
                             "--deals", "10"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
     assert rated.returncode == 0, rated.stderr
     proc = start_agent(work, "--onnx", str(onnx))
@@ -66,18 +66,18 @@ def test_play_a_round_by_clicking_and_check_the_score_table(agent, tmp_path):
                  "e => window.violations.push(e.violatedDirective + ' ' + e.blockedURI));")
         # each level and built-in opponent is named with its measured rating (blobzero ladder)
         ratings = json.loads((agent.log.parent / "run" / "ladder" / "ladder.json").read_text())["ratings"]
-        b.wait_for(lambda: "rating" in b.text(b.find("#preset option[value=light]")), what="the ratings")
-        light = b.text(b.find("#preset option[value=light]"))
-        assert light.startswith("light 2×20 · rating ") and f"rating {math.floor(ratings['level:light']['rating'] + 0.5)}" in light
+        b.wait_for(lambda: "rating" in b.text(b.find("#preset option[value=normal]")), what="the ratings")
+        normal = b.text(b.find("#preset option[value=normal]"))
+        assert normal.startswith("normal 1×24 · rating ") and f"rating {math.floor(ratings['level:normal']['rating'] + 0.5)}" in normal
         assert f"rating {math.floor(ratings['expert']['rating'] + 0.5)}" in b.text(b.find("#opponent-kind option[value=expert]"))
         assert "rating" not in b.text(b.find("#preset option[value=easy]"))      # not measured: no number
         # the agent's levels (blobcore.search_config.LEVELS), weakest first, from /api/info
         assert b.script("return [...document.getElementById('preset').options].map(o => o.value)") == \
-            ["easy", "light", "heavy"]
-        assert b.text(b.find("#preset option[value=easy]")) == "easy 2×4"
+            ["easy", "normal", "heavy"]
+        assert b.text(b.find("#preset option[value=easy]")) == "easy 1×4"
         assert b.script("return document.getElementById('preset').value") == "heavy"   # medium is no level
         for css, value in (("#players", "4"), ("#cards", "3"), ("#length", "round"),
-                           ("#opponent-kind", "model"), ("#preset", "light")):
+                           ("#opponent-kind", "model"), ("#preset", "normal")):
             b.select(css, value)
         assert "One round, 3 cards each" in b.text(b.find("#schedule"))
         b.type(b.find("#seed"), "7")
@@ -130,7 +130,7 @@ def test_play_a_round_by_clicking_and_check_the_score_table(agent, tmp_path):
         assert marked == lost[:len(marked)] and len(marked) == min(3, sum(v > 0.005 for v in lost))
         review_title = b.text(b.find("#review-box h2"))
         assert review_title.startswith("Review of the whole game: ") and "points given away" in review_title
-        assert "search light 2x20" in b.text(b.find("#review-box .options"))
+        assert "search normal 1x24" in b.text(b.find("#review-box .options"))
         b.screenshot(tmp_path / "review.png")
 
         # the game file: downloaded, then opened again from the setup panel
@@ -207,7 +207,7 @@ def test_a_full_game_is_reviewed_round_by_round_then_whole(agent, tmp_path):
         b.wait_for(lambda: b.script("return document.getElementById('model-info').textContent"),
                    what="the agent's info")
         for css, value in (("#players", "3"), ("#cards", "2"), ("#length", "game"), ("#opponent-kind", "greedy"),
-                           ("#preset", "light")):
+                           ("#preset", "normal")):
             b.select(css, value)
         b.click(b.find("#start"))
         b.wait_for(lambda: idle(b) and not b.script("return document.getElementById('game').hidden"), what="the deal")

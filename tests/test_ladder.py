@@ -24,7 +24,7 @@ def simulated(a: str, b: str, gap_elo: float, deals: int, rng: random.Random) ->
 
 
 def test_the_fit_recovers_known_ratings_with_intervals():
-    truth = {"random": 0, "greedy": 250, "expert": 400, "level:light": 550}
+    truth = {"random": 0, "greedy": 250, "expert": 400, "level:heavy": 550}
     rng = random.Random(1)
     names = list(truth)
     matches = [simulated(a, b, truth[a] - truth[b], 4000, rng)
@@ -53,7 +53,7 @@ def measured(tmp_path_factory):
     onnx = export_tiny(root / "tiny.onnx", seed=2)
     first = ladder(root / "run", "--add", "random", "greedy", "expert", "--deals", "60")
     assert first.returncode == 0, first.stderr
-    second = ladder(root / "run", "--add", "level:light", "--model", str(onnx), "--deals", "20", "--json")
+    second = ladder(root / "run", "--add", "level:normal", "--model", str(onnx), "--deals", "20", "--json")
     assert second.returncode == 0, second.stderr
     return root, onnx, first, second
 
@@ -64,10 +64,10 @@ def test_the_command_rates_built_ins_and_a_level_incrementally(measured):
     data = json.loads((kept / "ladder.json").read_text())
     pairs = [(m["a"], m["b"]) for m in data["matches"]]
     assert pairs == [("random", "greedy"), ("random", "expert"), ("greedy", "expert"),
-                     ("level:light", "greedy"), ("level:light", "expert")]      # the level played the anchors only
+                     ("level:normal", "greedy"), ("level:normal", "expert")]      # the level played the anchors only
     assert [m["deals"] for m in data["matches"]] == [60, 60, 60, 20, 20]
     assert all(m["wins"] + m["losses"] + m["draws"] == m["deals"] for m in data["matches"])
-    assert data["matches"][3]["search"] == "2x20"
+    assert data["matches"][3]["search"] == "1x24"
     ratings = json.loads(second.stdout)
     assert ratings == data["ratings"] and ratings["random"]["rating"] == 0
     assert ratings["expert"]["rating"] > ratings["random"]["high"]
@@ -80,16 +80,17 @@ def test_the_command_rates_built_ins_and_a_level_incrementally(measured):
     assert (kept / "ladder.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     [family] = text_string_to_metric_families((kept / "ladder.prom").read_text())
     values = {(s.labels["entrant"], s.labels["bound"]): s.value for s in family.samples}
-    assert values[("level:light", "mid")] == ratings["level:light"]["rating"]
+    assert values[("level:normal", "mid")] == ratings["level:normal"]["rating"]
     assert len(values) == 3 * len(ratings)
     # nothing new to play: the same matches, the same fit
-    again = ladder(root / "run", "--add", "level:light", "--model", str(onnx), "--deals", "20", "--json")
+    again = ladder(root / "run", "--add", "level:normal", "--model", str(onnx), "--deals", "20", "--json")
     assert again.returncode == 0 and json.loads(again.stdout) == ratings
     assert len(json.loads((kept / "ladder.json").read_text())["matches"]) == 5
     bad = ladder(root / "run", "--add", "level:huge")
-    assert bad.returncode == 2 and "a level is one of level:easy, level:light, level:heavy" in bad.stderr
-    medium = ladder(root / "run", "--add", "level:medium")             # a preset, but no level
-    assert medium.returncode == 2 and "level:medium: a level is one of" in medium.stderr
+    assert bad.returncode == 2 and "a level is one of level:easy, level:normal, level:heavy" in bad.stderr
+    for preset in ("medium", "light"):                                 # presets, but no levels
+        other = ladder(root / "run", "--add", f"level:{preset}")
+        assert other.returncode == 2 and f"level:{preset}: a level is one of" in other.stderr
 
 
 def test_the_agent_names_its_levels_with_their_ratings(measured, tmp_path):
@@ -100,13 +101,15 @@ def test_the_agent_names_its_levels_with_their_ratings(measured, tmp_path):
         import urllib.request
         with urllib.request.urlopen(agent.page + "api/info", timeout=10) as r:
             info = json.loads(r.read())
-        assert info["ratings"]["level:light"] == ratings["level:light"]
+        assert info["ratings"]["level:normal"] == ratings["level:normal"]
         # the levels the page offers: the one definition (blobcore.search_config.LEVELS), weakest first
-        assert info["search_presets"] == ["easy", "light", "heavy"]
-        assert info["levels"]["easy"] == {"determinizations": 2, "simulations": 4, "rollout": "random"}
+        assert info["search_presets"] == ["easy", "normal", "heavy"]
+        assert info["levels"]["easy"] == {"determinizations": 1, "simulations": 4, "rollout": "random"}
+        assert info["levels"]["normal"] == {"determinizations": 1, "simulations": 24, "rollout": "random",
+                                            "root": "puct"}
         assert info["levels"]["heavy"] == {"determinizations": 5, "simulations": 50}
         assert info["ratings"]["expert"] == ratings["expert"]
-        assert agent.metric("blobzero_ladder_rating", entrant="level:light", bound="mid") == \
-            pytest.approx(ratings["level:light"]["rating"])
+        assert agent.metric("blobzero_ladder_rating", entrant="level:normal", bound="mid") == \
+            pytest.approx(ratings["level:normal"]["rating"])
     finally:
         assert agent.stop() == 0, agent.log.read_text()[-2000:]

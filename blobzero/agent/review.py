@@ -25,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     configuration.add_config_arguments(parser)
     parser.add_argument("game", help="a game file (docs/gamefile.md)")
     parser.add_argument("--seat", type=int, help="whose decisions (default: the first human seat, else 0)")
-    parser.add_argument("--search", default="", help="easy | light | medium | heavy (default: agent.search_preset)")
+    parser.add_argument("--search", default="", help="easy | normal | light | medium | heavy (default: agent.search_preset)")
     parser.add_argument("--rounds", default="", help="only these rounds, 1-based, comma-separated")
     parser.add_argument("--onnx", help="the network (default: agent.onnx_file, else the model repository)")
     parser.add_argument("--model", default="", help="latest or a version number (default: agent.model)")
