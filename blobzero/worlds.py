@@ -77,7 +77,38 @@ def train_command(args) -> dict:
     model = Path(args.model or Path(args.data) / "world.pt")
     save_model(net, model, meta)
     export_onnx(net, model.with_suffix(".onnx"))
+    from plumbing.fsio import atomic_write_bytes
+    atomic_write_bytes(model.with_name(model.stem + "_curve.png"),
+                       curve_png({f"{args.hidden}x{args.depth}, {len(data):,} positions": history}))
     return meta
+
+
+def curve_png(histories: dict[str, list[dict]]) -> bytes:
+    """The learning curves of world-value models: held-out squared error per epoch (solid) and
+    the training error (dotted), one colour per label."""
+    import io
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for i, (label, history) in enumerate(histories.items()):
+        epochs = [row["epoch"] for row in history]
+        colour = f"C{i}"
+        if any("valid_mse" in row for row in history):
+            ax.plot(epochs, [row.get("valid_mse") for row in history], "o-", color=colour,
+                    label=f"{label}: held out")
+        ax.plot(epochs, [row["train_mse"] for row in history], ":", color=colour, label=f"{label}: training")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("squared error per seat (normalised score)")
+    ax.set_title("World-value model: learning curves")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    out = io.BytesIO()
+    fig.savefig(out, format="png", dpi=110)
+    plt.close(fig)
+    return out.getvalue()
 
 
 def report(args) -> dict:
@@ -106,7 +137,8 @@ def report(args) -> dict:
 
 def arena(args) -> dict:
     """One seat of the product's search (evaluation variant, on a uniform evaluator: the world
-    model is the only learned part) against three ``expert`` seats, every seat in turn, on
+    model — and with ``beliefs:learned`` the belief model, ``--beliefs-model`` — is the only
+    learned part) against three ``expert`` seats, every seat in turn, on
     ``--arena-deals`` duplicate deals: each variant of ``--variants`` (NAME=key:value,...
     settings over the product's search), paired against the first."""
     from blobzero.arena import solo_variants
@@ -118,14 +150,18 @@ def arena(args) -> dict:
     variants = {}
     for name, settings in parse_variants(args.variants).items():
         search = cfg.search.build(for_evaluation=True, preset=args.search, **settings)
+        inner = UniformEvaluator()
+        if search.beliefs == "learned":        # the belief model answers beside the uniform priors
+            from blobzero.beliefs import BeliefEvaluator
+            inner = BeliefEvaluator(inner, Path(args.beliefs_model))
         if search.rollout != "world":
-            variants[name] = (search, UniformEvaluator())
+            variants[name] = (search, inner)
             continue
         values = model
         if args.triton:
             from selfplay_client.triton_evaluator import TritonWorldValues
             values = TritonWorldValues(args.triton)
-        variants[name] = (search, WorldEvaluator(UniformEvaluator(), values, threads=args.threads))
+        variants[name] = (search, WorldEvaluator(inner, values, threads=args.threads))
     from blobzero.arena import deal_sets
     sets = deal_sets(args.arena_sets) if args.arena_sets else [(args.arena_seed, args.arena_deals)]
     per_deal = {}
@@ -214,6 +250,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--triton", metavar="HOST:PORT",
                         help="arena: ask the world values of the blobworld model this Triton serves "
                              "(default: the ONNX file, in this process)")
+    parser.add_argument("--beliefs-model", default="runs/beliefs/belief.pt",
+                        help="arena: the belief model for variants with beliefs:learned "
+                             "(`blobzero beliefs all` makes it; default: %(default)s)")
     parser.add_argument("--repo", help="publish: the Triton model repository")
     parser.add_argument("--flavour", choices=("local", "production"), default="local",
                         help="publish: which config to write beside the version (default: %(default)s)")

@@ -215,3 +215,9 @@ def test_the_agent_engine_advises_with_world_values_and_refuses_without_them():
             assert advice.q and all(abs(q - 0.25) < 1e-5 for q in advice.q.values()), advice
     finally:
         engine.close()
+
+
+def test_training_draws_its_learning_curve(trained):
+    out, _ = trained
+    png = (out / "world_curve.png").read_bytes()
+    assert png.startswith(b"\x89PNG") and len(png) > 5000
