@@ -151,6 +151,9 @@ def arena(args) -> dict:
     for name, settings in parse_variants(args.variants).items():
         search = cfg.search.build(for_evaluation=True, preset=args.search, **settings)
         inner = UniformEvaluator()
+        if args.network:                       # the searcher's own BlobNet instead of uniform priors
+            from selfplay_client.evaluator import OrtEvaluator
+            inner = OrtEvaluator(args.network, intra_op_threads=args.threads)
         if search.beliefs == "learned":        # the belief model answers beside the uniform priors
             from blobzero.beliefs import BeliefEvaluator
             inner = BeliefEvaluator(inner, Path(args.beliefs_model))
@@ -169,7 +172,7 @@ def arena(args) -> dict:
                          log=lambda row: print(json.dumps(row), file=sys.stderr), sets=sets,
                          per_deal_out=per_deal)
     return {"deals": sum(n for _, n in sets), "sets": sets, "table": f"{args.players}x{args.cards}",
-            "opponent": "expert", "model": str(model), "variants": rows,
+            "opponent": "expert", "model": str(model), "network": args.network or "uniform", "variants": rows,
             "per_deal": {name: [round(x, 4) for x in values] for name, values in per_deal.items()}}
 
 
@@ -250,6 +253,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--triton", metavar="HOST:PORT",
                         help="arena: ask the world values of the blobworld model this Triton serves "
                              "(default: the ONNX file, in this process)")
+    parser.add_argument("--network", metavar="ONNX",
+                        help="arena: the searcher's BlobNet (default: none, uniform priors and values)")
     parser.add_argument("--beliefs-model", default="runs/beliefs/belief.pt",
                         help="arena: the belief model for variants with beliefs:learned "
                              "(`blobzero beliefs all` makes it; default: %(default)s)")

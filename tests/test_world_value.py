@@ -139,14 +139,18 @@ def test_world_evaluator_answers_and_refuses_a_model_that_is_not_one(trained, tm
         WorldEvaluator(UniformEvaluator(), tmp_path / "missing.onnx")
 
 
-def test_blobzero_worlds_arena_plays_both_leaf_values_on_the_same_deals(trained):
+def test_blobzero_worlds_arena_plays_both_leaf_values_on_the_same_deals(trained, tmp_path):
+    from trainer.export import export_fresh
     out, _ = trained
+    network = export_fresh("tiny", tmp_path / "tiny.onnx", seed=2)
     done = subprocess.run([sys.executable, "-m", "blobzero.cli", "worlds", "arena", "--data", str(out),
-                           "--arena-sets", "11:2,500:1", "--search", "easy", "--json", str(out / "arena.json")],
+                           "--arena-sets", "11:2,500:1", "--search", "easy", "--json", str(out / "arena.json"),
+                           "--network", str(network)],
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["deals"] == 3 and result["sets"] == [[11, 2], [500, 1]]
+    assert result["network"] == str(network)
     assert set(result["variants"]) == {"playout", "world"}
     assert "minus_playout" in result["variants"]["world"]
     assert "world" in result["variants"]["world"]["search"]
