@@ -54,7 +54,7 @@ class SearchConfig:
         that hand, ``inference_candidates``), "policy" (policy-based inference with the
         network's own policy, ``policy_inference``) or "learned" (a belief model's per-card
         holder probabilities for the searcher's view, one batch row per decision, the evaluator
-        answering them: ``blobzero.beliefs.BeliefEvaluator``; deals drawn from
+        answering them: ``blobzero.learned_beliefs.BeliefEvaluator``; deals drawn from
         ``inference_candidates`` uniform consistent ones weighted by them).
     inference_candidates: with beliefs "bids" (and for the play-outs' worlds with "policy"),
         hidden hands are drawn from this many uniform consistent deals, weighted by how likely

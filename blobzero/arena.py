@@ -159,15 +159,15 @@ def deal_differences(records, patterns) -> tuple[list[float], dict[int, list]]:
 
 def play(a: Agent, b: Agent, deals: int, n_players: int = 4, cards: int = 5,
          search: SearchConfig | None = None, seed: int = 0, games_in_flight: int = 256,
-         intra_op_threads: int = 1, lineup: str = "alternate", worlds=None) -> dict:
+         intra_op_threads: int = 1, lineup: str = "alternate", worlds=None, beliefs=None) -> dict:
     """Play the match; returns the report dict (see ``format_report``). ``search``: the model
-    seats' evaluation search (``arena_search``); ``worlds``: its world values when it values
-    leaves by them (``selfplay_client.world_values.configured_world_values``)."""
+    seats' evaluation search (``arena_search``); ``worlds`` and ``beliefs``: its world values and
+    belief model when it uses them (``pool_agents``)."""
     from selfplay_client.evaluator import OrtEvaluator
     from selfplay_client.runner import PooledSearch
 
     search = _match_search((a, b), search)
-    evaluators, agent_id = pool_agents((a, b), intra_op_threads, worlds)
+    evaluators, agent_id = pool_agents((a, b), intra_op_threads, worlds, beliefs)
     patterns = seat_patterns(n_players, lineup)
     specs = []
     for deal in range(deals):
@@ -262,11 +262,14 @@ def solo_variants(variants: dict, deals: int, seed: int, n_players: int = 4, car
     return rows
 
 
-def pool_agents(agents, intra_op_threads: int = 1, worlds=None) -> tuple[list, list]:
+def pool_agents(agents, intra_op_threads: int = 1, worlds=None, beliefs=None) -> tuple[list, list]:
     """Evaluators for the model agents among ``agents`` (one per distinct ONNX file) and each
     agent's SearchPool id: its evaluator index, or its built-in player code; a split agent
     gets the pair (bidding id, card play id). ``worlds``: a world-value source every evaluator
-    also answers from (``selfplay_client.world_values.configured_world_values``; None = none)."""
+    also answers from (``selfplay_client.world_values.configured_world_values``); ``beliefs``: a
+    belief model file every evaluator also answers from
+    (``blobzero.learned_beliefs.configured_belief_model``); None = none."""
+    from blobzero.learned_beliefs import BeliefEvaluator
     from selfplay_client.world_values import with_world_values
     from selfplay_client.evaluator import OrtEvaluator, UniformEvaluator
 
@@ -276,9 +279,11 @@ def pool_agents(agents, intra_op_threads: int = 1, worlds=None) -> tuple[list, l
             key = UNIFORM if part.uniform else part.onnx
             if part.searches and key not in index:
                 index[key] = len(evaluators)
-                evaluators.append(with_world_values(
-                    UniformEvaluator() if part.uniform else
-                    OrtEvaluator(part.onnx, intra_op_threads=intra_op_threads), worlds))
+                evaluator = (UniformEvaluator() if part.uniform else
+                             OrtEvaluator(part.onnx, intra_op_threads=intra_op_threads))
+                if beliefs is not None:
+                    evaluator = BeliefEvaluator(evaluator, beliefs, threads=intra_op_threads)
+                evaluators.append(with_world_values(evaluator, worlds))
 
     def pool_id(part: Agent) -> int:
         if not part.searches:
@@ -298,7 +303,7 @@ class _NoEvaluator:
 
 def play_games(a: Agent, b: Agent, games: int, n_players: int = 4, start_cards: int = 5,
                search: SearchConfig | None = None, seed: int = 0, games_in_flight: int = 256,
-               intra_op_threads: int = 1, lineup: str = "solo", worlds=None) -> dict:
+               intra_op_threads: int = 1, lineup: str = "solo", worlds=None, beliefs=None) -> dict:
     """Duplicate full games: every deal set (game seed) is played once per seating of
     ``lineup``. Per game, A's seats' mean total score minus B's, averaged over the seatings of
     a deal set, gives ``difference`` with a 95% CI over deal sets; ``a_win_rate`` /
@@ -308,7 +313,7 @@ def play_games(a: Agent, b: Agent, games: int, n_players: int = 4, start_cards: 
     from selfplay_client.tables import FullGames, GamePlan
 
     search = _match_search((a, b), search)
-    evaluators, agent_id = pool_agents((a, b), intra_op_threads, worlds)
+    evaluators, agent_id = pool_agents((a, b), intra_op_threads, worlds, beliefs)
     patterns = seat_patterns(n_players, lineup)
     plans = [GamePlan(n_players, start_cards, seed=seed + g, first_dealer=g % n_players,
                       agents=tuple(agent_id[side] for side in pattern), key=(g, p))
@@ -445,14 +450,16 @@ def main(args: argparse.Namespace) -> int:
         print(f"blobzero arena: {exc}", file=sys.stderr)
         return 2
     n_players, cards = cfg.arena_table()
+    from blobzero.learned_beliefs import configured_belief_model
     from selfplay_client.world_values import configured_world_values
     try:
-        worlds = configured_world_values(cfg)
+        worlds, beliefs = configured_world_values(cfg), configured_belief_model(cfg)
     except (ValueError, FileNotFoundError) as exc:
         print(f"blobzero arena: {exc}", file=sys.stderr)
         return 2
     common = dict(search=arena_search(cfg, args.search), seed=args.seed,
-                  games_in_flight=cfg.arena.games_in_flight, lineup=args.lineup, worlds=worlds)
+                  games_in_flight=cfg.arena.games_in_flight, lineup=args.lineup, worlds=worlds,
+                  beliefs=beliefs)
     if args.matrix:
         reports = play_matrix(a, b, deals=args.rounds or cfg.arena.rounds, **common)
         print(json.dumps(reports) if args.json else format_matrix(reports))

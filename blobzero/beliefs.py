@@ -47,6 +47,8 @@ from pathlib import Path
 
 import numpy as np
 
+from blobzero.learned_beliefs import BeliefEvaluator
+
 ROWS = ("uniform", "uniform_freq", "bids", "bids_sir", "learned", "sampler", "sampler_draws")
 SETS = ("heldout", "arena")
 
@@ -296,24 +298,6 @@ def format_table(result: dict) -> str:
 
 
 # -- the command -----------------------------------------------------------------------------------
-
-class BeliefEvaluator:
-    """An evaluator that also answers the belief output (``SearchPool.apply``'s ``beliefs``,
-    (n, 52, 8)) from a BeliefNet, beside ``inner``'s policy and value — what
-    ``search.beliefs = "learned"`` needs. In process, on the CPU (torch, ``threads``)."""
-
-    def __init__(self, inner, model_path, threads: int = 1):
-        import torch
-        from trainer.belief_model import load_model
-        torch.set_num_threads(threads)
-        self.inner = inner
-        self.net, self.meta = load_model(Path(model_path))
-
-    def evaluate(self, states, masks):
-        from trainer.belief_model import predict
-        policy, value = self.inner.evaluate(states, masks)[:2]
-        return policy, value, predict(self.net, states)
-
 
 def arena(args) -> dict:
     """One seat of the product's search (evaluation variant, on a uniform evaluator: the

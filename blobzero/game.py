@@ -46,7 +46,7 @@ def _default_seats(n: int, cfg: configuration.Config) -> list[str]:
 
 
 def play(seats: list, start_cards: int, games: int, search, seed: int = 0,
-         games_in_flight: int = 64, worlds=None) -> list[dict]:
+         games_in_flight: int = 64, worlds=None, beliefs=None) -> list[dict]:
     """Play ``games`` full games with ``seats`` (arena ``Agent`` per seat); game g deals from
     ``seed + g`` with dealer g mod N first; model seats search with ``search``, an evaluation
     search (``blobzero.arena.arena_search``). Returns one dict per game (see ``main``)."""
@@ -55,7 +55,7 @@ def play(seats: list, start_cards: int, games: int, search, seed: int = 0,
     from selfplay_client.tables import FullGames, GamePlan
 
     n = len(seats)
-    evaluators, ids = pool_agents(seats, worlds=worlds)
+    evaluators, ids = pool_agents(seats, worlds=worlds, beliefs=beliefs)
     plans = [GamePlan(n, start_cards, seed=seed + g, first_dealer=g % n, agents=tuple(ids), key=g)
              for g in range(games)]
     feeder = FullGames(plans)
@@ -119,13 +119,14 @@ def main(args: argparse.Namespace) -> int:
             raise ValueError(f"--start-cards must be 1..{52 // n} for {n} players, got {start}")
         if args.games < 1:
             raise ValueError(f"--games must be >= 1, got {args.games}")
+        from blobzero.learned_beliefs import configured_belief_model
         from selfplay_client.world_values import configured_world_values
-        worlds = configured_world_values(cfg)
+        worlds, beliefs = configured_world_values(cfg), configured_belief_model(cfg)
     except (configuration.ConfigError, ValueError, FileNotFoundError) as exc:
         print(f"blobzero game: {exc}", file=sys.stderr)
         return 2
     search = arena_search(cfg, args.search)
-    games = play(agents, start, args.games, search, seed=args.seed, worlds=worlds)
+    games = play(agents, start, args.games, search, seed=args.seed, worlds=worlds, beliefs=beliefs)
     names = [a.name for a in agents]
     wins = [0.0] * n
     for game in games:

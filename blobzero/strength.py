@@ -84,12 +84,14 @@ def match(cfg: configuration.Config, agent, opponent: str, deals: int, seed: int
     in turn, at the arena's table with the arena's search; the arena's report.
     ``threads``: ONNX Runtime intra-op threads of the model's evaluator."""
     from blobzero.arena import arena_search, play, resolve_agent
+    from blobzero.learned_beliefs import configured_belief_model
     from selfplay_client.world_values import configured_world_values
 
     n_players, cards = cfg.arena_table()
     return play(agent, resolve_agent(opponent, cfg), deals=deals, n_players=n_players, cards=cards,
                 search=arena_search(cfg), seed=seed, games_in_flight=cfg.arena.games_in_flight,
-                lineup="solo", intra_op_threads=threads, worlds=configured_world_values(cfg, threads))
+                lineup="solo", intra_op_threads=threads, worlds=configured_world_values(cfg, threads),
+                beliefs=configured_belief_model(cfg))
 
 
 def _result(report: dict) -> dict:

@@ -155,7 +155,7 @@ def arena(args) -> dict:
             from selfplay_client.evaluator import OrtEvaluator
             inner = OrtEvaluator(args.network, intra_op_threads=args.threads)
         if search.beliefs == "learned":        # the belief model answers beside the uniform priors
-            from blobzero.beliefs import BeliefEvaluator
+            from blobzero.learned_beliefs import BeliefEvaluator
             inner = BeliefEvaluator(inner, Path(args.beliefs_model))
         if search.rollout != "world":
             variants[name] = (search, inner)

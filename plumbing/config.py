@@ -170,11 +170,6 @@ def _search_section_fields() -> list:
 class _SearchSectionMethods:
     def validate(self) -> None:
         _require(self.preset in SEARCH_SIZES, "search.preset", f"must be one of {', '.join(SEARCH_SIZES)}")
-        # the learned belief model is not served by Triton yet: self-play, the arena and the
-        # agent have no evaluator that answers it (docs/beliefs.md; `blobzero beliefs arena`)
-        _require(self.beliefs != "learned", "search.beliefs",
-                 '"learned" needs a belief model beside the network, which self-play, the arena and '
-                 'the agent do not serve yet; measure it with `blobzero beliefs arena` (docs/beliefs.md)')
         try:
             self.build()
         except ValueError as exc:
@@ -579,6 +574,18 @@ class WorldsSection:
 
 
 @dataclass(frozen=True)
+class BeliefsSection:
+    """The belief model for ``search.beliefs = "learned"``: its ``.pt`` file (``blobzero beliefs
+    all`` makes one), read in process by the arena, ``blobzero game``, the strength tracker and
+    the agent; self-play does not serve it (it is not served by Triton yet). "" = none."""
+    model: str = ""
+
+    def validate(self) -> None:
+        _require(self.model == "" or self.model.endswith(".pt"), "beliefs.model",
+                 'must be "" (none) or the path of a belief model .pt file')
+
+
+@dataclass(frozen=True)
 class Config:
     table: TableSection = field(default_factory=TableSection)
     search: SearchSection = field(default_factory=SearchSection)
@@ -591,6 +598,7 @@ class Config:
     arena: ArenaSection = field(default_factory=ArenaSection)
     agent: AgentSection = field(default_factory=AgentSection)
     worlds: WorldsSection = field(default_factory=WorldsSection)
+    beliefs: BeliefsSection = field(default_factory=BeliefsSection)
 
     def validate(self) -> "Config":
         for f in fields(self):
@@ -599,6 +607,9 @@ class Config:
             _require(rollout != "world" or self.worlds.model, key,
                      '"world" needs a world-value model: set worlds.model to its .onnx file '
                      '(`blobzero worlds all` makes one) or to "triton" (docs/search.md, "World values")')
+        _require(self.search.beliefs != "learned" or self.beliefs.model, "search.beliefs",
+                 '"learned" needs a belief model: set beliefs.model to its .pt file (`blobzero beliefs '
+                 'all` makes one; docs/beliefs.md); self-play does not serve it yet')
         n, cards = self.arena_table()
         _require(n * cards <= 52, "arena.cards", f"{cards} cards for {n} players is more than 52")
         # One request carries the leaves of half the rounds in flight (two halves double-buffer);

@@ -157,6 +157,12 @@ def claim_storage(cfg: configuration.Config) -> ClientClaim:
 def run(cfg: configuration.Config, rounds: int = 0, duration: float = 0, progress: str = "auto") -> int:
     from selfplay_client.triton_evaluator import TritonEvaluator
 
+    if cfg.selfplay_search().beliefs == "learned":
+        # the belief model lives in the trainer's torch code and is not served by Triton yet
+        raise configuration.ConfigError(
+            'config key \'search.beliefs\' "learned" is not served to self-play yet (the arena, '
+            'blobzero game, the strength tracker and the agent read beliefs.model in process); '
+            'self-play with "bids" and measure the learned beliefs with --set on those commands')
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

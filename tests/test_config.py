@@ -201,6 +201,10 @@ def test_numbers_still_work_where_a_number_is_the_text(tmp_path):
     assert load(None, ["metrics.host=prometheus-0.monitoring.svc"], env={}).metrics.host.endswith(".svc")
 
 
-def test_learned_beliefs_are_refused_where_nothing_serves_them():
+def test_learned_beliefs_need_a_belief_model():
     with pytest.raises(ConfigError, match="'search.beliefs' \"learned\" needs a belief model"):
         load(None, ["search.beliefs=learned"], env={})
+    with pytest.raises(ConfigError, match="'beliefs.model' must be"):
+        load(None, ["beliefs.model=belief.onnx"], env={})
+    assert load(None, ["search.beliefs=learned", "beliefs.model=runs/beliefs/belief.pt"],
+                env={}).beliefs.model.endswith("belief.pt")

@@ -225,3 +225,55 @@ def test_training_draws_its_learning_curve(trained):
     out, _ = trained
     png = (out / "world_curve.png").read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 5000
+
+
+@pytest.fixture(scope="module")
+def belief_model(tmp_path_factory):
+    out = tmp_path_factory.mktemp("beliefs")
+    for action in (["make", "--train-rounds", "120", "--heldout-rounds", "10", "--arena-rounds", "4"],
+                   ["train", "--epochs", "1"]):
+        done = subprocess.run([sys.executable, "-m", "blobzero.cli", "beliefs", *action, "--out", str(out)],
+                              capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr
+    return out / "belief.pt"
+
+
+def test_every_learned_part_by_name_in_the_arena_the_agent_and_never_in_self_play(trained, belief_model,
+                                                                                  tmp_path):
+    """search.rollout = "world" and search.beliefs = "learned" together, named in the config: the
+    arena plays them; the agent's engine advises with them; self-play refuses at start."""
+    from blobzero.agent.engine import Engine
+    from blobzero.agent.models import OnnxModels
+    from blobzero.learned_beliefs import BeliefModel
+    from plumbing import config as configuration
+    from selfplay_client.world_values import OrtWorldValues
+    out, _ = trained
+    sets = ["--set", "search.rollout=world", "--set", f"worlds.model={out / 'world.onnx'}",
+            "--set", "search.beliefs=learned", "--set", f"beliefs.model={belief_model}"]
+    done = subprocess.run([sys.executable, "-m", "blobzero.cli", "arena", "--a", "uniform", "--b", "expert",
+                           "--rounds", "2", "--search", "easy", "--json", *sets],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["deals"] == 2
+    cfg = configuration.load(None, ["storage.model_repository=/nonexistent-repository"], env={})
+    search = load().search.build(for_evaluation=True, preset="light", rollout="world", beliefs="learned")
+    bare = Engine(OnnxModels(cfg), slots=2, worlds=OrtWorldValues(out / "world.onnx"))
+    try:
+        with pytest.raises(ValueError, match="no belief model"):
+            bare.submit(Round.from_seed(1, 4, 5), search)
+    finally:
+        bare.close()
+    engine = Engine(OnnxModels(cfg), slots=2, worlds=OrtWorldValues(out / "world.onnx"),
+                    beliefs=BeliefModel(belief_model))
+    try:
+        rnd = Round.from_seed(3, 4, 5)
+        for _ in range(4):                      # the bids, then a searched card with hidden hands
+            rnd.apply(rnd.legal_actions()[0])
+        advice = engine.advise(rnd, search, seed=1, timeout=120)
+        assert advice.action in rnd.legal_actions() and advice.visits
+    finally:
+        engine.close()
+    refused = subprocess.run([sys.executable, "-m", "blobzero.cli", "selfplay", "--rounds", "1",
+                              "--set", f"storage.games_dir={tmp_path / 'games'}", *sets[4:]],
+                             capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2 and "not served to self-play" in refused.stderr

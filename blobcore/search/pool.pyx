@@ -288,7 +288,7 @@ cdef class SearchPool:
                 bel_ptr = &bel[0, 0, 0]
         elif self.P.beliefs.needs_beliefs and self.P.n_belief_rows:
             raise ValueError(f"{self._parts.where['beliefs']} needs an evaluator that answers beliefs "
-                             f"(blobzero.beliefs.BeliefEvaluator)")
+                             f"(blobzero.learned_beliefs.BeliefEvaluator)")
         if world is not None and self.P.leaf.needs_world:
             wld = np.ascontiguousarray(world, dtype=np.float32)
             if wld.shape[0] != n or wld.shape[1] < 1:

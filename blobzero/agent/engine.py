@@ -103,6 +103,8 @@ class Engine:
     metrics: ``AgentMetrics`` or None.
     worlds: the world values for searches that value leaves by them (``search.rollout =
         "world"``; ``selfplay_client.world_values.configured_world_values``), or None.
+    beliefs: the belief model (``blobzero.learned_beliefs.BeliefModel``) for searches that draw hidden
+        hands from learned beliefs (``search.beliefs = "learned"``), or None.
     deadline_s: the most one evaluation may take. Each model's batch is evaluated on a small
         thread pool of its own, concurrently with the other models': a stalled source fails its
         own requests after ``deadline_s`` (and fails new ones at once until it answers again),
@@ -110,9 +112,10 @@ class Engine:
     """
 
     def __init__(self, models, slots: int = 256, metrics=None, max_pools: int = 16,
-                 deadline_s: float = 10.0, evaluation_threads: int = 4, worlds=None):
+                 deadline_s: float = 10.0, evaluation_threads: int = 4, worlds=None, beliefs=None):
         self.models = models
         self.worlds = worlds
+        self.beliefs = beliefs
         self.slots = slots
         self.metrics = metrics
         self.max_pools = max_pools
@@ -138,6 +141,9 @@ class Engine:
         if config.rollout == "world" and self.worlds is None:
             raise ValueError('this agent has no world-value model for search.rollout = "world" '
                              '(set worlds.model: an .onnx file or "triton")')
+        if config.beliefs == "learned" and self.beliefs is None:
+            raise ValueError('this agent has no belief model for search.beliefs = "learned" '
+                             '(set beliefs.model: a .pt file from `blobzero beliefs all`)')
         key = self.models.key(model)       # raises ValueError for an unknown version
         job = _Job(rnd.copy(), seed & 0xFFFFFFFFFFFFFFFF, config, key)
         job.obs, mask = encode(job.rnd)
@@ -231,12 +237,15 @@ class Engine:
         requests are pulled in here); one evaluation per model starts on the thread pool."""
         parts: dict[str, list] = collections.defaultdict(list)   # model -> [(target, states, masks)]
         worlds: dict[str, list] = collections.defaultdict(list)  # model -> each item's worlds or None
+        learned: set[str] = set()                                # models whose batch needs beliefs
         for (model, _config), (pool, feed) in pools:
             states, masks = pool.collect()     # pulls queued jobs (deque: safe beside submit())
             self._collect_finished(pool, feed)
             if len(states):
                 parts[model].append(((pool, feed), states, masks))
                 worlds[model].append(pool.worlds)
+                if pool.config.beliefs == "learned":
+                    learned.add(model)
         for job in new:
             parts[job.model].append((job, job.obs[None, :], job.mask[None, :]))
             worlds[job.model].append(None)
@@ -249,20 +258,22 @@ class Engine:
                                        for w, (_, s, _) in zip(worlds[model], items)])
             now = time.monotonic()
             future = self._executor.submit(self._evaluate, model, np.ascontiguousarray(states),
-                                           np.ascontiguousarray(masks), rows)
+                                           np.ascontiguousarray(masks), rows, model in learned)
             with self._cond:
                 self._inflight[model] = _Batch(future, items, len(states), now, now + self.deadline_s)
             future.add_done_callback(self._wake)
 
-    def _evaluate(self, model: str, states, masks, worlds):
-        """The model's (policy, value, version), and the world values of ``worlds`` (or None)."""
+    def _evaluate(self, model: str, states, masks, worlds, beliefs: bool):
+        """The model's (policy, value, version), the world values of ``worlds`` (or None) and,
+        when ``beliefs``, the belief model's answer for ``states`` (or None)."""
         policy, value, version = self.models.evaluate(model, states, masks)
-        return policy, value, version, None if worlds is None else self.worlds.world_values(worlds)
+        return (policy, value, version, None if worlds is None else self.worlds.world_values(worlds),
+                self.beliefs.beliefs(states) if beliefs else None)
 
     def _finish(self, model: str, batch: _Batch) -> None:
         """3. an evaluation answered: its slices go back to the pools and new requests."""
         try:
-            policy, value, version, world = batch.future.result()
+            policy, value, version, world, beliefs = batch.future.result()
         except Exception as exc:
             log.warning("evaluation of %d positions (model %s) failed: %s", batch.positions, model, exc)
             error = EngineUnavailable(f"the network (model {model or 'latest'}) did not answer: {exc}")
@@ -280,7 +291,8 @@ class Engine:
                 self._maybe_done(target)
             else:
                 pool, feed = target
-                pool.apply(policy[row:row + n], value[row:row + n], None,
+                pool.apply(policy[row:row + n], value[row:row + n],
+                           None if beliefs is None else beliefs[row:row + n],
                            None if world is None else world[row:row + n])
                 for job in feed.active:
                     job.version = version

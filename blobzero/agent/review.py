@@ -75,10 +75,16 @@ def main(args: argparse.Namespace) -> int:
     except (configuration.ConfigError, OSError, ValueError) as exc:
         print(f"blobzero review: {exc}", file=sys.stderr)
         return 2
-    models, _ = build_models(cfg, local_triton=False)
+    from blobzero.learned_beliefs import BeliefModel, configured_belief_model
     from selfplay_client.world_values import configured_world_values
-    engine = Engine(models, slots=cfg.agent.slots, deadline_s=cfg.agent.model_deadline_s,
-                    worlds=configured_world_values(cfg))
+    try:       # the learned parts the configured search names, if any
+        worlds, belief_file = configured_world_values(cfg), configured_belief_model(cfg)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"blobzero review: {exc}", file=sys.stderr)
+        return 2
+    models, _ = build_models(cfg, local_triton=False)
+    engine = Engine(models, slots=cfg.agent.slots, deadline_s=cfg.agent.model_deadline_s, worlds=worlds,
+                    beliefs=None if belief_file is None else BeliefModel(belief_file))
     try:
         api = AgentApi(cfg, engine, keep_games=False)
         review = api.review_all(pb.ReviewRequest(game_json=text, seat=seat, search=args.search,

@@ -132,8 +132,11 @@ def main(args: argparse.Namespace) -> int:
         tls = CertificateFiles(cfg.agent.tls_cert, cfg.agent.tls_key) if cfg.agent.tls_cert else None
         ssl_context = server_ssl_context(cfg)
         models, triton = build_models(cfg, args.local_triton)
+        from blobzero.learned_beliefs import BeliefModel, configured_belief_model
         from selfplay_client.world_values import configured_world_values
         worlds = configured_world_values(cfg)     # None unless search.rollout = "world"
+        belief_file = configured_belief_model(cfg)  # None unless search.beliefs = "learned"
+        beliefs = None if belief_file is None else BeliefModel(belief_file)
     except (configuration.ConfigError, ValueError, FileNotFoundError) as exc:
         print(f"blobzero agent: {exc}", file=sys.stderr)
         return 2
@@ -143,7 +146,7 @@ def main(args: argparse.Namespace) -> int:
     a = cfg.agent
     metrics = AgentMetrics()
     engine = Engine(models, slots=a.slots, metrics=metrics, deadline_s=a.model_deadline_s,
-                    evaluation_threads=a.max_models + 1, worlds=worlds)
+                    evaluation_threads=a.max_models + 1, worlds=worlds, beliefs=beliefs)
     api = metered_api_class()(cfg, engine, metrics)
     api.access = access
     grpc_server = http_server = None
