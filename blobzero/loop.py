@@ -42,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="where everything is written (default: runs/<date-time>)")
     parser.add_argument("--arena-deals", type=int, default=600,
                         help="duplicate deals for the final version's measurement (default: %(default)s)")
-    parser.add_argument("--baseline-deals", type=int, default=300,
+    parser.add_argument("--baseline-deals", type=int, default=600,
                         help="of those deals, how many version 1 and the search with no network are "
                              "measured on beside the final version, paired (0 = skip; default: %(default)s)")
     parser.add_argument("--watch-deals", type=int, default=200,
