@@ -6,6 +6,7 @@ and ``WorldEvaluator``, which answers them beside another evaluator's policy and
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -66,9 +67,16 @@ class WorldEvaluator:
         return self.values.world_values(worlds)
 
     def evaluate(self, states, masks, worlds=None):
+        """``inner``'s answer (through its ``submit`` when it has one, as self-play's resilient
+        Triton evaluator does) with the world values of ``worlds`` beside it; the model version
+        that answered is kept (records are tagged with it)."""
         from selfplay_client.runner import _unpack
-        policy, value, _, beliefs, _ = _unpack(self.inner.evaluate(states, masks))
-        return policy, value, beliefs, (None if worlds is None else self.values.world_values(worlds))
+        submit = getattr(self.inner, "submit", None)
+        answer = submit(states, masks).result() if submit is not None else self.inner.evaluate(states, masks)
+        policy, value, version, beliefs, _ = _unpack(answer)
+        world = None if worlds is None else self.values.world_values(worlds)
+        return SimpleNamespace(policy=policy, value=value, model_version=version, beliefs=beliefs,
+                               world=world)
 
 
 def configured_world_values(cfg, threads: int = 1):

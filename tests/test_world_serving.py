@@ -126,3 +126,14 @@ def test_a_version_answering_nan_is_refused_by_the_client(served, tmp_path):
                 break
             assert time.monotonic() < deadline, "Triton never loaded version 2"
             time.sleep(0.5)
+
+
+def test_self_play_values_its_leaves_by_world_values_named_in_the_config(tmp_path):
+    """`blobzero selfplay` against a real tritonserver, with search.rollout = "world" and
+    worlds.model naming an ONNX file: its rounds finish and carry the version that answered."""
+    from tests.triton_helpers import selfplay_records
+    model = world_onnx(tmp_path / "world.onnx")
+    records = selfplay_records(tmp_path, "config/blobzero.toml", 4, "search.preset=light",
+                               "search.rollout=world", f"worlds.model={model}")
+    assert len(records) >= 4
+    assert all(r.model_version == 1 for r in records)
