@@ -36,7 +36,7 @@ position and replays the public history in it, which checks the draw against the
 from __future__ import annotations
 
 import itertools
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -214,7 +214,7 @@ def predict(net: BeliefNet, obs: np.ndarray, batch: int = 4096) -> np.ndarray:
 # -- data from records ----------------------------------------------------------------------------
 
 @dataclass
-class BeliefData:
+class BeliefData(mlp.ArrayTable):
     """Positions with labels. obs (P, 256) float32; labels (P, 52) int8 (class, -1 = seen);
     trick (P,) int8 (0 = bidding); round (P,) int32 index into ``deals``; ply (P,) int16 (actions
     taken before the position); viewer (P,) int8 (the seat whose view it is).
@@ -231,17 +231,6 @@ class BeliefData:
     trump: np.ndarray
     actions: np.ndarray
     seed: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.obs)
-
-    def save(self, path) -> None:
-        np.savez_compressed(path, **asdict(self))
-
-    @classmethod
-    def load(cls, path) -> "BeliefData":
-        with np.load(path) as z:
-            return cls(**{k: z[k] for k in cls.__dataclass_fields__})
 
     def position(self, i: int) -> Round:
         """Position ``i`` as a ``Round`` with the true deal (for samplers that need the state)."""

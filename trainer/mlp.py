@@ -5,11 +5,28 @@ trained in one go from arrays."""
 from __future__ import annotations
 
 import math
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from typing import Callable
 
+import numpy as np
 import torch
 from torch import nn
+
+
+class ArrayTable:
+    """Mixin for a dataclass of equal-length arrays, one row per example (its first field sets
+    the length), kept as one compressed ``.npz`` file."""
+
+    def __len__(self) -> int:
+        return len(getattr(self, fields(self)[0].name))
+
+    def save(self, path) -> None:
+        np.savez_compressed(path, **asdict(self))
+
+    @classmethod
+    def load(cls, path):
+        with np.load(path) as z:
+            return cls(**{f.name: z[f.name] for f in fields(cls)})
 
 
 def trunk(width: int, hidden: int, depth: int) -> tuple[nn.Sequential, int]:

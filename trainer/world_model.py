@@ -20,7 +20,7 @@ model ``blobworld`` (``export_onnx``; docs/search.md, "World values").
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -71,7 +71,7 @@ def world_loss(pred: torch.Tensor, target: torch.Tensor, seats: torch.Tensor) ->
 # -- data ------------------------------------------------------------------------------------------
 
 @dataclass
-class WorldData:
+class WorldData(mlp.ArrayTable):
     """Labelled worlds. world (P, 620) float32; target (P, 8) float32 (final normalised scores
     by relative seat from the mover); trick (P,) int8 (0 = bidding); round (P,) int32 index of
     the record they came from."""
@@ -79,17 +79,6 @@ class WorldData:
     target: np.ndarray
     trick: np.ndarray
     round: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.world)
-
-    def save(self, path) -> None:
-        np.savez_compressed(path, **asdict(self))
-
-    @classmethod
-    def load(cls, path) -> "WorldData":
-        with np.load(path) as z:
-            return cls(**{k: z[k] for k in cls.__dataclass_fields__})
 
 
 def worlds_from_records(records: list[dict]) -> WorldData:
