@@ -104,22 +104,21 @@ class _SplitSubmit:
             parts.append((rows, self._submits[agent](states[rows], masks[rows], *extra)))
         n = len(states)
 
+        def place(out, rows, part):
+            """``part`` (one evaluator's answer for ``rows``) into the whole batch's ``out``."""
+            if part is None:
+                return out
+            if out is None:
+                out = np.zeros((n, *part.shape[1:]), np.float32)
+            out[rows] = part
+            return out
+
         def gather():
             policy = value = beliefs = world = None
             for rows, future in parts:
                 p, v, _, b, w = _unpack(future.result())
-                if policy is None:
-                    policy = np.zeros((n, p.shape[1]), np.float32)
-                    value = np.zeros((n, v.shape[1]), np.float32)
-                policy[rows], value[rows] = p, v
-                if b is not None:
-                    if beliefs is None:
-                        beliefs = np.zeros((n, *b.shape[1:]), np.float32)
-                    beliefs[rows] = b
-                if w is not None:
-                    if world is None:
-                        world = np.zeros((n, w.shape[1]), np.float32)
-                    world[rows] = w
+                policy, value = place(policy, rows, p), place(value, rows, v)
+                beliefs, world = place(beliefs, rows, b), place(world, rows, w)
             return policy, value, beliefs, world
         return self._executor.submit(gather)
 
