@@ -30,7 +30,7 @@ from libc.string cimport memset
 
 from blobcore.rules cimport (RoundState, rs_init, rs_apply, rs_check, rs_legal, rs_score,
                              OK, PHASE_DONE_C, MAX_PLAYERS_C)
-from blobcore.encode cimport encode_view, OBS_SIZE_C, ACTIONS_C
+from blobcore.encode cimport encode_view, encode_world, OBS_SIZE_C, ACTIONS_C, WORLD_SIZE_C
 
 cdef enum:
     MAX_DEC_C = 18          # legal actions at any decision: bids 0..17, or at most 17 cards
@@ -201,3 +201,52 @@ def encode_rows(const uint64_t[:, ::1] hands, const int8_t[:, ::1] meta,
                     value_out[b, i] = 0.0
                     seats[b, i] = 0.0
                     tricks_out[b, i] = -1
+
+
+def encode_worlds(const uint64_t[:, ::1] hands, const int8_t[:, ::1] meta,
+                  const int32_t[:, ::1] ctx, const uint8_t[:, ::1] actions,
+                  const uint8_t[::1] n_actions, const float[:, ::1] scores,
+                  const int32_t[::1] rows, float[:, ::1] worlds, float[:, ::1] target,
+                  uint8_t[::1] ok):
+    """Labelled leaf worlds (trainer/leaf_worlds.py) -> world-value training rows, in C.
+
+    Sample i: dealt hands (8,) as bit masks, meta (n_players, cards, dealer, trump), game
+    context (11,), actions[:n_actions] from the deal to the leaf, the play-out's normalised
+    scores (8,) by absolute seat. Row b is sample rows[b]: its deal replayed to the leaf and
+    encoded whole for the mover there (``encode_world``, (B, 620)), the scores rotated so the
+    mover is seat 0 (target (B, 8), zeros past N). ok[b] = 0 (and the row's outputs zero) when
+    an action is illegal or the round is over at the leaf: such a sample labels nothing."""
+    cdef Py_ssize_t n_rows = rows.shape[0], b
+    cdef int r, n, a, i, mover
+    cdef bint good
+    cdef RoundState s
+    if not (worlds.shape[0] >= n_rows and target.shape[0] >= n_rows and ok.shape[0] >= n_rows):
+        raise ValueError("every output needs at least as many rows as rows")
+    if worlds.shape[1] != WORLD_SIZE_C or target.shape[1] != MAX_PLAYERS_C:
+        raise ValueError(f"outputs must be (B, {WORLD_SIZE_C}) and (B, {MAX_PLAYERS_C})")
+    if not (meta.shape[0] == hands.shape[0] == ctx.shape[0] == actions.shape[0]
+            == n_actions.shape[0] == scores.shape[0]):
+        raise ValueError("the sample arrays must have one row per sample")
+    with nogil:
+        for b in range(n_rows):
+            r = rows[b]
+            n = meta[r, 0]
+            good = 3 <= n <= MAX_PLAYERS_C and n_actions[r] <= MAX_ROUND_ACTIONS_C
+            if good:
+                rs_init(&s, n, meta[r, 1], meta[r, 2], meta[r, 3], &hands[r, 0])
+                _set_context(&s, &ctx[r, 0])
+                for a in range(n_actions[r]):
+                    if s.phase == PHASE_DONE_C or rs_check(&s, actions[r, a]) != OK:
+                        good = False
+                        break
+                    rs_apply(&s, actions[r, a])
+                good = good and s.phase != PHASE_DONE_C
+            ok[b] = good
+            if not good:
+                memset(&worlds[b, 0], 0, WORLD_SIZE_C * sizeof(float))
+                memset(&target[b, 0], 0, MAX_PLAYERS_C * sizeof(float))
+                continue
+            encode_world(&s, &worlds[b, 0])
+            mover = s.current
+            for i in range(MAX_PLAYERS_C):
+                target[b, i] = scores[r, (mover + i) % n] if i < n else 0.0

@@ -83,6 +83,10 @@ class SearchConfig:
         strength tracker, ``blobzero game``, the agent); -1 = ``gumbel_c_visit``. Smaller
         weighs the network's prior more against the root's noisy play-out means; self-play's
         moves and policy targets keep ``gumbel_c_visit``.
+    leaf_samples: K, play-outs kept per round as labelled worlds (0..64; 0 = none): a uniform
+        sample of the round's play-out leaves, each the world it was played in and what it
+        scored, in the round's record (``leaf_worlds``) for the world-value model. Self-play
+        sets it (``selfplay.leaf_worlds``); it is not a [search] key. Only play-outs are kept.
     """
 
     determinizations: int = 3
@@ -110,6 +114,7 @@ class SearchConfig:
     gumbel_c_visit: float = 50.0
     gumbel_c_scale: float = 1.0
     gumbel_eval_c_visit: float = -1.0
+    leaf_samples: int = 0
 
     def __post_init__(self):
         checks = [
@@ -143,6 +148,7 @@ class SearchConfig:
              "gumbel_c_visit must be >= 0 and gumbel_c_scale positive"),
             (self.gumbel_eval_c_visit == -1 or self.gumbel_eval_c_visit >= 0,
              "gumbel_eval_c_visit must be >= 0, or -1 for gumbel_c_visit"),
+            (0 <= self.leaf_samples <= 64, "leaf_samples must be 0..64"),
         ]
         for ok, message in checks:
             if not ok:

@@ -50,6 +50,7 @@ class Agent:
     builtin: int = AGENT_RANDOM     # used when it does not search: a blobcore.players code
     cards: "Agent | None" = None
     uniform: bool = False
+    version: int | None = None      # the model version ``onnx`` is (v<N> specs)
 
     def parts(self) -> tuple["Agent", ...]:
         """The single agents this one is made of (itself, or its bidder and card player)."""
@@ -90,7 +91,7 @@ def resolve_agent(spec: str, cfg: configuration.Config) -> Agent:
     if match:
         n = int(match[1])
         try:
-            return Agent(f"v{n}", models.path(n))     # ValueError naming both places
+            return Agent(f"v{n}", models.path(n), version=n)     # ValueError naming both places
         except OSError as exc:           # a bucket that cannot be read
             raise ValueError(f"cannot read model version {n}: {exc}") from None
     path = Path(spec)
@@ -266,7 +267,8 @@ def pool_agents(agents, intra_op_threads: int = 1, worlds=None, beliefs=None) ->
     """Evaluators for the model agents among ``agents`` (one per distinct ONNX file) and each
     agent's SearchPool id: its evaluator index, or its built-in player code; a split agent
     gets the pair (bidding id, card play id). ``worlds``: a world-value source every evaluator
-    also answers from (``selfplay_client.world_values.configured_world_values``); ``beliefs``: a
+    also answers from (``selfplay_client.world_values.configured_world_values``; with
+    ``worlds.model = "version"`` each model's own world-value model); ``beliefs``: a
     belief model file every evaluator also answers from
     (``blobzero.learned_beliefs.configured_belief_model``); None = none."""
     from blobzero.learned_beliefs import BeliefEvaluator
@@ -283,7 +285,8 @@ def pool_agents(agents, intra_op_threads: int = 1, worlds=None, beliefs=None) ->
                              OrtEvaluator(part.onnx, intra_op_threads=intra_op_threads))
                 if beliefs is not None:
                     evaluator = BeliefEvaluator(evaluator, beliefs, threads=intra_op_threads)
-                evaluators.append(with_world_values(evaluator, worlds))
+                seat_worlds = worlds.for_agent(part) if hasattr(worlds, "for_agent") else worlds
+                evaluators.append(with_world_values(evaluator, seat_worlds))
 
     def pool_id(part: Agent) -> int:
         if not part.searches:
@@ -460,15 +463,19 @@ def main(args: argparse.Namespace) -> int:
     common = dict(search=arena_search(cfg, args.search), seed=args.seed,
                   games_in_flight=cfg.arena.games_in_flight, lineup=args.lineup, worlds=worlds,
                   beliefs=beliefs)
-    if args.matrix:
-        reports = play_matrix(a, b, deals=args.rounds or cfg.arena.rounds, **common)
-        print(json.dumps(reports) if args.json else format_matrix(reports))
-        return 0
-    if args.games:
-        report = play_games(a, b, games=args.rounds or cfg.arena.rounds, n_players=n_players,
-                            start_cards=cards, **common)
-    else:
-        report = play(a, b, deals=args.rounds or cfg.arena.rounds, n_players=n_players,
-                      cards=cards, **common)
+    try:
+        if args.matrix:
+            reports = play_matrix(a, b, deals=args.rounds or cfg.arena.rounds, **common)
+            print(json.dumps(reports) if args.json else format_matrix(reports))
+            return 0
+        if args.games:
+            report = play_games(a, b, games=args.rounds or cfg.arena.rounds, n_players=n_players,
+                                start_cards=cards, **common)
+        else:
+            report = play(a, b, deals=args.rounds or cfg.arena.rounds, n_players=n_players,
+                          cards=cards, **common)
+    except (ValueError, FileNotFoundError) as exc:    # e.g. a seat without its world-value model
+        print(f"blobzero arena: {exc}", file=sys.stderr)
+        return 2
     print(json.dumps(report) if args.json else format_report(report))
     return 0

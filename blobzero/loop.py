@@ -278,8 +278,8 @@ def main(args: argparse.Namespace) -> int:
     if summary.get("interrupted"):
         return 130
     cfg = summary["config"]
-    from blobzero.strength import (archive_dir, contribution, load_results, manifests, plot, remeasure,
-                                   save_file)
+    from blobzero.strength import (WORLD_CURVE, archive_dir, contribution, load_results, manifests, plot,
+                                   plot_world, remeasure, save_file)
     results = results_location(cfg)          # the run directory's, or the bucket's
     found = manifests(archive_dir(cfg))
     points = load_results(results)
@@ -304,6 +304,7 @@ def main(args: argparse.Namespace) -> int:
     curve = plot(points, join(locations(cfg.storage).results, CURVE),
                  title=f"{cfg.network.preset} net, {'x'.join(map(str, cfg.arena_table()))}, "
                        f"{args.minutes:g} min on this machine")
+    world_curve = plot_world(manifests(archive_dir(cfg)), join(locations(cfg.storage).results, WORLD_CURVE))
     report = {"run_dir": str(run_dir), "minutes": args.minutes,
               "selfplay_rounds": summary.get("rounds"), "trainer_steps": summary.get("steps"),
               "evaluations_per_round": summary.get("evaluations_per_round"),
@@ -311,10 +312,13 @@ def main(args: argparse.Namespace) -> int:
               "strength": [{k: v for k, v in p.items() if k != "per_deal"} for p in points],
               "table": table,
               "training_added": None if added is None else {k: added[k] for k in ("opponent", "deals", "rows")},
-              "learning_curve": str(curve) if curve else None}
+              "learning_curve": str(curve) if curve else None,
+              "world_curve": str(world_curve) if world_curve else None}
     saved = save_file(join(locations(cfg.storage).results, "report.json"),
                       json.dumps(report, indent=2, default=str).encode())
     if curve:
         print(f"learning curve: {curve}")
+    if world_curve:
+        print(f"world-value curve: {world_curve}")
     print(f"\nreport saved to {saved}")
     return 0

@@ -33,6 +33,7 @@ from plumbing.storage import Store, as_location, join, locations, open_store, pa
 DEFAULT_OPPONENTS = ("greedy", "expert")
 RESULTS = "strength.json"
 CURVE = "learning_curve.png"
+WORLD_CURVE = "world_curve.png"     # the world-value model's losses (plot_world)
 
 
 def parse_opponents(spec: str, cfg: configuration.Config) -> tuple[str, ...]:
@@ -377,6 +378,38 @@ def plot(points: list[dict], path: str | os.PathLike, title: str = "") -> Path |
     axes[0].set_ylabel("score/round: model seat − field (95% CI)")
     axes[0].legend(loc="lower right")
     fig.suptitle(title or "BlobZero learning curve (1 model seat vs 3 of the opponent, duplicate deals)")
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    return save_file(path, buffer.getvalue())
+
+
+def plot_world(found: dict[int, dict], path: str | os.PathLike) -> Path | str | None:
+    """Draw the world-value model's learning curve (trainer.world_value) from the versions'
+    manifests: its held-out loss (each new shard's worlds before it trained on them) and its
+    training loss, against the self-play rounds trained on; returns the path, or None when no
+    manifest carries them."""
+    rows = sorted((m["rounds_seen"], m.get("world_new_loss"), m.get("world_loss"))
+                  for m in found.values() if m.get("world_loss") is not None and "rounds_seen" in m)
+    if not rows:
+        return None
+    import io
+
+    import matplotlib
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    fig, axis = plt.subplots(figsize=(6.5, 4.2))
+    held = [(r, new) for r, new, _ in rows if new is not None]
+    if held:
+        axis.plot(*zip(*held), marker="o", markersize=3, label="held out (new shards, before training on them)")
+    axis.plot([r for r, _, _ in rows], [t for _, _, t in rows], linestyle="--", label="training batches")
+    axis.set_xlabel("self-play rounds trained on")
+    axis.set_ylabel("mean squared error per seat (normalised score)")
+    axis.grid(alpha=0.3)
+    axis.legend(loc="upper right")
+    fig.suptitle("World value learned from self-play's play-outs (labelled leaf worlds)")
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110)

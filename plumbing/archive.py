@@ -2,7 +2,8 @@
 ``storage.archive_every``).
 
 The trainer archives every version it publishes as ``<checkpoint_dir>/versions/v<NNNNNN>.onnx``
-plus its manifest ``v<NNNNNN>.json`` (plumbing/storage.py ``locations().archive``): ≈20 MB a
+plus its manifest ``v<NNNNNN>.json`` and, when it learns one (``trainer.world_value``), its
+world-value model ``v<NNNNNN>.world.onnx`` (plumbing/storage.py ``locations().archive``): ≈20 MB a
 version for the full network, one version every ~41 s on a GPU box. Without a limit that fills
 the checkpoints volume within days. After each publish the trainer prunes the archive to
 
@@ -27,7 +28,7 @@ from dataclasses import dataclass
 from plumbing.storage import Store
 
 log = logging.getLogger("blobzero.trainer")
-_KEY_RE = re.compile(r"^v(\d{6,})\.(onnx|json)$")
+_KEY_RE = re.compile(r"^v(\d{6,})\.(onnx|world\.onnx|json)$")
 #: always kept: the untrained network, the baseline of "what training added"
 FIRST_VERSION = 1
 

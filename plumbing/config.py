@@ -150,8 +150,9 @@ class TableSection:
 
 
 #: SearchConfig fields that are not config keys: exploration noise is on for self-play and off
-#: for every search that plays to win (``SearchSection.build(for_evaluation=True)``).
-_SEARCH_NOT_KEYS = ("add_noise",)
+#: for every search that plays to win (``SearchSection.build(for_evaluation=True)``); labelled
+#: leaf worlds are self-play's (``selfplay.leaf_worlds``).
+_SEARCH_NOT_KEYS = ("add_noise", "leaf_samples")
 
 
 def _search_section_fields() -> list:
@@ -349,6 +350,8 @@ class SelfplaySection:
     imitate: bool = True               # train on the opponent's moves too (imitation targets)
     rollout: str = ""                  # "" = search.rollout; "none" trains on the plain search while
                                        # the arena, strength tracker and agent keep [search]'s play-outs
+    leaf_worlds: int = 64              # play-outs per round recorded as labelled worlds for the
+                                       # world-value model (trainer/leaf_worlds.py); 0 = none
 
     def validate(self) -> None:
         from blobcore.players import PLAYERS
@@ -364,6 +367,7 @@ class SelfplaySection:
         _require(not self.client_id or bool(CLIENT_ID_RE.match(self.client_id)), "selfplay.client_id",
                  "must be empty (= the host name) or 1..64 letters, digits, '_', '.', '-'")
         _require(self.seed >= -1, "selfplay.seed", "must be >= 0, or -1 for a seed from the clock")
+        _require(0 <= self.leaf_worlds <= 64, "selfplay.leaf_worlds", "must be 0..64")
         from blobcore.search.parts import leaf_value_names
         _require(self.rollout in ("", *leaf_value_names()), "selfplay.rollout",
                  f"must be empty (= search.rollout) or one of {', '.join(leaf_value_names())}")
@@ -391,9 +395,25 @@ class TrainerSection:
     seed: int = 0
     device: str = "auto"               # auto (CUDA when present) | cpu | cuda (trainer/device.py)
     human_share: float = 0.0           # share of each batch from human games (agent.record_human_games); 0 = none
+    # the world-value model (trainer/world_training.py), learned from self-play's labelled leaf
+    # worlds (selfplay.leaf_worlds) beside BlobNet and published with each version as blobworld
+    world_value: bool = True
+    world_hidden: int = 256            # width of each hidden layer
+    world_depth: int = 2               # hidden layers
+    world_batch_size: int = 512        # worlds per step; one world step per BlobNet step
+    world_learning_rate: float = 1e-3
+    world_window: int = 1_000_000      # newest labelled worlds sampled from
+    world_sample_reuse: float = 4.0    # train on each labelled world this many times on average, at most
 
     def validate(self) -> None:
         _require(1 <= self.batch_size <= 65_536, "trainer.batch_size", "must be 1..65536")
+        _require(16 <= self.world_hidden <= 4096, "trainer.world_hidden", "must be 16..4096")
+        _require(1 <= self.world_depth <= 8, "trainer.world_depth", "must be 1..8")
+        _require(1 <= self.world_batch_size <= 65_536, "trainer.world_batch_size", "must be 1..65536")
+        _require(0 < self.world_learning_rate <= 1, "trainer.world_learning_rate", "must be in (0, 1]")
+        _require(self.world_sample_reuse > 0, "trainer.world_sample_reuse", "must be > 0")
+        _require(1 <= self.world_window <= 20_000_000, "trainer.world_window",
+                 "must be 1..20000000 (allocated up front, ~200 bytes a world)")
         _require(0 < self.learning_rate <= 1, "trainer.learning_rate", "must be in (0, 1]")
         _require(self.learning_rate_half_life >= 0, "trainer.learning_rate_half_life",
                  "must be >= 0 optimiser steps (0 = a constant learning rate)")
@@ -565,12 +585,14 @@ class WorldsSection:
     (``search.rollout = "world"``, or ``selfplay.rollout``): an ONNX file of the world-value model
     (``blobzero worlds all`` makes one), read in process by the arena, ``blobzero game``, the
     strength tracker and self-play; or "triton": the ``blobworld`` model the configured Triton
-    serves beside BlobNet (``blobzero worlds publish``). "" = none."""
+    serves beside BlobNet (``blobzero worlds publish``); or "version": the world-value model
+    the trainer learns and publishes with each network version (``trainer.world_value``):
+    version N is seated with blobworld N, self-play asks Triton's newest. "" = none."""
     model: str = ""
 
     def validate(self) -> None:
-        _require(self.model in ("", "triton") or self.model.endswith(".onnx"), "worlds.model",
-                 'must be "" (none), "triton" or the path of a world-value .onnx file')
+        _require(self.model in ("", "triton", "version") or self.model.endswith(".onnx"), "worlds.model",
+                 'must be "" (none), "triton", "version" or the path of a world-value .onnx file')
 
 
 @dataclass(frozen=True)
@@ -634,8 +656,10 @@ class Config:
 
     def selfplay_search(self) -> SearchConfig:
         """The search self-play runs: [search], with ``selfplay.rollout`` in place of its
-        play-outs when set (big tables train ~20x faster without them on a CPU)."""
-        return self.search.build(**({"rollout": self.selfplay.rollout} if self.selfplay.rollout else {}))
+        play-outs when set (big tables train ~20x faster without them on a CPU), keeping
+        ``selfplay.leaf_worlds`` of each round's play-outs as labelled worlds."""
+        settings = {"rollout": self.selfplay.rollout} if self.selfplay.rollout else {}
+        return self.search.build(leaf_samples=self.selfplay.leaf_worlds, **settings)
 
     def arena_table(self) -> tuple[int, int]:
         """(players, cards per seat) the arena and the strength tracker measure on:

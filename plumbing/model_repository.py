@@ -256,8 +256,10 @@ def check_repository(repo_root: str | os.PathLike, config_key: str) -> None:
 
 
 def publish_version(repo_root: str | os.PathLike, onnx_path: str | os.PathLike, keep_last: int = 3,
-                    model_name: str = MODEL_NAME) -> int:
-    """Publish ``onnx_path`` as the next version of ``model_name``; returns its number.
+                    model_name: str = MODEL_NAME, version: int | None = None) -> int:
+    """Publish ``onnx_path`` as the next version of ``model_name`` (or as ``version``, which
+    must be newer than every stored one: the trainer publishes blobworld N beside blobnet N);
+    returns its number.
 
     Steps: validate the file (a truncated or foreign model raises InvalidModelError and nothing
     changes); make ``<repo_root>/<model_name>/<n>/model.onnx`` appear whole (``Store.put_dir``);
@@ -273,7 +275,11 @@ def publish_version(repo_root: str | os.PathLike, onnx_path: str | os.PathLike, 
     staging = repo.sibling(f".{repo.name}.staging")
     with staging.lock(_LOCK_NAME):
         _clear_stale(staging)
-        version = max(list_versions(repo.child(model_name)), default=0) + 1
+        newest = max(list_versions(repo.child(model_name)), default=0)
+        if version is not None and version <= newest:
+            raise ValueError(f"cannot publish {model_name} version {version}: version {newest} "
+                             f"is already there")
+        version = newest + 1 if version is None else version
         repo.put_dir(f"{model_name}/{version}", {ONNX_FILENAME: data})
         prune(repo, keep_last, model_name)
     return version
@@ -422,14 +428,16 @@ class ModelVersions:
                  cache: FileCache | None = None, model_name: str = MODEL_NAME):
         self.repository = _store(join(repository, model_name))
         self.archive = _store(archive)
+        # the trainer archives blobworld N beside blobnet N as v<N>.world.onnx
+        self.archive_suffix = ".world.onnx" if model_name == WORLD_MODEL_NAME else ".onnx"
         self.cache = cache or FileCache.default()
 
     @classmethod
-    def from_config(cls, section) -> "ModelVersions":
+    def from_config(cls, section, model_name: str = MODEL_NAME) -> "ModelVersions":
         """From a ``[storage]`` config section (plumbing/config.py StorageSection)."""
         from plumbing.storage import locations
         where = locations(section)
-        return cls(where.models, where.archive, FileCache.default())
+        return cls(where.models, where.archive, FileCache.default(), model_name)
 
     def describe(self) -> str:
         return f"{self.repository.url} (archive {self.archive.url})"
@@ -446,7 +454,7 @@ class ModelVersions:
         """A local ONNX file of ``version`` (from the repository, else the archive); ValueError
         naming both places when neither has it, StorageError when they cannot be read."""
         for store, key in ((self.repository, f"{version}/{ONNX_FILENAME}"),
-                           (self.archive, archive_key(version))):
+                           (self.archive, archive_key(version, self.archive_suffix))):
             try:
                 return store.fetch(key, self.cache)
             except FileNotFoundError:

@@ -39,6 +39,9 @@ def to_proto(record: dict, client_id: str, model_version: int | None = None,
             root_value=decision["root_value"])
     for key, value in record["search"].items():
         setattr(msg.search, key, value)
+    for world in record.get("leaf_worlds") or ():
+        msg.leaf_worlds.add(ply=world["ply"], path=bytes(world["path"]), dealt=world["dealt"],
+                            scores=world["scores"])
     game = record.get("game")
     if game is not None:
         msg.game.round_index = game["round_index"]

@@ -188,8 +188,8 @@ def run(cfg: configuration.Config, rounds: int = 0, duration: float = 0, progres
                              reconnect_timeout_s=cfg.triton.reconnect_timeout_s)
     evaluator = ResilientEvaluator(triton, metrics, stop)
     if search_config.rollout == "world":      # world values at the leaves: worlds.model says whence
-        from selfplay_client.world_values import configured_world_values, with_world_values
-        evaluator = with_world_values(evaluator, configured_world_values(cfg))
+        from selfplay_client.world_values import selfplay_world_values, with_world_values
+        evaluator = with_world_values(evaluator, selfplay_world_values(cfg))
     sp = cfg.selfplay
     opponent = builtin_player(sp.opponent).code if sp.opponent_share > 0 else 0
     if opponent:

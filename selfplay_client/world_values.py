@@ -79,15 +79,74 @@ class WorldEvaluator:
                                world=world)
 
 
+class VersionWorldValues:
+    """``worlds.model = "version"``: the world-value model the trainer published with each
+    network version (blobworld N beside blobnet N, archived as ``v<N>.world.onnx``;
+    trainer/world_training.py). The arena, the strength tracker and the loop's report seat
+    version N with blobworld N (``for_agent``), and the search with no network (``uniform``)
+    with version 1's, the untrained one: nothing learned. Asked directly (``world_values``,
+    e.g. by ``blobzero game`` or the agent in process), it answers with the newest version,
+    loaded once."""
+
+    def __init__(self, versions, threads: int = 1):
+        self.versions = versions            # plumbing.model_repository.ModelVersions of blobworld
+        self.threads = threads
+        self._loaded: dict[int, OrtWorldValues] = {}
+
+    def version(self, n: int) -> OrtWorldValues:
+        """blobworld version ``n`` in process; ValueError naming where it looked."""
+        if n not in self._loaded:
+            try:
+                path = self.versions.path(n)
+            except ValueError as exc:
+                raise ValueError(f"worlds.model = \"version\" needs the world-value model of "
+                                 f"version {n} (trainer.world_value publishes one with each "
+                                 f"version): {exc}") from None
+            self._loaded[n] = OrtWorldValues(path, self.threads)
+        return self._loaded[n]
+
+    def for_agent(self, agent) -> OrtWorldValues:
+        """The world values an arena agent (``blobzero.arena.Agent``) searches with."""
+        if agent.uniform:
+            return self.version(1)
+        if agent.version is None:
+            raise ValueError(f"worlds.model = \"version\" seats each model version with its own "
+                             f"world-value model, but {agent.name} ({agent.onnx}) is no version: "
+                             f"name it v<N>")
+        return self.version(agent.version)
+
+    def world_values(self, worlds: np.ndarray) -> np.ndarray:
+        newest = self.versions.latest()
+        if newest is None:
+            raise ValueError(f"worlds.model = \"version\": no world-value model in "
+                             f"{self.versions.describe()}")
+        return self.version(newest).world_values(worlds)
+
+
 def configured_world_values(cfg, threads: int = 1):
     """The world-value source the config names (``worlds.model``) when one of its searches values
-    leaves by world values (``search.rollout`` or ``selfplay.rollout`` = "world"); else None."""
+    leaves by world values (``search.rollout`` or ``selfplay.rollout`` = "world"); else None.
+    ``"version"`` is Triton's blobworld for self-play (``for_selfplay``: the newest, as blobnet
+    is) and ``VersionWorldValues`` for everything else."""
     if "world" not in (cfg.search.rollout, cfg.selfplay.rollout):
         return None
     if cfg.worlds.model == "triton":
         from selfplay_client.triton_evaluator import TritonWorldValues
         return TritonWorldValues(cfg.triton.url)
+    if cfg.worlds.model == "version":
+        from plumbing.model_repository import ModelVersions
+        from plumbing.netspec import WORLD_MODEL_NAME
+        return VersionWorldValues(ModelVersions.from_config(cfg.storage, WORLD_MODEL_NAME), threads)
     return OrtWorldValues(cfg.worlds.model, threads)
+
+
+def selfplay_world_values(cfg):
+    """Self-play's world values: Triton's blobworld when ``worlds.model`` is "triton" or
+    "version" (the newest version, beside the newest blobnet), else the configured file."""
+    if cfg.worlds.model == "version":
+        from selfplay_client.triton_evaluator import TritonWorldValues
+        return TritonWorldValues(cfg.triton.url)
+    return configured_world_values(cfg)
 
 
 def with_world_values(evaluator, values):

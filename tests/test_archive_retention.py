@@ -89,7 +89,7 @@ def test_a_trainer_keeps_its_archive_on_the_volume_within_the_keep_settings(tmp_
     trainer = _run_trainer(cfg, 25)
     assert trainer.progress.version == 6                            # v1 initial + 5 publishes
     assert sorted(p.name for p in (tmp_path / "ckpt" / "versions").iterdir()) == \
-        sorted(archive_key(v, s) for v in (1, 5, 6) for s in (".onnx", ".json"))
+        sorted(archive_key(v, s) for v in (1, 5, 6) for s in (".onnx", ".world.onnx", ".json"))
     assert set(manifests(tmp_path / "ckpt" / "versions")) == {1, 5, 6}
     text = _metrics_text(trainer)
     free = _sample(text, "blobzero_trainer_checkpoints_volume_free_bytes")
@@ -113,7 +113,7 @@ def test_a_trainer_on_a_bucket_obeys_the_same_keep_settings(s3, tmp_path, protos
     assert _run_trainer(cfg, 25).progress.version == 6
     versions = open_store(f"{url}/checkpoints/versions")
     assert sorted(e.key for e in versions.list()) == sorted(archive_key(v, s) for v in (1, 5, 6)
-                                                            for s in (".onnx", ".json"))
+                                                            for s in (".onnx", ".world.onnx", ".json"))
     assert open_store(f"{url}/checkpoints").exists("trainer.pt")
 
 

@@ -24,10 +24,12 @@ def test_layers_file_then_environment_then_command_line(tmp_path):
 
 def test_selfplay_can_train_without_the_play_outs_that_the_arena_keeps():
     default = load(None, env={})
-    assert default.selfplay_search() == default.search.build()
+    # self-play's search is [search]'s, keeping selfplay.leaf_worlds play-outs a round as labels
+    assert default.selfplay_search() == default.search.build(leaf_samples=64)
+    assert default.search.build().leaf_samples == 0
     cheap = load(None, ["selfplay.rollout=none"], env={})
     assert cheap.selfplay_search().rollout == "none" and cheap.search.build().rollout == "expert"
-    assert dataclasses.replace(cheap.selfplay_search(), rollout="expert") == cheap.search.build()
+    assert dataclasses.replace(cheap.selfplay_search(), rollout="expert", leaf_samples=0) == cheap.search.build()
 
 
 def test_round_trip_through_toml(tmp_path):

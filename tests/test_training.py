@@ -164,7 +164,10 @@ def test_trainer_ingests_trains_publishes_and_resumes(tmp_path, protos):
     assert trainer.run(steps=25) == 0
     assert trainer.progress.step == 25 and trainer.progress.version == 3   # v1 initial + 2 publishes
     assert sorted(p.name for p in (tmp_path / "repo" / "blobnet").iterdir()) == ["1", "2", "3", "config.pbtxt"]
-    assert len(list((tmp_path / "ckpt" / "versions").glob("v*.onnx"))) == 3
+    assert len(list((tmp_path / "ckpt" / "versions").glob("v??????.onnx"))) == 3
+    # each version's world-value model beside it (trainer.world_value), served as blobworld N
+    assert len(list((tmp_path / "ckpt" / "versions").glob("v??????.world.onnx"))) == 3
+    assert sorted(p.name for p in (tmp_path / "repo" / "blobworld").iterdir()) == ["1", "2", "3", "config.pbtxt"]
     resumed = Trainer(cfg)
     assert resumed.run(steps=30) == 0
     assert resumed.progress.step == 30

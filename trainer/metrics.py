@@ -19,6 +19,9 @@ class TrainerMetrics:
                                  "Positions ingested from game shards", registry=r)
         self.window = Gauge("blobzero_trainer_window_positions", "Positions in the sampling window",
                             registry=r)
+        self.world_window = Gauge("blobzero_trainer_world_window_worlds",
+                                  "Labelled leaf worlds in the world-value model's window "
+                                  "(trainer.world_value; selfplay.leaf_worlds a round)", registry=r)
         self.human_window = Gauge("blobzero_trainer_human_window_positions",
                                   "Human-game positions in their sampling window (trainer.human_share "
                                   "> 0; 0 otherwise or while there are none)", registry=r)
@@ -50,7 +53,7 @@ class TrainerMetrics:
         self.shards_deleted = Counter("blobzero_trainer_shards_deleted",
                                       "Ingested game shards deleted by retention "
                                       "(storage.retain_hours, storage.retain_gb)", registry=r)
-        for kind in ("policy", "value", "tricks", "total"):
+        for kind in ("policy", "value", "tricks", "total", "world", "world_new"):
             self.loss.labels(kind)
         for kind in ("loss", "weights"):
             self.nonfinite.labels(kind)

@@ -182,12 +182,18 @@ class Trainer:
         self.reader.stop = self.stop               # a bucket read retries until this is set
         # the human games mixed in (trainer.human_share > 0), else None
         self.human = HumanGamesFeed(cfg, self.all_views, self.stop) if self.t.human_share > 0 else None
+        # the world-value model, learned from self-play's labelled leaf worlds (trainer.world_value)
+        self.world = None
+        if self.t.world_value:
+            from trainer.world_training import WorldTrainer
+            self.world = WorldTrainer(self.t, torch, self.device.device, seed=self.t.seed)
         self.retention = RetentionPolicy(cfg.storage.retain_hours, cfg.storage.retain_gb)
         self._scanned = False                      # the first scan meets shards of earlier runs
         self._last_retention = time.monotonic()
         self.clock = time.time                     # unix seconds (a test drives simulated time)
         self._skipped_steps = 0
         self._started = time.time()
+        self._refilling = False                    # re-reading shards ingested before a restart
 
     # -- lifecycle -------------------------------------------------------------------------
     def run(self, steps: int = 0, duration: float = 0, init_only: bool = False) -> int:
@@ -446,6 +452,8 @@ class Trainer:
             return None, 0
         if not n_records:
             return None, 0
+        if self.world is not None and source is self:
+            self.world.add_shard(blob, path.name, new=not self._refilling)
         if bad:
             more = f"; {len(bad) - RECORD_WARNINGS} more" if len(bad) > RECORD_WARNINGS else ""
             summary = f"skipped {len(bad)} of {n_records} records of {path.name}"
@@ -462,7 +470,11 @@ class Trainer:
         self.reader.migrate()           # a checkpoint of the old naming names the renamed keys
         capacity = window_capacity(self.progress.positions_seen, self.t.window_min,
                                    self.t.window_max, self.t.window_growth)
-        self._refill(self, self.window, self.progress.window_shards, capacity)
+        self._refilling = True
+        try:
+            self._refill(self, self.window, self.progress.window_shards, capacity)
+        finally:
+            self._refilling = False
         self.window.capacity = capacity
         log.info("resumed at step %d: %d positions back in the window", self.progress.step,
                  len(self.window))
@@ -520,11 +532,27 @@ class Trainer:
             return False
         self.progress.step += 1
         self.metrics.steps.inc()
+        world = self._world_step()
         if self.progress.step % 50 == 0:
-            log.info("step %d: policy %.4f value %.5f tricks %.4f lr %.3g window %d",
+            log.info("step %d: policy %.4f value %.5f tricks %.4f lr %.3g window %d%s",
                      self.progress.step, policy_loss.item(), value_loss.item(), trick_loss.item(),
-                     learning_rate, len(self.window))
+                     learning_rate, len(self.window), world)
         return True
+
+    def _world_step(self) -> str:
+        """One step of the world-value model (trainer.world_value) once there are labelled
+        worlds; its part of the step's log line."""
+        if self.world is None:
+            return ""
+        if self.world.step() is None:
+            return f"; world window {len(self.world.window)}"
+        self.metrics.loss.labels("world").set(self.world.loss)
+        self.metrics.world_window.set(len(self.world.window))
+        new = self.world.new_loss
+        if new is not None:
+            self.metrics.loss.labels("world_new").set(new)
+        return (f"; world {self.world.loss:.5f}" + (f" new {new:.5f}" if new is not None else "")
+                + f" ({len(self.world.window)} worlds)")
 
     def _human_rows(self) -> int:
         """Rows of a batch drawn from human games when there are some: round(human_share × batch)
@@ -559,7 +587,7 @@ class Trainer:
         """True when every weight is finite; otherwise roll the weights and optimiser back to
         the last checkpoint (which is finite: nothing else is ever saved), count it, say so."""
         torch = self.torch
-        if self._finite(self.net.state_dict()):
+        if self._finite(self.net.state_dict()) and (self.world is None or self.world.finite()):
             return True
         self.metrics.nonfinite.labels("weights").inc()
         log.error("weights turned non-finite by step %d: not checkpointed or published; rolled "
@@ -570,6 +598,8 @@ class Trainer:
                                weights_only=False)
             self.net.load_state_dict(state["net"])
             self.optimizer.load_state_dict(state["optimizer"])
+            if self.world is not None and state.get("world") is not None:
+                self.world.load(state["world"], CHECKPOINT)
         else:                                     # nothing saved yet: fresh weights
             from trainer.blobnet import build
             self.net.load_state_dict(build(self.cfg.network.preset, seed=self.t.seed,
@@ -623,13 +653,20 @@ class Trainer:
         self.staging.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix="blobnet-export-", dir=self.staging) as tmp:
             onnx_path = export_onnx(self._cpu_net(), Path(tmp) / "model.onnx")
+            world_path = None
+            if self.world is not None:    # exported first: a failure publishes neither
+                world_path = Path(tmp) / "world.onnx"
+                self.world.export(world_path)
             version = publish_version(self.repo, onnx_path, keep_last=self.t.keep_versions)
             # crash-safe either way (temporary name + fsync + rename, or one PUT)
             self.checkpoints.put(f"versions/v{version:06d}.onnx", Path(onnx_path).read_bytes())
+            if world_path is not None:
+                self._publish_world(world_path, version)
             # what this version was trained on: the x axes of the learning curve
             self.checkpoints.put(f"versions/v{version:06d}.json", json.dumps({
                 "version": version, "step": self.progress.step, "rounds_seen": self.progress.rounds_seen,
-                "positions_seen": self.progress.positions_seen, "published_unix": time.time()}).encode())
+                "positions_seen": self.progress.positions_seen, "published_unix": time.time(),
+                **self._world_manifest()}).encode())
         retain_archive(self.checkpoints, self.cfg.storage)     # storage.archive_keep / archive_every
         self.progress.version = version
         self.metrics.published_version.set(version)
@@ -637,13 +674,40 @@ class Trainer:
         log.info("published version %d (%s)", version, why)
         return version
 
+    def _publish_world(self, path: Path, version: int) -> None:
+        """blobworld ``version`` beside blobnet's (and archived as ``v<N>.world.onnx``); the
+        local Triton config is written with the first. A world model that fails validation is
+        logged and skipped: blobnet's version stands."""
+        from plumbing.model_repository import (InvalidModelError, list_versions, publish_version,
+                                               write_local_config)
+        from plumbing.netspec import WORLD_MODEL_NAME
+        try:
+            publish_version(self.repo, path, keep_last=self.t.keep_versions,
+                            model_name=WORLD_MODEL_NAME, version=version)
+        except (InvalidModelError, ValueError) as exc:
+            log.error("not publishing blobworld version %d: %s", version, exc)
+            return
+        self.checkpoints.put(f"versions/v{version:06d}.world.onnx", path.read_bytes())
+        where = join(self.repo, WORLD_MODEL_NAME)
+        if len(list_versions(where)) == 1 and self.cfg.triton.flavour == "local":
+            write_local_config(where, model_name=WORLD_MODEL_NAME)
+
+    def _world_manifest(self) -> dict:
+        """The world model's figures for a version's manifest (the learning curve's)."""
+        if self.world is None:
+            return {}
+        return {"world_loss": self.world.loss, "world_new_loss": self.world.new_loss,
+                "world_steps": self.world.steps,
+                "worlds_seen": self.world.worlds_seen}
+
     # -- checkpoints -----------------------------------------------------------------------
     def _save_checkpoint(self) -> None:
         buffer = io.BytesIO()
         self.torch.save({"net": self.net.state_dict(), "optimizer": self.optimizer.state_dict(),
                          "progress": self.progress.__dict__, "network": self.cfg.network.preset,
                          "value_head": self.cfg.network.value_head,
-                         "rng": self.rng.bit_generator.state}, buffer)
+                         "rng": self.rng.bit_generator.state,
+                         "world": self.world.state() if self.world is not None else None}, buffer)
         try:
             self.checkpoints.put(CHECKPOINT, buffer.getvalue())
         except StorageError as exc:     # no retention either: it must follow a saved state
@@ -676,6 +740,8 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.progress = _progress_from(state["progress"], self.t.window_max)
         self.rng.bit_generator.state = state["rng"]
+        if self.world is not None:
+            self.world.load(state.get("world"), path)
         return True
 
 

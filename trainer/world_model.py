@@ -53,7 +53,7 @@ class WorldNet(nn.Module):
         self.head = nn.Linear(width, SEATS)
 
     def forward(self, world: torch.Tensor) -> torch.Tensor:
-        if world.dim() != 2 or world.shape[1] != WORLD_SIZE:
+        if not torch.jit.is_tracing() and (world.dim() != 2 or world.shape[1] != WORLD_SIZE):
             raise ValueError(f"world must have shape (B, {WORLD_SIZE}), got {tuple(world.shape)}")
         return torch.sigmoid(self.head(self.trunk(world)))
 

@@ -15,6 +15,7 @@ cdef enum:
     MAX_DECISIONS = 60
     CACHE_SIZE = 32           # power of two, per slot, cleared at every decision
     MAX_POLICY_DEALS = 32     # policy-based inference: candidate deals per decision
+    MAX_LEAF_SAMPLES = 64     # labelled leaf worlds kept per round (search.leaf_samples)
     # slot status
     S_EMPTY = 0
     S_RUNNING = 1
@@ -55,6 +56,17 @@ cdef struct CacheEntry:
     float policy[52]
     float value[8]            # relative to the player to move, as the evaluator returns it
     float world[8]            # the world value of the leaf's world, relative to its mover
+
+
+cdef struct LeafSample:
+    # One world a play-out valued at a leaf, and what it scored: a labelled whole deal for the
+    # world-value model (trainer/leaf_worlds.py). The world's history is the round's actions up
+    # to ``ply`` (the decision searched) then ``actions[ply:n_actions]`` (the tree's path).
+    uint64_t dealt[8]         # the world's deal: each seat's cards as dealt
+    int8_t actions[60]
+    int8_t n_actions
+    int8_t ply
+    float scores[8]           # the play-out's normalised scores by absolute seat
 
 
 cdef struct Slot:
@@ -115,6 +127,10 @@ cdef struct Slot:
     # --- learned beliefs (blobcore/search/belief_learned.pyx) ---
     int learned_ready         # 1: belief_p holds the decision's learned belief
     float belief_p[52][8]     # per card, P(holder class): 0 = nobody, r = r-th seat after the searcher
+    # --- labelled leaf worlds (search.leaf_samples; blobcore/search/leaf_playout.pyx) ---
+    int leaf_seen             # play-outs of this round so far (the reservoir's count)
+    int n_leaf_samples
+    LeafSample leaf_samples[64]   # a uniform sample of the round's play-outs (reservoir)
 
 
 cdef struct Params:
@@ -122,6 +138,7 @@ cdef struct Params:
     int view_searcher         # 1: encode every position from the searching player's view
     int rollout               # built-in code (< 0) of the play-out player; 0 = none
     int rollout_resample      # 1: play each leaf out in a freshly sampled world
+    int leaf_samples          # play-outs kept per round as labelled worlds (0 = none)
     int gumbel_m              # Gumbel root: actions considered
     float c_visit, c_scale    # Gumbel root: sigma(q) = (c_visit + max N) * c_scale * q
     int infer_candidates      # bid-model beliefs: hidden-hand samples weighed per world (1 = uniform)

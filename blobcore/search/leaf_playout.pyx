@@ -4,16 +4,45 @@ in a world the beliefs draw for the searcher's information there (``rollout_resa
 in the determinization the tree was built in), every seat plays that player to the end of the
 round; the leaf's value is (1 - lambda) x the network's + lambda x the play-out's normalised
 scores (AlphaGo's mixing; lambda = ``bid_rollout_weight`` while the decision searched is a
-bid, else ``rollout_weight``)."""
+bid, else ``rollout_weight``).
+
+With ``leaf_samples`` = K > 0 (self-play's ``selfplay.leaf_worlds``) the slot also keeps a
+uniform sample (a reservoir) of K of the round's play-outs: the world each was played in and
+what it scored. They go into the round's record, and the trainer learns the world value from
+them (trainer/leaf_worlds.py): the play-outs of self-play teach the model that replaces them."""
 from blobcore.rules cimport RoundState, rs_apply, PHASE_BID_C, PHASE_DONE_C
 from blobcore.builtin cimport builtin_action
-from blobcore.search.core cimport Pool, Slot, LeafValue
+from libc.string cimport memcpy
+from blobcore.rng cimport rng_below
+from blobcore.search.core cimport Pool, Slot, LeafValue, LeafSample
 from blobcore.search.tree cimport terminal_value
 from blobcore.search.part cimport part_capsule
 
 
+cdef void _keep_sample(Pool* P, Slot* s, const RoundState* world, const float* scores) noexcept nogil:
+    """Reservoir-sample (``world`` as it stood at the leaf, its play-out's ``scores``) into the
+    slot: after n play-outs each is kept with chance K / n."""
+    cdef int k = P.p.leaf_samples
+    cdef int j
+    cdef LeafSample* out
+    s.leaf_seen += 1
+    if s.n_leaf_samples < k:
+        j = s.n_leaf_samples
+        s.n_leaf_samples += 1
+    else:
+        j = rng_below(&s.rng, s.leaf_seen)
+        if j >= k:
+            return
+    out = &s.leaf_samples[j]
+    memcpy(out.dealt, world.dealt, sizeof(out.dealt))
+    memcpy(out.actions, world.actions, sizeof(out.actions))
+    out.n_actions = world.n_actions
+    out.ply = s.game.n_actions
+    memcpy(out.scores, scores, sizeof(out.scores))
+
+
 cdef void _evaluate(Pool* P, Slot* s, const RoundState* leaf, float* value) noexcept nogil:
-    cdef RoundState w
+    cdef RoundState w, start
     cdef float scores[8]
     cdef float lam = P.p.bid_rollout_weight if s.game.phase == PHASE_BID_C else P.p.rollout_weight
     cdef int k
@@ -23,9 +52,13 @@ cdef void _evaluate(Pool* P, Slot* s, const RoundState* leaf, float* value) noex
         P.beliefs.leaf_world(P, s, leaf, &w)
     else:
         w = leaf[0]
+    if P.p.leaf_samples > 0:
+        start = w
     while w.phase != PHASE_DONE_C:
         rs_apply(&w, builtin_action(P.p.rollout, &w, &s.rng))
     terminal_value(&w, scores)
+    if P.p.leaf_samples > 0 and start.phase != PHASE_DONE_C:
+        _keep_sample(P, s, &start, scores)
     for k in range(w.n_players):
         value[k] = (1.0 - lam) * value[k] + lam * scores[k]
 

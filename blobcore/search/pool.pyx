@@ -39,7 +39,7 @@ from blobcore.rules cimport (RoundState, Round, rs_legal, rs_apply, rs_deal_rand
 from blobcore.encode cimport encode_view, encode_world, OBS_SIZE_C, ACTIONS_C, WORLD_SIZE_C
 from blobcore.rng cimport rng_seed
 from blobcore.builtin cimport builtin_action
-from blobcore.search.core cimport (Pool, Slot, Node, Edge, Pending, CacheEntry, RootRule,
+from blobcore.search.core cimport (Pool, Slot, Node, Edge, Pending, CacheEntry, RootRule, LeafSample,
                                    LeafValue, Beliefs, SEATS_C, MAX_EDGES, MAX_DECISIONS,
                                    CACHE_SIZE, S_EMPTY, S_RUNNING, S_FINISHED)
 from blobcore.search.tree cimport (slot_nodes, slot_edges, init_edge, terminal_value,
@@ -216,6 +216,8 @@ cdef class SearchPool:
         self.P.p.c_visit = config.gumbel_c_visit
         self.P.p.c_scale = config.gumbel_c_scale
         self.P.p.rollout_resample = 1 if config.rollout_resample else 0
+        # labelled leaf worlds are play-outs: another leaf value plays none
+        self.P.p.leaf_samples = config.leaf_samples if self.P.p.rollout != 0 else 0
         self.P.p.infer_candidates = config.inference_candidates
         self.P.p.infer_temperature = config.inference_temperature
         self.P.p.pol_k = config.policy_inference
@@ -439,7 +441,24 @@ cdef class SearchPool:
             "complete": g.phase == PHASE_DONE_C,
             "scores": [rs_score(g, p) for p in range(n)] if g.phase == PHASE_DONE_C else None,
             "search": self.config.to_dict(),
+            "leaf_worlds": self._leaf_worlds(s),
         }
+
+    cdef list _leaf_worlds(self, Slot* s):
+        """The round's labelled leaf worlds (``search.leaf_samples``), oldest decision first:
+        per world ``ply`` (the decision it was searched for), ``path`` (its actions after
+        ``ply``), ``dealt`` (each seat's dealt cards, bit masks) and ``scores`` (the play-out's
+        normalised scores by absolute seat)."""
+        cdef LeafSample* x
+        cdef int j, a, n = s.game.n_players
+        out = []
+        for j in range(s.n_leaf_samples):
+            x = &s.leaf_samples[j]
+            out.append({"ply": x.ply, "path": [x.actions[a] for a in range(x.ply, x.n_actions)],
+                        "dealt": [int(x.dealt[a]) for a in range(n)],
+                        "scores": [x.scores[a] for a in range(n)]})
+        out.sort(key=lambda w: w["ply"])
+        return out
 
     # -- the search (nogil) ----------------------------------------------------------
     cdef void _advance(self, Slot* s, int slot) noexcept nogil:

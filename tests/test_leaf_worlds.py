@@ -1,0 +1,209 @@
+"""Self-play's labelled leaf worlds and the world-value model the trainer learns from them.
+
+Real searches, real shards, a real trainer: a round's record keeps a uniform sample of its
+play-outs (the world each was played in and what it scored); the trainer replays them, learns the
+world value beside BlobNet and publishes blobworld N with blobnet N; ``worlds.model = "version"``
+seats each version with its own."""
+import io
+import itertools
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from blobcore.encode import encode_world_of
+from blobcore.rules import Round
+from blobcore.search_config import SearchConfig
+from plumbing.records import to_proto
+from selfplay_client.evaluator import UniformEvaluator
+from selfplay_client.runner import PooledSearch, round_specs
+from trainer.leaf_worlds import LeafWorldWindow, from_records
+from tests.test_training import trainer_setup
+
+K = 8
+
+
+@pytest.fixture(scope="module")
+def records():
+    config = SearchConfig(determinizations=2, simulations=12, leaf_samples=K)
+    search = PooledSearch(UniformEvaluator(), config, itertools.islice(round_specs(5, 4, 5), 24), n_games=12)
+    search.run()
+    return search.finished()
+
+
+def _world(rec: dict, world: dict) -> Round:
+    """The leaf world replayed with the rules engine: its deal, the round's moves to the
+    decision, then the tree's path."""
+    hands = [[c for c in range(52) if mask >> c & 1] for mask in world["dealt"]]
+    rnd = Round.from_deal(hands, rec["trump"], rec["dealer"])
+    for action in rec["actions"][:world["ply"]] + world["path"]:
+        assert action in rnd.legal_actions()
+        rnd.apply(action)
+    return rnd
+
+
+def test_a_round_keeps_a_sample_of_its_play_outs_as_labelled_worlds(records):
+    cards = 5
+    for rec in records:
+        worlds = rec["leaf_worlds"]
+        assert len(worlds) == K                       # hundreds of play-outs a round, K kept
+        assert [w["ply"] for w in worlds] == sorted(w["ply"] for w in worlds)
+        plies = {d["ply"] for d in rec["decisions"]}
+        for world in worlds:
+            assert world["ply"] in plies              # searched for one of the round's decisions
+            rnd = _world(rec, world)
+            assert not rnd.is_terminal
+            mover = rec["actions"] and [d["player"] for d in rec["decisions"] if d["ply"] == world["ply"]][0]
+            # the searcher's own cards are its own in every world it imagines
+            assert world["dealt"][mover] == sum(1 << c for c in rec["hands"][mover])
+            for x in world["scores"]:                 # a normalised round score: 0 or 10 + bid
+                assert x == 0 or any(np.isclose(x, (10 + b) / (10 + cards)) for b in range(cards + 1))
+    # a uniform sample over the round: not only its first decisions
+    assert max(w["ply"] for rec in records for w in rec["leaf_worlds"]) > 12
+
+
+def test_the_trainer_encodes_each_world_for_its_mover_with_the_scores_from_there(records):
+    protos = [to_proto(r, "t") for r in records]
+    assert all(len(p.leaf_worlds) == K for p in protos)
+    worlds, bad = from_records(protos)
+    assert bad == [] and len(worlds) == K * len(records)
+    encoded, target, ok = worlds.encode()
+    assert ok.all()
+    flat = [(rec, w) for rec in records for w in rec["leaf_worlds"]]
+    for i in range(0, len(flat), 7):
+        rec, world = flat[i]
+        rnd = _world(rec, world)
+        assert np.array_equal(encoded[i], encode_world_of(rnd))
+        mover, n = rnd.current_player, rec["n_players"]
+        assert np.allclose(target[i, :n], [world["scores"][(mover + k) % n] for k in range(n)])
+        assert not target[i, n:].any()
+    window = LeafWorldWindow(50)
+    window.add(worlds)
+    assert len(window) == 50 and window.total == len(worlds)
+    x, y = window.sample(64, np.random.default_rng(0))
+    assert x.shape == (64, 620) and y.shape == (64, 8)
+
+
+def test_a_bad_leaf_world_costs_that_world_only_and_says_why(records):
+    protos = [to_proto(r, "t") for r in records[:2]]
+    worlds = protos[0].leaf_worlds
+    worlds[0].dealt[1] = worlds[0].dealt[0]           # two seats hold the same cards
+    worlds[1].scores[0] = float("nan")
+    worlds[2].path = bytes([60])                      # no such card
+    worlds[3].ply = 200                               # past the round's moves
+    good, bad = from_records(protos)
+    assert len(good) == 2 * K - 4
+    text = "; ".join(bad)
+    assert "not one of N disjoint hands" in text and "not normalised scores" in text
+    assert "do not fit the round's" in text and "do not replay legally" in text
+
+
+def test_only_self_play_keeps_labels_and_only_from_play_outs():
+    from plumbing.config import ConfigError, load
+    cfg = load(None, [], env={})
+    assert cfg.selfplay_search().leaf_samples == 64 and cfg.search.build().leaf_samples == 0
+    with pytest.raises(ConfigError, match="selfplay.leaf_worlds"):
+        load(None, ["selfplay.leaf_worlds=65"], env={})
+    with pytest.raises(ValueError, match="leaf_samples"):
+        SearchConfig(leaf_samples=-1)
+    plain = PooledSearch(UniformEvaluator(), SearchConfig(determinizations=1, simulations=4, rollout="none",
+                                                          leaf_samples=K),
+                         itertools.islice(round_specs(1, 4, 3), 2), n_games=2)
+    plain.run()
+    assert all(r["leaf_worlds"] == [] for r in plain.finished())   # no play-outs, no labels
+
+
+@pytest.fixture(scope="module")
+def trained_run(records, tmp_path_factory):
+    from trainer.service import Trainer
+    tmp = tmp_path_factory.mktemp("loop")
+    cfg = trainer_setup(tmp, [to_proto(r, "t", model_version=1) for r in records],
+                        "trainer.world_batch_size=64", "trainer.world_hidden=32")
+    trainer = Trainer(cfg)
+    assert trainer.run(steps=20) == 0
+    return tmp, cfg, trainer
+
+
+def test_the_trainer_learns_the_world_value_beside_blobnet_and_publishes_both(trained_run):
+    tmp, cfg, trainer = trained_run
+    # each world trained on trainer.world_sample_reuse = 4 times on average, then it waits
+    assert len(trainer.world.window) == K * 24 and trainer.world.steps == 4 * K * 24 // 64 == 12
+    assert trainer.world.loss is not None and 0 < trainer.world.loss < 0.5
+    text = trainer.metrics.registry and __import__("prometheus_client").generate_latest(trainer.metrics.registry).decode()
+    assert 'blobzero_trainer_loss{kind="world"}' in text
+    assert f"blobzero_trainer_world_window_worlds {float(K * 24)}" in text
+    assert sorted(p.name for p in (tmp / "repo" / "blobworld").iterdir()) == ["1", "2", "3", "config.pbtxt"]
+    manifest = json.loads((tmp / "ckpt" / "versions" / "v000003.json").read_text())
+    assert manifest["world_steps"] == 12 and manifest["worlds_seen"] == K * 24 and manifest["world_loss"] > 0
+    from selfplay_client.world_values import OrtWorldValues
+    worlds, _ = from_records([to_proto(r, "t") for r in trainer_records(tmp)])
+    x, _, _ = worlds.encode(np.arange(5))
+    served = OrtWorldValues(tmp / "repo" / "blobworld" / "3" / "model.onnx").world_values(x)
+    with torch.no_grad():
+        assert np.allclose(served, trainer.world.net.cpu()(torch.from_numpy(x)).numpy(), atol=1e-5)
+
+
+def trainer_records(tmp):
+    from plumbing.shards import decode_shard
+    out = []
+    for path in sorted((tmp / "games").rglob("*.shard")):
+        for rec in decode_shard(path.read_bytes()):
+            out.append({"n_players": rec.n_players, "cards": rec.cards, "dealer": rec.dealer,
+                        "trump": None if rec.trump == 4 else rec.trump, "hands": [list(h.cards) for h in rec.hands],
+                        "actions": list(rec.actions), "decisions": [], "scores": list(rec.scores),
+                        "search": {}, "seed": rec.seed,
+                        "leaf_worlds": [{"ply": w.ply, "path": list(w.path), "dealt": list(w.dealt),
+                                         "scores": list(w.scores)} for w in rec.leaf_worlds]})
+    return out
+
+
+def test_a_resumed_trainer_goes_on_with_its_world_model_and_refuses_another_size(trained_run):
+    from trainer.service import Trainer
+    tmp, cfg, trainer = trained_run
+    resumed = Trainer(cfg)
+    assert resumed.run(steps=30) == 0
+    # the shards read again after the restart are no new worlds: no more world steps
+    assert resumed.world.steps == 12 and resumed.world.worlds_seen == K * 24
+    # refilled from the shards BlobNet's window is refilled from (the newest that fill it)
+    assert 0 < len(resumed.world.window) <= K * 24 and len(resumed.world.window) % K == 0
+    state = torch.load(io.BytesIO((tmp / "ckpt" / "trainer.pt").read_bytes()), weights_only=False)
+    assert state["world"]["steps"] == 12 and state["world"]["samples_trained"] == 12 * 64
+    from plumbing.config import load
+    wider = load(None, [f"{k}={v}" for k, v in (("storage.games_dir", tmp / "games"),
+                                                 ("storage.model_repository", tmp / "repo"),
+                                                 ("storage.checkpoint_dir", tmp / "ckpt"))]
+                 + ["network.preset=tiny", "metrics.trainer_port=0", "trainer.world_hidden=64"], env={})
+    with pytest.raises(SystemExit, match="trainer.world_depth x trainer.world_hidden"):
+        Trainer(wider).run(steps=31)
+
+
+def test_worlds_model_version_seats_each_version_with_its_own_world_model(trained_run):
+    tmp, cfg, _ = trained_run
+    sets = ["--set", f"storage.model_repository={tmp / 'repo'}", "--set", f"storage.checkpoint_dir={tmp / 'ckpt'}",
+            "--set", "search.rollout=world", "--set", "worlds.model=version"]
+    for seat in ("v2", "uniform"):                    # uniform: version 1's untrained world model
+        done = subprocess.run([sys.executable, "-m", "blobzero.cli", "arena", "--a", seat, "--b", "expert",
+                               "--rounds", "2", "--search", "easy", "--json", *sets],
+                              capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["deals"] == 2
+    path = tmp / "repo" / "blobnet" / "2" / "model.onnx"
+    refused = subprocess.run([sys.executable, "-m", "blobzero.cli", "arena", "--a", str(path), "--b", "expert",
+                              "--rounds", "1", "--search", "easy", *sets], capture_output=True, text=True, timeout=600)
+    assert refused.returncode == 2 and "is no version: name it v<N>" in refused.stderr
+    missing = subprocess.run([sys.executable, "-m", "blobzero.cli", "arena", "--a", "v9", "--b", "expert",
+                              "--rounds", "1", *sets], capture_output=True, text=True, timeout=600)
+    assert missing.returncode == 2 and "model version 9" in missing.stderr
+
+
+def test_the_world_value_learning_curve_is_drawn_from_the_versions_manifests(trained_run, tmp_path):
+    from blobzero.strength import manifests, plot_world
+    tmp, _, _ = trained_run
+    found = manifests(tmp / "ckpt" / "versions")
+    assert all("world_loss" in m and "world_new_loss" in m for m in found.values())
+    out = plot_world(found, tmp_path / "world_curve.png")
+    assert out is not None and (tmp_path / "world_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert plot_world({1: {"version": 1, "rounds_seen": 0}}, tmp_path / "none.png") is None

@@ -1,0 +1,165 @@
+"""Labelled leaf worlds from self-play: what the world-value model learns from inside the loop.
+
+Self-play's search values its leaves by play-outs: in a world drawn for the searcher's view
+(one complete deal), every seat plays ``expert`` to the end of the round. With
+``selfplay.leaf_worlds`` = K each round's record keeps a uniform sample of K of those play-outs
+(``RoundRecord.leaf_worlds``: the decision's ply, the tree's path from it, the world's deal, the
+play-out's normalised scores). Each is a labelled whole deal in exactly the distribution the
+search asks the world value about (its own leaves, off-policy moves included), and its label is
+one play-out, whose expectation is what the model learns (trainer/world_model.py): the model
+that replaces the play-outs is taught by them (docs/search.md, "World values").
+
+Stored compactly here (the deal as 8 bit masks, the actions to the leaf, the table and game
+context, the scores: ≈200 bytes a world) and encoded per batch in C
+(``blobcore.replay.encode_worlds``: replay to the leaf, ``encode_world`` for its mover).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import numpy as np
+
+from blobcore import replay
+from blobcore.encode import WORLD_SIZE
+from plumbing import records_pb2
+
+SEATS = 8
+MAX_ACTIONS = replay.MAX_ROUND_ACTIONS
+CTX = replay.CONTEXT_COLUMNS
+
+
+@dataclass
+class LeafWorlds:
+    """W labelled worlds. hands (W, 8) uint64 dealt cards by seat; meta (W, 4) int8 n_players,
+    cards, dealer, trump; ctx (W, 11) int32 game context (blobcore/replay.pyx); actions (W, 60)
+    uint8 from the deal to the leaf, n_actions (W,) uint8; scores (W, 8) float32 the play-out's
+    normalised scores by absolute seat."""
+    hands: np.ndarray
+    meta: np.ndarray
+    ctx: np.ndarray
+    actions: np.ndarray
+    n_actions: np.ndarray
+    scores: np.ndarray
+
+    @classmethod
+    def empty(cls, n: int = 0) -> "LeafWorlds":
+        return cls(np.zeros((n, SEATS), np.uint64), np.zeros((n, 4), np.int8),
+                   np.zeros((n, CTX), np.int32), np.zeros((n, MAX_ACTIONS), np.uint8),
+                   np.zeros(n, np.uint8), np.zeros((n, SEATS), np.float32))
+
+    def __len__(self) -> int:
+        return len(self.hands)
+
+    def take(self, index: np.ndarray) -> "LeafWorlds":
+        return LeafWorlds(*(getattr(self, f.name)[index] for f in fields(self)))
+
+    def encode(self, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(worlds (B, 620) float32, targets (B, 8) float32 by seat from the leaf's mover,
+        ok (B,) bool) of ``rows`` (default: all), replayed and encoded in C."""
+        rows = np.arange(len(self), dtype=np.int32) if rows is None else np.ascontiguousarray(rows, np.int32)
+        worlds = np.empty((len(rows), WORLD_SIZE), np.float32)
+        target = np.empty((len(rows), SEATS), np.float32)
+        ok = np.empty(len(rows), np.uint8)
+        replay.encode_worlds(self.hands, self.meta, self.ctx, self.actions, self.n_actions,
+                             self.scores, rows, worlds, target, ok)
+        return worlds, target, ok.astype(bool)
+
+
+def _bad(n: int, cards: int, dealt, scores, ply: int, n_round_actions: int, path: bytes) -> str | None:
+    """Why a leaf world cannot be a label (None when it can); the replay checks the moves."""
+    if len(dealt) != n or len(scores) != n:
+        return f"{len(dealt)} hands and {len(scores)} scores for {n} players"
+    union = 0
+    for mask in dealt:
+        if mask >= 1 << 52 or mask.bit_count() != cards or union & mask:
+            return "its deal is not one of N disjoint hands of the round's size"
+        union |= mask
+    if not all(np.isfinite(scores)) or not all(0.0 <= x <= 1.0 for x in scores):
+        return "its scores are not normalised scores in [0, 1]"
+    if ply > n_round_actions or ply + len(path) > MAX_ACTIONS:
+        return f"ply {ply} and a path of {len(path)} do not fit the round's {n_round_actions} actions"
+    return None
+
+
+def from_records(records: list[records_pb2.RoundRecord]) -> tuple[LeafWorlds, list[str]]:
+    """The usable leaf worlds of ``records`` (checked: a deal of disjoint hands of the round's
+    size, scores in [0, 1], legal moves to a leaf where the round is not over) and one reason
+    per unusable one (``"record <i>: <why>"``); a bad world costs that world only."""
+    total = sum(len(r.leaf_worlds) for r in records)
+    out = LeafWorlds.empty(total)
+    reasons: list[str] = []
+    k = 0
+    for i, rec in enumerate(records):
+        if not rec.leaf_worlds:
+            continue
+        n, cards = rec.n_players, rec.cards
+        if not 3 <= n <= SEATS or rec.dealer >= n or rec.trump > 4:
+            reasons.append(f"record {i}: a table of {n} players, dealer {rec.dealer}, trump {rec.trump}")
+            continue
+        context = None
+        if rec.HasField("game") and len(rec.game.scores_before) == n:
+            g = rec.game
+            context = [g.round_index, g.n_rounds, g.next_cards, *g.scores_before]
+        for world in rec.leaf_worlds:
+            why = _bad(n, cards, list(world.dealt), list(world.scores), world.ply,
+                       len(rec.actions), world.path)
+            if why is not None:
+                reasons.append(f"record {i}: leaf world at ply {world.ply}: {why}")
+                continue
+            acts = [a if a < 255 else 255 for a in rec.actions[:world.ply]] + list(world.path)
+            out.hands[k, :n] = list(world.dealt)
+            out.meta[k] = (n, cards, rec.dealer, rec.trump)
+            if context is not None:
+                out.ctx[k, :len(context)] = np.clip(context, -2**31, 2**31 - 1)
+            out.actions[k, :len(acts)] = acts
+            out.n_actions[k] = len(acts)
+            out.scores[k, :n] = list(world.scores)
+            k += 1
+    out = out.take(np.arange(k))
+    if k:           # the moves: replayed in C; a world whose moves are illegal is dropped
+        _, _, ok = out.encode()
+        if not ok.all():
+            reasons.append(f"{int((~ok).sum())} leaf worlds whose moves do not replay legally "
+                           f"to a leaf before the end of the round")
+            out = out.take(np.flatnonzero(ok))
+    return out, reasons
+
+
+class LeafWorldWindow:
+    """A ring of the newest ``capacity`` labelled worlds; batches are drawn uniformly (with
+    replacement) and encoded in C."""
+
+    def __init__(self, capacity: int):
+        if capacity < 1:
+            raise ValueError(f"capacity must be >= 1, got {capacity}")
+        self.capacity = int(capacity)
+        self.store = LeafWorlds.empty(self.capacity)
+        self.total = 0                  # worlds ever added
+
+    def __len__(self) -> int:
+        return min(self.total, self.capacity)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(getattr(self.store, f.name).nbytes for f in fields(self.store))
+
+    def add(self, worlds: LeafWorlds) -> None:
+        added = len(worlds)
+        if added == 0:
+            return
+        keep = min(added, self.capacity)             # of more than fit, the newest
+        if keep < added:
+            worlds = worlds.take(np.arange(added - keep, added))
+        slots = (self.total + added - keep + np.arange(keep)) % self.capacity
+        for f in fields(self.store):
+            getattr(self.store, f.name)[slots] = getattr(worlds, f.name)
+        self.total += added
+
+    def sample(self, batch: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """(worlds (batch, 620), targets (batch, 8)) drawn uniformly from what is held."""
+        size = len(self)
+        if size == 0:
+            raise ValueError("the leaf-world window is empty")
+        rows = rng.integers(0, size, size=batch)
+        worlds, target, ok = self.store.encode(rows)
+        return worlds[ok], target[ok]
