@@ -205,37 +205,39 @@ def encode_rows(const uint64_t[:, ::1] hands, const int8_t[:, ::1] meta,
 
 def encode_worlds(const uint64_t[:, ::1] hands, const int8_t[:, ::1] meta,
                   const int32_t[:, ::1] ctx, const uint8_t[:, ::1] actions,
-                  const uint8_t[::1] n_actions, const float[:, ::1] scores,
-                  const int32_t[::1] rows, float[:, ::1] worlds, float[:, ::1] target,
+                  const float[:, ::1] scores, const int32_t[::1] rows,
+                  const uint8_t[::1] upto, float[:, ::1] worlds, float[:, ::1] target,
                   uint8_t[::1] ok):
     """Labelled leaf worlds (trainer/leaf_worlds.py) -> world-value training rows, in C.
 
     Sample i: dealt hands (8,) as bit masks, meta (n_players, cards, dealer, trump), game
-    context (11,), actions[:n_actions] from the deal to the leaf, the play-out's normalised
-    scores (8,) by absolute seat. Row b is sample rows[b]: its deal replayed to the leaf and
-    encoded whole for the mover there (``encode_world``, (B, 620)), the scores rotated so the
-    mover is seat 0 (target (B, 8), zeros past N). ok[b] = 0 (and the row's outputs zero) when
-    an action is illegal or the round is over at the leaf: such a sample labels nothing."""
+    context (11,), the world's actions from the deal (to the leaf, then the play-out's), the
+    play-out's normalised scores (8,) by absolute seat. Row b is sample rows[b] after its first
+    upto[b] actions: the deal replayed that far and encoded whole for the mover there
+    (``encode_world``, (B, 620)), the scores rotated so the mover is seat 0 (target (B, 8),
+    zeros past N). ok[b] = 0 (and the row's outputs zero) when an action is illegal or the
+    round is over there: such a row labels nothing."""
     cdef Py_ssize_t n_rows = rows.shape[0], b
     cdef int r, n, a, i, mover
     cdef bint good
     cdef RoundState s
-    if not (worlds.shape[0] >= n_rows and target.shape[0] >= n_rows and ok.shape[0] >= n_rows):
-        raise ValueError("every output needs at least as many rows as rows")
+    if not (worlds.shape[0] >= n_rows and target.shape[0] >= n_rows and ok.shape[0] >= n_rows
+            and upto.shape[0] == n_rows):
+        raise ValueError("upto and every output need as many rows as rows")
     if worlds.shape[1] != WORLD_SIZE_C or target.shape[1] != MAX_PLAYERS_C:
         raise ValueError(f"outputs must be (B, {WORLD_SIZE_C}) and (B, {MAX_PLAYERS_C})")
     if not (meta.shape[0] == hands.shape[0] == ctx.shape[0] == actions.shape[0]
-            == n_actions.shape[0] == scores.shape[0]):
+            == scores.shape[0]):
         raise ValueError("the sample arrays must have one row per sample")
     with nogil:
         for b in range(n_rows):
             r = rows[b]
             n = meta[r, 0]
-            good = 3 <= n <= MAX_PLAYERS_C and n_actions[r] <= MAX_ROUND_ACTIONS_C
+            good = 3 <= n <= MAX_PLAYERS_C and upto[b] <= MAX_ROUND_ACTIONS_C
             if good:
                 rs_init(&s, n, meta[r, 1], meta[r, 2], meta[r, 3], &hands[r, 0])
                 _set_context(&s, &ctx[r, 0])
-                for a in range(n_actions[r]):
+                for a in range(upto[b]):
                     if s.phase == PHASE_DONE_C or rs_check(&s, actions[r, a]) != OK:
                         good = False
                         break

@@ -41,7 +41,7 @@ def to_proto(record: dict, client_id: str, model_version: int | None = None,
         setattr(msg.search, key, value)
     for world in record.get("leaf_worlds") or ():
         msg.leaf_worlds.add(ply=world["ply"], path=bytes(world["path"]), dealt=world["dealt"],
-                            scores=world["scores"])
+                            scores=world["scores"], leaf=world["leaf"])
     game = record.get("game")
     if game is not None:
         msg.game.round_index = game["round_index"]

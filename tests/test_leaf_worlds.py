@@ -34,12 +34,13 @@ def records():
     return search.finished()
 
 
-def _world(rec: dict, world: dict) -> Round:
+def _world(rec: dict, world: dict, after: int | None = None) -> Round:
     """The leaf world replayed with the rules engine: its deal, the round's moves to the
-    decision, then the tree's path."""
+    decision, then the tree's path to the leaf (and ``after`` moves of the play-out)."""
     hands = [[c for c in range(52) if mask >> c & 1] for mask in world["dealt"]]
     rnd = Round.from_deal(hands, rec["trump"], rec["dealer"])
-    for action in rec["actions"][:world["ply"]] + world["path"]:
+    moves = world["path"][:world["leaf"] + (after or 0)]
+    for action in rec["actions"][:world["ply"]] + moves:
         assert action in rnd.legal_actions()
         rnd.apply(action)
     return rnd
@@ -56,6 +57,10 @@ def test_a_round_keeps_a_sample_of_its_play_outs_as_labelled_worlds(records):
             assert world["ply"] in plies              # searched for one of the round's decisions
             rnd = _world(rec, world)
             assert not rnd.is_terminal
+            # the play-out's moves end the round with the scores recorded
+            done = _world(rec, world, after=len(world["path"]) - world["leaf"])
+            assert done.is_terminal
+            assert np.allclose(world["scores"], [x / (10 + cards) for x in done.scores()])
             mover = rec["actions"] and [d["player"] for d in rec["decisions"] if d["ply"] == world["ply"]][0]
             # the searcher's own cards are its own in every world it imagines
             assert world["dealt"][mover] == sum(1 << c for c in rec["hands"][mover])
@@ -80,6 +85,19 @@ def test_the_trainer_encodes_each_world_for_its_mover_with_the_scores_from_there
         mover, n = rnd.current_player, rec["n_players"]
         assert np.allclose(target[i, :n], [world["scores"][(mover + k) % n] for k in range(n)])
         assert not target[i, n:].any()
+    # a position later in the play-out: the same deal further on, the same scores from its mover
+    rows = np.arange(0, len(flat), 5, dtype=np.int32)
+    upto = worlds.cut_points(rows, np.random.default_rng(1))
+    assert (upto >= worlds.leaf_n[rows]).all() and (upto < worlds.n_actions[rows]).all()
+    assert (upto > worlds.leaf_n[rows]).any() and (upto == worlds.leaf_n[rows]).any()
+    later, later_target, ok = worlds.encode(rows, upto)
+    assert ok.all()
+    for j in range(0, len(rows), 5):
+        rec, world = flat[rows[j]]
+        rnd = _world(rec, world, after=int(upto[j] - worlds.leaf_n[rows[j]]))
+        assert np.array_equal(later[j], encode_world_of(rnd))
+        n = rec["n_players"]
+        assert np.allclose(later_target[j, :n], [world["scores"][(rnd.current_player + k) % n] for k in range(n)])
     window = LeafWorldWindow(50)
     window.add(worlds)
     assert len(window) == 50 and window.total == len(worlds)
@@ -92,10 +110,11 @@ def test_a_bad_leaf_world_costs_that_world_only_and_says_why(records):
     worlds = protos[0].leaf_worlds
     worlds[0].dealt[1] = worlds[0].dealt[0]           # two seats hold the same cards
     worlds[1].scores[0] = float("nan")
-    worlds[2].path = bytes([60])                      # no such card
+    worlds[2].path = bytes([60]) + worlds[2].path[1:]    # no such card
     worlds[3].ply = 200                               # past the round's moves
+    worlds[4].leaf = len(worlds[4].path) + 1          # a leaf past its own path
     good, bad = from_records(protos)
-    assert len(good) == 2 * K - 4
+    assert len(good) == 2 * K - 5
     text = "; ".join(bad)
     assert "not one of N disjoint hands" in text and "not normalised scores" in text
     assert "do not fit the round's" in text and "do not replay legally" in text
@@ -155,7 +174,7 @@ def trainer_records(tmp):
                         "trump": None if rec.trump == 4 else rec.trump, "hands": [list(h.cards) for h in rec.hands],
                         "actions": list(rec.actions), "decisions": [], "scores": list(rec.scores),
                         "search": {}, "seed": rec.seed,
-                        "leaf_worlds": [{"ply": w.ply, "path": list(w.path), "dealt": list(w.dealt),
+                        "leaf_worlds": [{"ply": w.ply, "path": list(w.path), "leaf": w.leaf, "dealt": list(w.dealt),
                                          "scores": list(w.scores)} for w in rec.leaf_worlds]})
     return out
 

@@ -3,11 +3,14 @@
 Self-play's search values its leaves by play-outs: in a world drawn for the searcher's view
 (one complete deal), every seat plays ``expert`` to the end of the round. With
 ``selfplay.leaf_worlds`` = K each round's record keeps a uniform sample of K of those play-outs
-(``RoundRecord.leaf_worlds``: the decision's ply, the tree's path from it, the world's deal, the
-play-out's normalised scores). Each is a labelled whole deal in exactly the distribution the
-search asks the world value about (its own leaves, off-policy moves included), and its label is
-one play-out, whose expectation is what the model learns (trainer/world_model.py): the model
-that replaces the play-outs is taught by them (docs/search.md, "World values").
+(``RoundRecord.leaf_worlds``: the decision's ply, the tree's path from it, the play-out's moves,
+the world's deal, the play-out's normalised scores). The leaf itself is a labelled whole deal in
+exactly the distribution the search asks the world value about (its own leaves, off-policy moves
+included), and so is every later position of the play-out (what ``expert`` makes of the deal
+from there): one play-out labels ~10 positions, as in ``explored_worlds``. Each label is one
+play-out, whose expectation is what the model learns (trainer/world_model.py): the model that
+replaces the play-outs is taught by them (docs/search.md, "World values"). A batch row is the
+leaf with chance ``AT_LEAF``, else a position drawn uniformly from the play-out after it.
 
 Stored compactly here (the deal as 8 bit masks, the actions to the leaf, the table and game
 context, the scores: ≈200 bytes a world) and encoded per batch in C
@@ -25,6 +28,7 @@ from plumbing import records_pb2
 
 SEATS = 8
 MAX_ACTIONS = replay.MAX_ROUND_ACTIONS
+AT_LEAF = 0.5       # share of batch rows at the leaf itself (the rest: later play-out positions)
 CTX = replay.CONTEXT_COLUMNS
 
 
@@ -32,20 +36,22 @@ CTX = replay.CONTEXT_COLUMNS
 class LeafWorlds:
     """W labelled worlds. hands (W, 8) uint64 dealt cards by seat; meta (W, 4) int8 n_players,
     cards, dealer, trump; ctx (W, 11) int32 game context (blobcore/replay.pyx); actions (W, 60)
-    uint8 from the deal to the leaf, n_actions (W,) uint8; scores (W, 8) float32 the play-out's
-    normalised scores by absolute seat."""
+    uint8 from the deal to the leaf and on to the end of the play-out, n_actions (W,) uint8 of
+    them, leaf_n (W,) uint8 of them up to the leaf (= n_actions for a world stored without its
+    play-out); scores (W, 8) float32 the play-out's normalised scores by absolute seat."""
     hands: np.ndarray
     meta: np.ndarray
     ctx: np.ndarray
     actions: np.ndarray
     n_actions: np.ndarray
+    leaf_n: np.ndarray
     scores: np.ndarray
 
     @classmethod
     def empty(cls, n: int = 0) -> "LeafWorlds":
         return cls(np.zeros((n, SEATS), np.uint64), np.zeros((n, 4), np.int8),
                    np.zeros((n, CTX), np.int32), np.zeros((n, MAX_ACTIONS), np.uint8),
-                   np.zeros(n, np.uint8), np.zeros((n, SEATS), np.float32))
+                   np.zeros(n, np.uint8), np.zeros(n, np.uint8), np.zeros((n, SEATS), np.float32))
 
     def __len__(self) -> int:
         return len(self.hands)
@@ -53,19 +59,32 @@ class LeafWorlds:
     def take(self, index: np.ndarray) -> "LeafWorlds":
         return LeafWorlds(*(getattr(self, f.name)[index] for f in fields(self)))
 
-    def encode(self, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(worlds (B, 620) float32, targets (B, 8) float32 by seat from the leaf's mover,
-        ok (B,) bool) of ``rows`` (default: all), replayed and encoded in C."""
+    def encode(self, rows: np.ndarray | None = None, upto: np.ndarray | None = None
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(worlds (B, 620) float32, targets (B, 8) float32 by seat from the mover there,
+        ok (B,) bool) of ``rows`` (default: all) after ``upto`` of their actions (default: at
+        the leaf), replayed and encoded in C."""
         rows = np.arange(len(self), dtype=np.int32) if rows is None else np.ascontiguousarray(rows, np.int32)
+        upto = self.leaf_n[rows] if upto is None else upto
         worlds = np.empty((len(rows), WORLD_SIZE), np.float32)
         target = np.empty((len(rows), SEATS), np.float32)
         ok = np.empty(len(rows), np.uint8)
-        replay.encode_worlds(self.hands, self.meta, self.ctx, self.actions, self.n_actions,
-                             self.scores, rows, worlds, target, ok)
+        replay.encode_worlds(self.hands, self.meta, self.ctx, self.actions, self.scores, rows,
+                             np.ascontiguousarray(upto, np.uint8), worlds, target, ok)
         return worlds, target, ok.astype(bool)
 
+    def cut_points(self, rows: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Per row, how many actions to replay: the leaf with chance ``AT_LEAF``, else a
+        position drawn uniformly from the play-out after it (before its last move)."""
+        leaf = self.leaf_n[rows].astype(np.int64)
+        later = self.n_actions[rows].astype(np.int64) - 1 - leaf      # play-out positions after the leaf
+        pick = leaf + 1 + np.floor(rng.random(len(rows)) * np.maximum(later, 0)).astype(np.int64)
+        at_leaf = (rng.random(len(rows)) < AT_LEAF) | (later <= 0)
+        return np.where(at_leaf, leaf, pick).astype(np.uint8)
 
-def _bad(n: int, cards: int, dealt, scores, ply: int, n_round_actions: int, path: bytes) -> str | None:
+
+def _bad(n: int, cards: int, dealt, scores, ply: int, n_round_actions: int, path: bytes,
+         leaf: int) -> str | None:
     """Why a leaf world cannot be a label (None when it can); the replay checks the moves."""
     if len(dealt) != n or len(scores) != n:
         return f"{len(dealt)} hands and {len(scores)} scores for {n} players"
@@ -76,8 +95,9 @@ def _bad(n: int, cards: int, dealt, scores, ply: int, n_round_actions: int, path
         union |= mask
     if not all(np.isfinite(scores)) or not all(0.0 <= x <= 1.0 for x in scores):
         return "its scores are not normalised scores in [0, 1]"
-    if ply > n_round_actions or ply + len(path) > MAX_ACTIONS:
-        return f"ply {ply} and a path of {len(path)} do not fit the round's {n_round_actions} actions"
+    if ply > n_round_actions or ply + len(path) > MAX_ACTIONS or leaf > len(path):
+        return (f"ply {ply} and a path of {len(path)} (the leaf {leaf} in) do not fit the "
+                f"round's {n_round_actions} actions")
     return None
 
 
@@ -101,8 +121,9 @@ def from_records(records: list[records_pb2.RoundRecord]) -> tuple[LeafWorlds, li
             g = rec.game
             context = [g.round_index, g.n_rounds, g.next_cards, *g.scores_before]
         for world in rec.leaf_worlds:
+            leaf = world.leaf if world.HasField("leaf") else len(world.path)
             why = _bad(n, cards, list(world.dealt), list(world.scores), world.ply,
-                       len(rec.actions), world.path)
+                       len(rec.actions), world.path, leaf)
             if why is not None:
                 reasons.append(f"record {i}: leaf world at ply {world.ply}: {why}")
                 continue
@@ -113,11 +134,13 @@ def from_records(records: list[records_pb2.RoundRecord]) -> tuple[LeafWorlds, li
                 out.ctx[k, :len(context)] = np.clip(context, -2**31, 2**31 - 1)
             out.actions[k, :len(acts)] = acts
             out.n_actions[k] = len(acts)
+            out.leaf_n[k] = world.ply + leaf
             out.scores[k, :n] = list(world.scores)
             k += 1
     out = out.take(np.arange(k))
     if k:           # the moves: replayed in C; a world whose moves are illegal is dropped
-        _, _, ok = out.encode()
+        last = np.where(out.n_actions > out.leaf_n, out.n_actions - 1, out.leaf_n)
+        _, _, ok = out.encode(upto=last)          # through the play-out (the leaf on the way)
         if not ok.all():
             reasons.append(f"{int((~ok).sum())} leaf worlds whose moves do not replay legally "
                            f"to a leaf before the end of the round")
@@ -161,5 +184,5 @@ class LeafWorldWindow:
         if size == 0:
             raise ValueError("the leaf-world window is empty")
         rows = rng.integers(0, size, size=batch)
-        worlds, target, ok = self.store.encode(rows)
+        worlds, target, ok = self.store.encode(rows, self.store.cut_points(rows, rng))
         return worlds[ok], target[ok]

@@ -60,12 +60,14 @@ cdef struct CacheEntry:
 
 cdef struct LeafSample:
     # One world a play-out valued at a leaf, and what it scored: a labelled whole deal for the
-    # world-value model (trainer/leaf_worlds.py). The world's history is the round's actions up
-    # to ``ply`` (the decision searched) then ``actions[ply:n_actions]`` (the tree's path).
+    # world-value model (trainer/leaf_worlds.py). ``actions[:n_actions]`` is the whole round in
+    # that world: the round's actions up to ``ply`` (the decision searched), the tree's path to
+    # the leaf (up to ``leaf_n``), then the play-out's moves to the end.
     uint64_t dealt[8]         # the world's deal: each seat's cards as dealt
     int8_t actions[60]
     int8_t n_actions
     int8_t ply
+    int8_t leaf_n
     float scores[8]           # the play-out's normalised scores by absolute seat
 
 

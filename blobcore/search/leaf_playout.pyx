@@ -7,8 +7,8 @@ scores (AlphaGo's mixing; lambda = ``bid_rollout_weight`` while the decision sea
 bid, else ``rollout_weight``).
 
 With ``leaf_samples`` = K > 0 (self-play's ``selfplay.leaf_worlds``) the slot also keeps a
-uniform sample (a reservoir) of K of the round's play-outs: the world each was played in and
-what it scored. They go into the round's record, and the trainer learns the world value from
+uniform sample (a reservoir) of K of the round's play-outs: the world each was played in, its
+moves to the end and what it scored. They go into the round's record, and the trainer learns the world value from
 them (trainer/leaf_worlds.py): the play-outs of self-play teach the model that replaces them."""
 from blobcore.rules cimport RoundState, rs_apply, PHASE_BID_C, PHASE_DONE_C
 from blobcore.builtin cimport builtin_action
@@ -19,9 +19,12 @@ from blobcore.search.tree cimport terminal_value
 from blobcore.search.part cimport part_capsule
 
 
-cdef void _keep_sample(Pool* P, Slot* s, const RoundState* world, const float* scores) noexcept nogil:
-    """Reservoir-sample (``world`` as it stood at the leaf, its play-out's ``scores``) into the
-    slot: after n play-outs each is kept with chance K / n."""
+cdef void _keep_sample(Pool* P, Slot* s, const RoundState* done, int leaf_n,
+                       const float* scores) noexcept nogil:
+    """Reservoir-sample a play-out (``done``: its world at the end of the round, the leaf
+    ``leaf_n`` actions in; its ``scores``) into the slot: after n play-outs each is kept with
+    chance K / n. Every position from the leaf to the end is a labelled world (the trainer
+    draws which)."""
     cdef int k = P.p.leaf_samples
     cdef int j
     cdef LeafSample* out
@@ -34,16 +37,18 @@ cdef void _keep_sample(Pool* P, Slot* s, const RoundState* world, const float* s
         if j >= k:
             return
     out = &s.leaf_samples[j]
-    memcpy(out.dealt, world.dealt, sizeof(out.dealt))
-    memcpy(out.actions, world.actions, sizeof(out.actions))
-    out.n_actions = world.n_actions
+    memcpy(out.dealt, done.dealt, sizeof(out.dealt))
+    memcpy(out.actions, done.actions, sizeof(out.actions))
+    out.n_actions = done.n_actions
+    out.leaf_n = leaf_n
     out.ply = s.game.n_actions
     memcpy(out.scores, scores, sizeof(out.scores))
 
 
 cdef void _evaluate(Pool* P, Slot* s, const RoundState* leaf, float* value) noexcept nogil:
-    cdef RoundState w, start
+    cdef RoundState w
     cdef float scores[8]
+    cdef int leaf_n
     cdef float lam = P.p.bid_rollout_weight if s.game.phase == PHASE_BID_C else P.p.rollout_weight
     cdef int k
     if lam <= 0:
@@ -52,13 +57,12 @@ cdef void _evaluate(Pool* P, Slot* s, const RoundState* leaf, float* value) noex
         P.beliefs.leaf_world(P, s, leaf, &w)
     else:
         w = leaf[0]
-    if P.p.leaf_samples > 0:
-        start = w
+    leaf_n = w.n_actions
     while w.phase != PHASE_DONE_C:
         rs_apply(&w, builtin_action(P.p.rollout, &w, &s.rng))
     terminal_value(&w, scores)
-    if P.p.leaf_samples > 0 and start.phase != PHASE_DONE_C:
-        _keep_sample(P, s, &start, scores)
+    if P.p.leaf_samples > 0 and leaf_n < w.n_actions:      # a play-out, not a finished round
+        _keep_sample(P, s, &w, leaf_n, scores)
     for k in range(w.n_players):
         value[k] = (1.0 - lam) * value[k] + lam * scores[k]
 

@@ -447,14 +447,16 @@ cdef class SearchPool:
     cdef list _leaf_worlds(self, Slot* s):
         """The round's labelled leaf worlds (``search.leaf_samples``), oldest decision first:
         per world ``ply`` (the decision it was searched for), ``path`` (its actions after
-        ``ply``), ``dealt`` (each seat's dealt cards, bit masks) and ``scores`` (the play-out's
-        normalised scores by absolute seat)."""
+        ``ply`` to the end of the round: the tree's path, then the play-out), ``leaf`` (how many
+        of them lead to the leaf), ``dealt`` (each seat's dealt cards, bit masks) and
+        ``scores`` (the play-out's normalised scores by absolute seat)."""
         cdef LeafSample* x
         cdef int j, a, n = s.game.n_players
         out = []
         for j in range(s.n_leaf_samples):
             x = &s.leaf_samples[j]
             out.append({"ply": x.ply, "path": [x.actions[a] for a in range(x.ply, x.n_actions)],
+                        "leaf": x.leaf_n - x.ply,
                         "dealt": [int(x.dealt[a]) for a in range(n)],
                         "scores": [x.scores[a] for a in range(n)]})
         out.sort(key=lambda w: w["ply"])
