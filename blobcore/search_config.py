@@ -84,9 +84,12 @@ class SearchConfig:
         weighs the network's prior more against the root's noisy play-out means; self-play's
         moves and policy targets keep ``gumbel_c_visit``.
     leaf_samples: K, play-outs kept per round as labelled worlds (0..64; 0 = none): a uniform
-        sample of the round's play-out leaves, each the world it was played in and what it
-        scored, in the round's record (``leaf_worlds``) for the world-value model. Self-play
-        sets it (``selfplay.leaf_worlds``); it is not a [search] key. Only play-outs are kept.
+        sample of the round's leaves, each the world it was played out in, the play-out's moves
+        and what it scored, in the round's record (``leaf_worlds``) for the world-value model
+        (blobcore/search/labels.pxd). With play-outs at the leaves they are the play-outs' own;
+        with world values (which play none) the kept worlds are played out by ``expert`` for
+        the purpose; with the network's values alone nothing is kept. Self-play sets it
+        (``selfplay.leaf_worlds``); it is not a [search] key.
     """
 
     determinizations: int = 3

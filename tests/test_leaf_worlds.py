@@ -226,3 +226,35 @@ def test_the_world_value_learning_curve_is_drawn_from_the_versions_manifests(tra
     out = plot_world(found, tmp_path / "world_curve.png")
     assert out is not None and (tmp_path / "world_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert plot_world({1: {"version": 1, "rounds_seen": 0}}, tmp_path / "none.png") is None
+
+
+def test_without_labelled_worlds_no_world_model_is_trained_or_published(records, tmp_path):
+    from trainer.service import Trainer
+    for setting in ("selfplay.leaf_worlds=0", "selfplay.rollout=none"):
+        where = tmp_path / setting.split("=")[0].replace(".", "_")
+        cfg = trainer_setup(where, [to_proto(r, "t", model_version=1) for r in records[:12]], setting)
+        trainer = Trainer(cfg)
+        assert trainer.world is None
+        assert trainer.run(steps=10) == 0
+        assert not (where / "repo" / "blobworld").exists()
+        assert not list((where / "ckpt" / "versions").glob("*.world.onnx"))
+
+
+def test_a_search_on_world_values_still_labels_worlds_with_expert_play_outs(trained_run):
+    """Self-play that values its leaves by world values plays no play-outs; the worlds its
+    reservoir keeps are played out by expert for the purpose, so the model keeps learning."""
+    from selfplay_client.world_values import WorldEvaluator
+    tmp, _, _ = trained_run
+    evaluator = WorldEvaluator(UniformEvaluator(), tmp / "repo" / "blobworld" / "3" / "model.onnx")
+    config = SearchConfig(determinizations=2, simulations=12, rollout="world", leaf_samples=K)
+    search = PooledSearch(evaluator, config, itertools.islice(round_specs(9, 4, 5), 6), n_games=6)
+    search.run()
+    done = search.finished()
+    assert all(len(r["leaf_worlds"]) == K for r in done)
+    for rec in done:
+        for world in rec["leaf_worlds"]:
+            assert not _world(rec, world).is_terminal
+            end = _world(rec, world, after=len(world["path"]) - world["leaf"])
+            assert end.is_terminal and np.allclose(world["scores"], [x / 15 for x in end.scores()])
+    worlds, bad = from_records([to_proto(r, "t") for r in done])
+    assert bad == [] and len(worlds) == K * 6

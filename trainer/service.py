@@ -183,10 +183,7 @@ class Trainer:
         # the human games mixed in (trainer.human_share > 0), else None
         self.human = HumanGamesFeed(cfg, self.all_views, self.stop) if self.t.human_share > 0 else None
         # the world-value model, learned from self-play's labelled leaf worlds (trainer.world_value)
-        self.world = None
-        if self.t.world_value:
-            from trainer.world_training import WorldTrainer
-            self.world = WorldTrainer(self.t, torch, self.device.device, seed=self.t.seed)
+        self.world = self._new_world_trainer() if self._learns_worlds() else None
         self.retention = RetentionPolicy(cfg.storage.retain_hours, cfg.storage.retain_gb)
         self._scanned = False                      # the first scan meets shards of earlier runs
         self._last_retention = time.monotonic()
@@ -194,6 +191,25 @@ class Trainer:
         self._skipped_steps = 0
         self._started = time.time()
         self._refilling = False                    # re-reading shards ingested before a restart
+
+    def _learns_worlds(self) -> bool:
+        """trainer.world_value, when self-play keeps labelled worlds: play-outs at its leaves and
+        selfplay.leaf_worlds > 0 (the same config file drives both). Without them (the pure and
+        tables profiles have no play-outs) no world model is trained or published, and it says so."""
+        from blobcore.search.parts import LEAF_VALUES
+        if not self.t.world_value:
+            return False
+        search = self.cfg.selfplay_search()
+        if search.leaf_samples == 0 or search.rollout in LEAF_VALUES:
+            log.info("trainer.world_value: self-play keeps no labelled worlds (leaf value %r, "
+                     "selfplay.leaf_worlds %d): no world-value model is trained or published",
+                     search.rollout, self.cfg.selfplay.leaf_worlds)
+            return False
+        return True
+
+    def _new_world_trainer(self):
+        from trainer.world_training import WorldTrainer
+        return WorldTrainer(self.t, self.torch, self.device.device, seed=self.t.seed)
 
     # -- lifecycle -------------------------------------------------------------------------
     def run(self, steps: int = 0, duration: float = 0, init_only: bool = False) -> int:
@@ -605,6 +621,10 @@ class Trainer:
             self.net.load_state_dict(build(self.cfg.network.preset, seed=self.t.seed,
                                            value_head=self.cfg.network.value_head).state_dict())
             self.optimizer.state.clear()
+            if self.world is not None:
+                window = self.world.window         # the labelled worlds stay
+                self.world = self._new_world_trainer()
+                self.world.window = window
         return False
 
     def _finite(self, state_dict: dict) -> bool:
@@ -675,11 +695,13 @@ class Trainer:
         return version
 
     def _publish_world(self, path: Path, version: int) -> None:
-        """blobworld ``version`` beside blobnet's (and archived as ``v<N>.world.onnx``); the
-        local Triton config is written with the first. A world model that fails validation is
-        logged and skipped: blobnet's version stands."""
+        """blobworld ``version`` beside blobnet's (and archived as ``v<N>.world.onnx``); with
+        the first, blobworld's Triton config of the configured flavour (the committed production
+        config, or the local one). A world model that fails validation is logged and skipped:
+        blobnet's version stands."""
+        from plumbing import triton_config
         from plumbing.model_repository import (InvalidModelError, list_versions, publish_version,
-                                               write_local_config)
+                                               write_config, write_local_config)
         from plumbing.netspec import WORLD_MODEL_NAME
         try:
             publish_version(self.repo, path, keep_last=self.t.keep_versions,
@@ -689,8 +711,11 @@ class Trainer:
             return
         self.checkpoints.put(f"versions/v{version:06d}.world.onnx", path.read_bytes())
         where = join(self.repo, WORLD_MODEL_NAME)
-        if len(list_versions(where)) == 1 and self.cfg.triton.flavour == "local":
-            write_local_config(where, model_name=WORLD_MODEL_NAME)
+        if len(list_versions(where)) == 1:
+            if self.cfg.triton.flavour == "local":
+                write_local_config(where, model_name=WORLD_MODEL_NAME)
+            else:
+                write_config(where, triton_config.committed_config_path(WORLD_MODEL_NAME).read_text())
 
     def _world_manifest(self) -> dict:
         """The world model's figures for a version's manifest (the learning curve's)."""

@@ -141,6 +141,7 @@ cdef struct Params:
     int rollout               # built-in code (< 0) of the play-out player; 0 = none
     int rollout_resample      # 1: play each leaf out in a freshly sampled world
     int leaf_samples          # play-outs kept per round as labelled worlds (0 = none)
+    int label_player          # built-in code of the player whose play-outs label them
     int gumbel_m              # Gumbel root: actions considered
     float c_visit, c_scale    # Gumbel root: sigma(q) = (c_visit + max N) * c_scale * q
     int infer_candidates      # bid-model beliefs: hidden-hand samples weighed per world (1 = uniform)

@@ -12,43 +12,16 @@ moves to the end and what it scored. They go into the round's record, and the tr
 them (trainer/leaf_worlds.py): the play-outs of self-play teach the model that replaces them."""
 from blobcore.rules cimport RoundState, rs_apply, PHASE_BID_C, PHASE_DONE_C
 from blobcore.builtin cimport builtin_action
-from libc.string cimport memcpy
-from blobcore.rng cimport rng_below
-from blobcore.search.core cimport Pool, Slot, LeafValue, LeafSample
+from blobcore.search.core cimport Pool, Slot, LeafValue
+from blobcore.search.labels cimport reservoir_slot, keep_sample
 from blobcore.search.tree cimport terminal_value
 from blobcore.search.part cimport part_capsule
-
-
-cdef void _keep_sample(Pool* P, Slot* s, const RoundState* done, int leaf_n,
-                       const float* scores) noexcept nogil:
-    """Reservoir-sample a play-out (``done``: its world at the end of the round, the leaf
-    ``leaf_n`` actions in; its ``scores``) into the slot: after n play-outs each is kept with
-    chance K / n. Every position from the leaf to the end is a labelled world (the trainer
-    draws which)."""
-    cdef int k = P.p.leaf_samples
-    cdef int j
-    cdef LeafSample* out
-    s.leaf_seen += 1
-    if s.n_leaf_samples < k:
-        j = s.n_leaf_samples
-        s.n_leaf_samples += 1
-    else:
-        j = rng_below(&s.rng, s.leaf_seen)
-        if j >= k:
-            return
-    out = &s.leaf_samples[j]
-    memcpy(out.dealt, done.dealt, sizeof(out.dealt))
-    memcpy(out.actions, done.actions, sizeof(out.actions))
-    out.n_actions = done.n_actions
-    out.leaf_n = leaf_n
-    out.ply = s.game.n_actions
-    memcpy(out.scores, scores, sizeof(out.scores))
 
 
 cdef void _evaluate(Pool* P, Slot* s, const RoundState* leaf, float* value) noexcept nogil:
     cdef RoundState w
     cdef float scores[8]
-    cdef int leaf_n
+    cdef int leaf_n, j
     cdef float lam = P.p.bid_rollout_weight if s.game.phase == PHASE_BID_C else P.p.rollout_weight
     cdef int k
     if lam <= 0:
@@ -62,7 +35,9 @@ cdef void _evaluate(Pool* P, Slot* s, const RoundState* leaf, float* value) noex
         rs_apply(&w, builtin_action(P.p.rollout, &w, &s.rng))
     terminal_value(&w, scores)
     if P.p.leaf_samples > 0 and leaf_n < w.n_actions:      # a play-out, not a finished round
-        _keep_sample(P, s, &w, leaf_n, scores)
+        j = reservoir_slot(P, s)
+        if j >= 0:
+            keep_sample(s, j, &w, leaf_n, scores)
     for k in range(w.n_players):
         value[k] = (1.0 - lam) * value[k] + lam * scores[k]
 

@@ -8,7 +8,9 @@ every seat's expected normalised round score in that deal. The leaf's value is (
 the network's + lambda x the world value (lambda as for a play-out: ``bid_rollout_weight``
 while the decision searched is a bid, else ``rollout_weight``). One batched network call per
 leaf stands in for a play-out's 20-odd moves of a built-in player (docs/search.md, "World
-values")."""
+values"). It plays no play-out, so with ``leaf_samples`` (self-play) the pool plays the few leaf
+worlds its reservoir keeps out with ``expert`` to label them (blobcore/search/labels.pxd): the
+world value keeps learning while it is the one in use."""
 from blobcore.rules cimport RoundState, PHASE_BID_C
 from blobcore.search.core cimport Pool, Slot, LeafValue
 from blobcore.search.tree cimport to_absolute

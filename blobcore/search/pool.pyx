@@ -46,6 +46,7 @@ from blobcore.search.tree cimport (slot_nodes, slot_edges, init_edge, terminal_v
                                    to_absolute, advance_forced, set_edges, puct_select, backup)
 from blobcore.search.seats cimport agent_to_move
 from blobcore.search.part cimport part_table
+from blobcore.search.labels cimport label_world
 
 from blobcore.search_config import SearchConfig, batch_capacity
 from blobcore.search.parts import load_parts
@@ -216,8 +217,11 @@ cdef class SearchPool:
         self.P.p.c_visit = config.gumbel_c_visit
         self.P.p.c_scale = config.gumbel_c_scale
         self.P.p.rollout_resample = 1 if config.rollout_resample else 0
-        # labelled leaf worlds are play-outs: another leaf value plays none
-        self.P.p.leaf_samples = config.leaf_samples if self.P.p.rollout != 0 else 0
+        # labelled leaf worlds: the play-outs' own, or (world values, which play none) worlds
+        # played out by expert for the purpose; the network's values alone label nothing
+        self.P.p.label_player = (self.P.p.rollout if self.P.p.rollout != 0 else
+                                 builtin_player("expert").code if config.rollout == "world" else 0)
+        self.P.p.leaf_samples = config.leaf_samples if self.P.p.label_player != 0 else 0
         self.P.p.infer_candidates = config.inference_candidates
         self.P.p.infer_temperature = config.inference_temperature
         self.P.p.pol_k = config.policy_inference
@@ -545,9 +549,10 @@ cdef class SearchPool:
             world = self.P.worlds_buf + <size_t>self.P.n_rows * WORLD_SIZE_C
             if self.P.p.rollout_resample:
                 self.P.beliefs.leaf_world(&self.P, s, st, &w)
-                encode_world(&w, world)
             else:
-                encode_world(st, world)
+                w = st[0]
+            encode_world(&w, world)
+            label_world(&self.P, s, &w)            # search.leaf_samples: some leaves' worlds labelled
             key[0] = _hash_world(key[0], world)
         return _cache_find(s, key[0])
 
