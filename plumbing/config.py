@@ -400,10 +400,10 @@ class TrainerSection:
     world_value: bool = True
     world_hidden: int = 256            # width of each hidden layer
     world_depth: int = 2               # hidden layers
-    world_batch_size: int = 512        # worlds per step; one world step per BlobNet step
+    world_batch_size: int = 1024       # worlds per step; one world step per BlobNet step
     world_learning_rate: float = 1e-3
     world_window: int = 1_000_000      # newest labelled worlds sampled from
-    world_sample_reuse: float = 4.0    # train on each labelled world this many times on average, at most
+    world_sample_reuse: float = 16.0   # train on each labelled world this many times on average, at most
 
     def validate(self) -> None:
         _require(1 <= self.batch_size <= 65_536, "trainer.batch_size", "must be 1..65536")

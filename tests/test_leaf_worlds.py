@@ -140,7 +140,8 @@ def trained_run(records, tmp_path_factory):
     from trainer.service import Trainer
     tmp = tmp_path_factory.mktemp("loop")
     cfg = trainer_setup(tmp, [to_proto(r, "t", model_version=1) for r in records],
-                        "trainer.world_batch_size=64", "trainer.world_hidden=32")
+                        "trainer.world_batch_size=64", "trainer.world_hidden=32",
+                        "trainer.world_sample_reuse=4")
     trainer = Trainer(cfg)
     assert trainer.run(steps=20) == 0
     return tmp, cfg, trainer
