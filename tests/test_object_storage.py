@@ -218,11 +218,12 @@ def test_the_trainer_ingests_from_a_bucket_publishes_to_it_and_resumes(s3, proto
     assert trainer.run(steps=25) == 0
     assert trainer.progress.step == 25 and trainer.progress.version == 3   # v1 initial + 2 publishes
     repo = open_store(cfg.storage.model_repository)
-    assert sorted(e.key for e in repo.list()) == ["blobnet/1/model.onnx", "blobnet/2/model.onnx",
-                                                 "blobnet/3/model.onnx", "blobnet/config.pbtxt"]
+    # blobnet N and the world-value model trained beside it, blobworld N (trainer.world_value)
+    assert sorted(e.key for e in repo.list()) == [f"{model}/{n}/model.onnx" if n else f"{model}/config.pbtxt"
+                                                 for model in ("blobnet", "blobworld") for n in (1, 2, 3, 0)]
     checkpoints = open_store(cfg.storage.checkpoint_dir)
     assert {e.key for e in checkpoints.list()} >= {"trainer.pt", "versions/v000003.onnx",
-                                                   "versions/v000003.json"}
+                                                   "versions/v000003.world.onnx", "versions/v000003.json"}
     # a second client appears, the first continues its sequence after a restart
     again = ShardWriter(games, "sp-0", rounds_per_shard=10)
     assert again.seq == 3
