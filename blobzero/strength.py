@@ -108,7 +108,7 @@ def measure(cfg: configuration.Config, version: int, manifest: dict, opponents: 
     from blobzero.arena import Agent
 
     # a local file for ONNX Runtime: the archive's own in a directory, a cached copy from a bucket
-    agent = Agent(f"v{version}", ModelVersions.from_config(cfg.storage).path(version))
+    agent = Agent(f"v{version}", ModelVersions.from_config(cfg.storage).path(version), version=version)
     published = manifest.get("published_unix")
     minutes = (None if start_unix is None or published is None
                else round((published - start_unix) / 60, 3))
@@ -146,7 +146,7 @@ def contribution(cfg: configuration.Config, final: dict, deals: int, seed: int =
     opponent = final["opponent"]
     deals = min(deals, len(final["per_deal"]))
     final_deals = final["per_deal"][:deals]            # the same seeds: seed, seed + 1, ...
-    baselines = [("v1", Agent("v1", ModelVersions.from_config(cfg.storage).path(1))),
+    baselines = [("v1", Agent("v1", ModelVersions.from_config(cfg.storage).path(1), version=1)),
                  ("uniform", resolve_agent("uniform", cfg))]
     own, own_ci = mean_ci(final_deals)                 # the final version on those deals alone
     rows = [{"agent": f"v{final['version']}", "difference": own, "ci95": list(own_ci), "paired": None}]

@@ -451,10 +451,13 @@ class ModelVersions:
         return versions[-1] if versions else None
 
     def path(self, version: int) -> Path:
-        """A local ONNX file of ``version`` (from the repository, else the archive); ValueError
-        naming both places when neither has it, StorageError when they cannot be read."""
-        for store, key in ((self.repository, f"{version}/{ONNX_FILENAME}"),
-                           (self.archive, archive_key(version, self.archive_suffix))):
+        """A local ONNX file of ``version`` (from the archive, else the repository); ValueError
+        naming both places when neither has it, StorageError when they cannot be read. The
+        archive first: the repository keeps only the newest ``trainer.keep_versions``, so a
+        reader that loads the file again minutes later (the strength tracker, once per
+        opponent) would find a version the trainer has pruned meanwhile."""
+        for store, key in ((self.archive, archive_key(version, self.archive_suffix)),
+                           (self.repository, f"{version}/{ONNX_FILENAME}")):
             try:
                 return store.fetch(key, self.cache)
             except FileNotFoundError:

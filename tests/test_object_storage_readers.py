@@ -55,7 +55,8 @@ def test_arena_and_game_play_a_version_read_from_the_bucket(run, tmp_path):
     assert res.returncode == 0, res.stderr
     report = json.loads(res.stdout)
     assert report["a"] == "v2" and report["deals"] == 6
-    assert _cached(tmp_path) and all(n.endswith("-model.onnx") for n in _cached(tmp_path))
+    # the archive's copy (kept; the repository's newest few are pruned as training goes on)
+    assert _cached(tmp_path) and all(n.endswith("-v000002.onnx") for n in _cached(tmp_path))
     res = _cli(["game", "--seats", "v1,greedy,greedy", "--start-cards", "2", "--search", "light",
                 "--json", *storage], tmp_path)
     assert res.returncode == 0, res.stderr
@@ -153,3 +154,18 @@ def test_model_versions_read_a_directory_in_place(tmp_path):
     assert models.latest() == 1
     assert models.path(1) == tmp_path / "repo" / "blobnet" / "1" / "model.onnx"
     assert not (tmp_path / "cache").exists()
+
+
+def test_model_versions_read_the_archive_which_outlives_the_repository(tmp_path):
+    """The repository keeps only the newest few versions: a reader that loads a version again
+    minutes later (the strength tracker, once per opponent) must not find it pruned."""
+    from trainer.export import export_fresh
+    onnx = export_fresh("tiny", tmp_path / "m.onnx", seed=3)
+    archive = tmp_path / "ckpt" / "versions"
+    archive.mkdir(parents=True)
+    for n in (1, 2, 3):
+        publish_version(tmp_path / "repo", onnx, keep_last=1)
+        (archive / f"v{n:06d}.onnx").write_bytes(onnx.read_bytes())
+    models = ModelVersions(tmp_path / "repo", archive, FileCache(tmp_path / "cache"))
+    assert models.served() == [3]
+    assert models.path(1) == archive / "v000001.onnx" and models.path(3) == archive / "v000003.onnx"
