@@ -86,12 +86,16 @@ class VersionWorldValues:
     version N with blobworld N (``for_agent``), and the search with no network (``uniform``)
     with version 1's, the untrained one: nothing learned. Asked directly (``world_values``,
     e.g. by ``blobzero game`` or the agent in process), it answers with the newest version,
-    loaded once."""
+    looked up at most every ``REFRESH_S`` seconds (not a listing per batch)."""
+
+    REFRESH_S = 30.0
 
     def __init__(self, versions, threads: int = 1):
         self.versions = versions            # plumbing.model_repository.ModelVersions of blobworld
         self.threads = threads
         self._loaded: dict[int, OrtWorldValues] = {}
+        self._newest: int | None = None
+        self._looked = float("-inf")        # time.monotonic() of the last lookup
 
     def version(self, n: int) -> OrtWorldValues:
         """blobworld version ``n`` in process; ValueError naming where it looked."""
@@ -116,18 +120,23 @@ class VersionWorldValues:
         return self.version(agent.version)
 
     def world_values(self, worlds: np.ndarray) -> np.ndarray:
-        newest = self.versions.latest()
-        if newest is None:
+        import time
+        if self._newest is None or time.monotonic() - self._looked > self.REFRESH_S:
+            self._newest, self._looked = self.versions.latest(), time.monotonic()
+        if self._newest is None:
             raise ValueError(f"worlds.model = \"version\": no world-value model in "
                              f"{self.versions.describe()}")
-        return self.version(newest).world_values(worlds)
+        if len(self._loaded) > 4:           # an agent running for weeks: keep the few newest
+            for old in sorted(self._loaded)[:-4]:
+                del self._loaded[old]
+        return self.version(self._newest).world_values(worlds)
 
 
 def configured_world_values(cfg, threads: int = 1):
     """The world-value source the config names (``worlds.model``) when one of its searches values
     leaves by world values (``search.rollout`` or ``selfplay.rollout`` = "world"); else None.
-    ``"version"`` is Triton's blobworld for self-play (``for_selfplay``: the newest, as blobnet
-    is) and ``VersionWorldValues`` for everything else."""
+    ``"version"`` is ``VersionWorldValues`` here; self-play asks Triton's newest blobworld
+    instead (``selfplay_world_values``)."""
     if "world" not in (cfg.search.rollout, cfg.selfplay.rollout):
         return None
     if cfg.worlds.model == "triton":

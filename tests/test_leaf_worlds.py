@@ -259,3 +259,16 @@ def test_a_search_on_world_values_still_labels_worlds_with_expert_play_outs(trai
             assert end.is_terminal and np.allclose(world["scores"], [x / 15 for x in end.scores()])
     worlds, bad = from_records([to_proto(r, "t") for r in done])
     assert bad == [] and len(worlds) == K * 6
+
+
+def test_asked_directly_version_world_values_answer_with_the_newest_version(trained_run):
+    from plumbing.model_repository import ModelVersions
+    from plumbing.netspec import WORLD_MODEL_NAME
+    from selfplay_client.world_values import OrtWorldValues, VersionWorldValues
+    tmp, _, _ = trained_run
+    values = VersionWorldValues(ModelVersions(tmp / "repo", tmp / "ckpt" / "versions", model_name=WORLD_MODEL_NAME))
+    worlds, _ = from_records([to_proto(r, "t") for r in trainer_records(tmp)[:2]])
+    x, _, _ = worlds.encode()
+    newest = OrtWorldValues(tmp / "ckpt" / "versions" / "v000003.world.onnx").world_values(x)
+    assert np.array_equal(values.world_values(x), newest)
+    assert values.for_agent(__import__("blobzero.arena").arena.Agent("uniform", uniform=True)) is values.version(1)

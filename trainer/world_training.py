@@ -30,7 +30,7 @@ import numpy as np
 
 from trainer.leaf_worlds import LeafWorldWindow, from_records
 
-log = logging.getLogger("blobzero.trainer")
+log = logging.getLogger("blobzero.train")
 LOSS_WINDOW = 200           # world steps (or shards) the reported losses average over
 HELD_OUT = 1024             # of each new shard's worlds, those the held-out loss is measured on
 WARNINGS = 3                # bad leaf worlds named per shard
