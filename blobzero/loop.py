@@ -304,7 +304,13 @@ def main(args: argparse.Namespace) -> int:
     curve = plot(points, join(locations(cfg.storage).results, CURVE),
                  title=f"{cfg.network.preset} net, {'x'.join(map(str, cfg.arena_table()))}, "
                        f"{args.minutes:g} min on this machine")
-    world_curve = plot_world(manifests(archive_dir(cfg)), join(locations(cfg.storage).results, WORLD_CURVE))
+    found = manifests(archive_dir(cfg))
+    world_curve = plot_world(found, join(locations(cfg.storage).results, WORLD_CURVE))
+    world = found[max(found)] if found else {}
+    if world.get("world_new_loss") is not None:      # trainer.world_value
+        print(f"world value v{max(found)}: held-out error {world['world_new_loss']:.4f} per seat "
+              f"(predicting the mean ~0.135) after {world.get('worlds_seen', 0):,} labelled leaf worlds; "
+              f"search with it: search.rollout=world worlds.model=version")
     report = {"run_dir": str(run_dir), "minutes": args.minutes,
               "selfplay_rounds": summary.get("rounds"), "trainer_steps": summary.get("steps"),
               "evaluations_per_round": summary.get("evaluations_per_round"),
@@ -313,6 +319,7 @@ def main(args: argparse.Namespace) -> int:
               "table": table,
               "training_added": None if added is None else {k: added[k] for k in ("opponent", "deals", "rows")},
               "learning_curve": str(curve) if curve else None,
+              "world_value": {k: world.get(k) for k in ("world_loss", "world_new_loss", "worlds_seen")},
               "world_curve": str(world_curve) if world_curve else None}
     saved = save_file(join(locations(cfg.storage).results, "report.json"),
                       json.dumps(report, indent=2, default=str).encode())

@@ -53,9 +53,13 @@ def test_blobzero_loop_runs_end_to_end_through_a_bucket(tmp_path):
             results = open_store(url)
             assert results.exists("strength.json") and results.exists("report.json")
             assert results.exists("learning_curve.png")
+            # the world value the trainer learned beside BlobNet, from self-play's leaf worlds
+            assert results.exists("world_curve.png") and "world value v" in result.stdout
+            assert any(e.key.startswith("blobworld/") for e in repo.list())
             # the report says what training added: the final version beside version 1 and the
             # same search with no network, on the same deals, with paired differences
             report = json.loads(results.get("report.json"))
+            assert report["world_value"]["worlds_seen"] > 0 and report["world_value"]["world_loss"] > 0
             added = report["training_added"]
             assert added["opponent"] == "greedy"
             agents = [row["agent"] for row in added["rows"]]
