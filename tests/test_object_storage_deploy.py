@@ -255,7 +255,7 @@ def test_a_changed_bucket_reaches_the_strength_tracker_and_the_arena(tmp_path):
                     proc.send_signal(signal.SIGTERM)
                     out, _ = proc.communicate(timeout=60)
                 assert proc.returncode == 0, out
-                cached = list((tmp_path / scratch / f"blobzero-cache-{os.getuid()}").glob("*-model.onnx"))
+                cached = list((tmp_path / scratch / f"blobzero-cache-{os.getuid()}").glob("*-v00000?.onnx"))   # the archive's copy
                 assert cached, out                       # the version came through the model cache
                 return out
 
