@@ -8,8 +8,9 @@ bid, else ``rollout_weight``).
 
 With ``leaf_samples`` = K > 0 (self-play's ``selfplay.leaf_worlds``) the slot also keeps a
 uniform sample (a reservoir) of K of the round's play-outs: the world each was played in, its
-moves to the end and what it scored. They go into the round's record, and the trainer learns the world value from
-them (trainer/leaf_worlds.py): the play-outs of self-play teach the model that replaces them."""
+moves to the end and what it scored (blobcore/search/labels.pxd). They go into the round's
+record, and the trainer learns the world value from them (trainer/leaf_worlds.py): the
+play-outs of self-play teach the model that replaces them."""
 from blobcore.rules cimport RoundState, rs_apply, PHASE_BID_C, PHASE_DONE_C
 from blobcore.builtin cimport builtin_action
 from blobcore.search.core cimport Pool, Slot, LeafValue
