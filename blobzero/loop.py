@@ -304,7 +304,6 @@ def main(args: argparse.Namespace) -> int:
     curve = plot(points, join(locations(cfg.storage).results, CURVE),
                  title=f"{cfg.network.preset} net, {'x'.join(map(str, cfg.arena_table()))}, "
                        f"{args.minutes:g} min on this machine")
-    found = manifests(archive_dir(cfg))
     world_curve = plot_world(found, join(locations(cfg.storage).results, WORLD_CURVE))
     world = found[max(found)] if found else {}
     if world.get("world_new_loss") is not None:      # trainer.world_value

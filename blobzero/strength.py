@@ -338,6 +338,17 @@ def trend(series: list[dict], window: int = TREND_POINTS) -> list[float]:
     return out
 
 
+def _save_png(fig, path: str | os.PathLike) -> Path | str:
+    """Write a matplotlib figure as a PNG crash-safely (``save_file``) and close it."""
+    import io
+
+    from matplotlib import pyplot as plt
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    return save_file(path, buffer.getvalue())
+
+
 def plot(points: list[dict], path: str | os.PathLike, title: str = "") -> Path | str | None:
     """Draw the learning curve (score difference vs minutes and vs self-play rounds, 95% CI
     bars, one line per opponent) as a PNG; returns the path, or None without points. With more
@@ -345,8 +356,6 @@ def plot(points: list[dict], path: str | os.PathLike, title: str = "") -> Path |
     drawn over them."""
     if not points:
         return None
-    import io
-
     import matplotlib
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
@@ -379,10 +388,7 @@ def plot(points: list[dict], path: str | os.PathLike, title: str = "") -> Path |
     axes[0].legend(loc="lower right")
     fig.suptitle(title or "BlobZero learning curve (1 model seat vs 3 of the opponent, duplicate deals)")
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    plt.close(fig)
-    return save_file(path, buffer.getvalue())
+    return _save_png(fig, path)
 
 
 def plot_world(found: dict[int, dict], path: str | os.PathLike) -> Path | str | None:
@@ -394,8 +400,6 @@ def plot_world(found: dict[int, dict], path: str | os.PathLike) -> Path | str | 
                   for m in found.values() if m.get("world_loss") is not None and "rounds_seen" in m)
     if not rows:
         return None
-    import io
-
     import matplotlib
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
@@ -411,10 +415,7 @@ def plot_world(found: dict[int, dict], path: str | os.PathLike) -> Path | str | 
     axis.legend(loc="upper right")
     fig.suptitle("World value learned from self-play's play-outs (labelled leaf worlds)")
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    plt.close(fig)
-    return save_file(path, buffer.getvalue())
+    return _save_png(fig, path)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
