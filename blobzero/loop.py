@@ -135,8 +135,7 @@ def run_loop(cfg: configuration.Config, run_dir: Path, minutes: float, out=sys.s
     cfg = prepare(cfg, run_dir)
     print(f"run directory {run_dir}  (config {run_dir / 'blobzero.toml'}, logs {run_dir / 'logs'})", file=out)
     search = cfg.selfplay_search()
-    print(f"network '{cfg.network.preset}', search {search.determinizations}x{search.simulations}"
-          f"{'' if search.rollout == 'none' else ' with ' + search.rollout + ' play-outs'}, "
+    print(f"network '{cfg.network.preset}', search {search.describe()}, "
           f"{cfg.table.describe()}, {minutes:g} minutes of training", file=out)
     init = _spawn("trainer-init", ["train", "--init-only"], run_dir)
     if init.wait() != 0:

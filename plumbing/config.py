@@ -404,6 +404,7 @@ class TrainerSection:
     world_learning_rate: float = 1e-3
     world_window: int = 1_000_000      # newest labelled worlds sampled from
     world_sample_reuse: float = 16.0   # train on each labelled world this many times on average, at most
+    world_games: bool = False          # each round's own deal and play is a labelled world too
 
     def validate(self) -> None:
         _require(1 <= self.batch_size <= 65_536, "trainer.batch_size", "must be 1..65536")

@@ -120,6 +120,43 @@ def test_a_bad_leaf_world_costs_that_world_only_and_says_why(records):
     assert "do not fit the round's" in text and "do not replay legally" in text
 
 
+def test_each_round_own_deal_is_a_world_labelled_by_its_outcome(records):
+    """trainer.world_games: the true deal, the moves played in it, the final scores, at any of
+    its positions with equal chance; a record whose own deal is broken costs that world only."""
+    protos = [to_proto(r, "t") for r in records[:6]]
+    for p in protos:
+        del p.leaf_worlds[:]                          # no play-outs kept (the pure profile)
+    none, _ = from_records(protos)
+    assert len(none) == 0
+    worlds, bad = from_records(protos, games=True)
+    assert bad == [] and len(worlds) == len(protos)
+    assert (worlds.leaf_n == 0).all() and (worlds.n_actions == 4 * 6).all()
+    assert np.allclose(worlds.at_leaf, 1 / 24)
+    rows = np.repeat(np.arange(len(worlds), dtype=np.int32), 400)
+    upto = worlds.cut_points(rows, np.random.default_rng(2))
+    counts = np.bincount(upto, minlength=24)
+    assert counts.min() > 40 and upto.max() == 23     # every position, about equally often
+    x, y, ok = worlds.encode(rows[:200:9], upto[:200:9])
+    assert ok.all()
+    for j, (r, u) in enumerate(zip(rows[:200:9], upto[:200:9])):
+        rec = records[r]
+        rnd = Round.from_deal([sorted(h) for h in rec["hands"]], rec["trump"], rec["dealer"])
+        for action in rec["actions"][:u]:
+            rnd.apply(action)
+        assert np.array_equal(x[j], encode_world_of(rnd))
+        final = [s / 15 for s in rec["scores"]]
+        assert np.allclose(y[j, :4], [final[(rnd.current_player + k) % 4] for k in range(4)])
+    protos[1].hands[0].cards[0] = protos[1].hands[1].cards[0]     # a card dealt twice
+    del protos[2].actions[-3:]                                      # a round cut short
+    protos[3].scores[0] = 99                                        # not a score of this round
+    worlds, bad = from_records(protos, games=True)
+    assert len(worlds) == len(protos) - 3
+    text = "; ".join(bad)
+    assert "record 1: its own deal: its deal is not one of N disjoint hands" in text
+    assert "record 2: its own deal: 21 moves, not a whole round's 24" in text
+    assert "record 3: its own deal: its scores are not normalised" in text
+
+
 def test_only_self_play_keeps_labels_and_only_from_play_outs():
     from plumbing.config import ConfigError, load
     cfg = load(None, [], env={})

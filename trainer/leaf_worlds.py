@@ -15,6 +15,12 @@ leaf with chance ``AT_LEAF``, else a position drawn uniformly from the play-out 
 Stored compactly here (the deal as 8 bit masks, the actions to the leaf, the table and game
 context, the scores: ≈200 bytes a world) and encoded per batch in C
 (``blobcore.replay.encode_worlds``: replay to the leaf, ``encode_world`` for its mover).
+
+With ``games`` (``trainer.world_games``) each round's own deal is a labelled world too: the true
+deal, the moves self-play made in it, its final normalised scores, a batch row at any of its
+positions with equal chance. These labels need no play-out and no ``expert`` (the pure
+profile's only source) and value a deal under the searcher's own play (as PerfectDou's critic
+does: the whole deal seen, the game's own outcome as the target).
 """
 from __future__ import annotations
 
@@ -38,7 +44,9 @@ class LeafWorlds:
     cards, dealer, trump; ctx (W, 11) int32 game context (blobcore/replay.pyx); actions (W, 60)
     uint8 from the deal to the leaf and on to the end of the play-out, n_actions (W,) uint8 of
     them, leaf_n (W,) uint8 of them up to the leaf (= n_actions for a world stored without its
-    play-out); scores (W, 8) float32 the play-out's normalised scores by absolute seat."""
+    play-out); scores (W, 8) float32 the play-out's normalised scores by absolute seat;
+    at_leaf (W,) float32 the chance a batch row is at the leaf (``AT_LEAF`` for a play-out's
+    world; 1 / n_actions for a round's own deal, whose "leaf" is the deal itself)."""
     hands: np.ndarray
     meta: np.ndarray
     ctx: np.ndarray
@@ -46,12 +54,14 @@ class LeafWorlds:
     n_actions: np.ndarray
     leaf_n: np.ndarray
     scores: np.ndarray
+    at_leaf: np.ndarray
 
     @classmethod
     def empty(cls, n: int = 0) -> "LeafWorlds":
         return cls(np.zeros((n, SEATS), np.uint64), np.zeros((n, 4), np.int8),
                    np.zeros((n, CTX), np.int32), np.zeros((n, MAX_ACTIONS), np.uint8),
-                   np.zeros(n, np.uint8), np.zeros(n, np.uint8), np.zeros((n, SEATS), np.float32))
+                   np.zeros(n, np.uint8), np.zeros(n, np.uint8), np.zeros((n, SEATS), np.float32),
+                   np.full(n, AT_LEAF, np.float32))
 
     def __len__(self) -> int:
         return len(self.hands)
@@ -74,12 +84,13 @@ class LeafWorlds:
         return worlds, target, ok.astype(bool)
 
     def cut_points(self, rows: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """Per row, how many actions to replay: the leaf with chance ``AT_LEAF``, else a
-        position drawn uniformly from the play-out after it (before its last move)."""
+        """Per row, how many actions to replay: the leaf with chance ``at_leaf`` (``AT_LEAF``
+        for a play-out's world), else a position drawn uniformly from the play-out after it
+        (before its last move)."""
         leaf = self.leaf_n[rows].astype(np.int64)
         later = self.n_actions[rows].astype(np.int64) - 1 - leaf      # play-out positions after the leaf
         pick = leaf + 1 + np.floor(rng.random(len(rows)) * np.maximum(later, 0)).astype(np.int64)
-        at_leaf = (rng.random(len(rows)) < AT_LEAF) | (later <= 0)
+        at_leaf = (rng.random(len(rows)) < self.at_leaf[rows]) | (later <= 0)
         return np.where(at_leaf, leaf, pick).astype(np.uint8)
 
 
@@ -101,16 +112,26 @@ def _bad(n: int, cards: int, dealt, scores, ply: int, n_round_actions: int, path
     return None
 
 
-def from_records(records: list[records_pb2.RoundRecord]) -> tuple[LeafWorlds, list[str]]:
+def _game_world(rec: records_pb2.RoundRecord) -> tuple[list[int], list[float], bytes]:
+    """A round's own deal as a world: (its hands as bit masks, its normalised final scores, all
+    of its moves); what does not fit (a card past 51, a move past 255) fails the checks."""
+    dealt = [sum(1 << c if c < 52 else 1 << 60 for c in set(hand.cards)) for hand in rec.hands]
+    scores = [s / (10.0 + rec.cards) for s in rec.scores]
+    return dealt, scores, bytes(min(a, 255) for a in rec.actions)
+
+
+def from_records(records: list[records_pb2.RoundRecord], games: bool = False
+                 ) -> tuple[LeafWorlds, list[str]]:
     """The usable leaf worlds of ``records`` (checked: a deal of disjoint hands of the round's
     size, scores in [0, 1], legal moves to a leaf where the round is not over) and one reason
-    per unusable one (``"record <i>: <why>"``); a bad world costs that world only."""
-    total = sum(len(r.leaf_worlds) for r in records)
+    per unusable one (``"record <i>: <why>"``); a bad world costs that world only. With
+    ``games`` each record's own deal and play is one more world (trainer.world_games)."""
+    total = sum(len(r.leaf_worlds) + games for r in records)
     out = LeafWorlds.empty(total)
     reasons: list[str] = []
     k = 0
     for i, rec in enumerate(records):
-        if not rec.leaf_worlds:
+        if not rec.leaf_worlds and not games:
             continue
         n, cards = rec.n_players, rec.cards
         if not 3 <= n <= SEATS or rec.dealer >= n or rec.trump > 4:
@@ -120,22 +141,31 @@ def from_records(records: list[records_pb2.RoundRecord]) -> tuple[LeafWorlds, li
         if rec.HasField("game") and len(rec.game.scores_before) == n:
             g = rec.game
             context = [g.round_index, g.n_rounds, g.next_cards, *g.scores_before]
-        for world in rec.leaf_worlds:
-            leaf = world.leaf if world.HasField("leaf") else len(world.path)
-            why = _bad(n, cards, list(world.dealt), list(world.scores), world.ply,
-                       len(rec.actions), world.path, leaf)
+        # (what, dealt, scores, ply, path, leaf, share at the leaf)
+        entries = [(f"leaf world at ply {w.ply}", list(w.dealt), list(w.scores), w.ply, w.path,
+                    w.leaf if w.HasField("leaf") else len(w.path), AT_LEAF) for w in rec.leaf_worlds]
+        if games:
+            dealt, scores, moves = _game_world(rec)
+            if len(moves) != n * (cards + 1):
+                reasons.append(f"record {i}: its own deal: {len(moves)} moves, not a whole round's "
+                               f"{n * (cards + 1)}")
+            else:
+                entries.append(("its own deal", dealt, scores, 0, moves, 0, 1.0 / len(moves)))
+        for what, dealt, scores, ply, path, leaf, share in entries:
+            why = _bad(n, cards, dealt, scores, ply, len(rec.actions), path, leaf)
             if why is not None:
-                reasons.append(f"record {i}: leaf world at ply {world.ply}: {why}")
+                reasons.append(f"record {i}: {what}: {why}")
                 continue
-            acts = [a if a < 255 else 255 for a in rec.actions[:world.ply]] + list(world.path)
-            out.hands[k, :n] = list(world.dealt)
+            acts = [a if a < 255 else 255 for a in rec.actions[:ply]] + list(path)
+            out.hands[k, :n] = dealt
             out.meta[k] = (n, cards, rec.dealer, rec.trump)
             if context is not None:
                 out.ctx[k, :len(context)] = np.clip(context, -2**31, 2**31 - 1)
             out.actions[k, :len(acts)] = acts
             out.n_actions[k] = len(acts)
-            out.leaf_n[k] = world.ply + leaf
-            out.scores[k, :n] = list(world.scores)
+            out.leaf_n[k] = ply + leaf
+            out.scores[k, :n] = scores
+            out.at_leaf[k] = share
             k += 1
     out = out.take(np.arange(k))
     if k:           # the moves: replayed in C; a world whose moves are illegal is dropped

@@ -193,17 +193,19 @@ class Trainer:
         self._refilling = False                    # re-reading shards ingested before a restart
 
     def _learns_worlds(self) -> bool:
-        """trainer.world_value, when self-play keeps labelled worlds: play-outs at its leaves and
-        selfplay.leaf_worlds > 0 (the same config file drives both). Without them (the pure and
-        tables profiles have no play-outs) no world model is trained or published, and it says so."""
+        """trainer.world_value, when there are labelled worlds: the rounds' own deals
+        (trainer.world_games), or self-play's labelled leaves (selfplay.leaf_worlds > 0 with
+        play-outs or world values at its leaves; the same config file drives both). Without
+        either no world model is trained or published, and it says so."""
         from blobcore.search.parts import LEAF_VALUES
         if not self.t.world_value:
             return False
         search = self.cfg.selfplay_search()
-        if search.leaf_samples == 0 or search.rollout in LEAF_VALUES:
+        labelled = search.leaf_samples > 0 and (search.rollout not in LEAF_VALUES or search.rollout == "world")
+        if not (labelled or self.t.world_games):
             log.info("trainer.world_value: self-play keeps no labelled worlds (leaf value %r, "
-                     "selfplay.leaf_worlds %d): no world-value model is trained or published",
-                     search.rollout, self.cfg.selfplay.leaf_worlds)
+                     "selfplay.leaf_worlds %d) and trainer.world_games is off: no world-value "
+                     "model is trained or published", search.rollout, self.cfg.selfplay.leaf_worlds)
             return False
         return True
 

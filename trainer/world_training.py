@@ -68,7 +68,7 @@ class WorldTrainer:
             records = decode_shard(blob)
         except CorruptShard:
             return 0
-        worlds, bad = from_records(records)
+        worlds, bad = from_records(records, games=self.t.world_games)
         if bad:
             more = f"; {len(bad) - WARNINGS} more" if len(bad) > WARNINGS else ""
             log.warning("skipped leaf worlds of %s (%s%s)", name, "; ".join(bad[:WARNINGS]), more)
