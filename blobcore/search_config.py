@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields, replace
 
-from blobcore.search.parts import BELIEFS, ROOT_RULES, leaf_value_names
+from blobcore.search.parts import BELIEFS, LEAF_VALUES, ROOT_RULES, leaf_value_names
 
 PERSPECTIVES = ("mover", "searcher")
 #: Actions one round can hold (blobcore/rules.pxd MAX_ACTIONS_C: N bids + N x C cards).
@@ -46,6 +46,10 @@ class SearchConfig:
         0 makes every bid the network's: each candidate bid is valued by the value head, which
         derives it from the predicted distribution of the bidder's trick count after that bid
         (``P(tricks = bid) * (10 + bid)``; trainer/blobnet.py), instead of by play-outs.
+    world_share: with play-outs, the share of each play-out's score taken from a world-value
+        model's value of the leaf's sampled deal instead (0 = the play-out alone; the world is
+        drawn separately from the play-out's, so the two average two deals). The evaluator must
+        answer world values, as for rollout "world". Ignored without play-outs.
     rollout_resample: play each leaf out in a world drawn afresh for the searcher's
         information at that leaf (so D x S leaves see D x S deals of the hidden cards) rather
         than in the determinization the tree was built in.
@@ -107,6 +111,7 @@ class SearchConfig:
     rollout_weight: float = 1.0
     bid_rollout_weight: float = -1.0
     rollout_resample: bool = True
+    world_share: float = 0.0
     beliefs: str = "bids"
     inference_candidates: int = 8
     inference_temperature: float = 1.0
@@ -152,6 +157,7 @@ class SearchConfig:
             (self.gumbel_eval_c_visit == -1 or self.gumbel_eval_c_visit >= 0,
              "gumbel_eval_c_visit must be >= 0, or -1 for gumbel_c_visit"),
             (0 <= self.leaf_samples <= 64, "leaf_samples must be 0..64"),
+            (0 <= self.world_share <= 1, "world_share must be in [0, 1]"),
         ]
         for ok, message in checks:
             if not ok:
@@ -162,6 +168,17 @@ class SearchConfig:
         best-scored one with the Gumbel root, whose c_visit becomes ``gumbel_eval_c_visit``)."""
         c_visit = self.gumbel_c_visit if self.gumbel_eval_c_visit < 0 else self.gumbel_eval_c_visit
         return replace(self, add_noise=False, temperature=0.0, gumbel_c_visit=c_visit, gumbel_eval_c_visit=-1.0)
+
+    @property
+    def plays_out(self) -> bool:
+        """Its leaves are played out by a built-in player (not a network's or world value)."""
+        return self.rollout not in LEAF_VALUES
+
+    @property
+    def uses_world_values(self) -> bool:
+        """Its evaluator must answer world values: rollout "world", or play-outs blended with
+        them (world_share > 0)."""
+        return self.rollout == "world" or (self.world_share > 0 and self.plays_out)
 
     def leaf_weights(self) -> tuple[float, float]:
         """(lambda at bidding decisions, lambda at card-play decisions)."""
@@ -174,6 +191,8 @@ class SearchConfig:
     def describe(self) -> str:
         """One line for reports, e.g. "3x30, gumbel root, expert play-outs, bids beliefs"."""
         leaf = {"none": "network values", "world": "world values"}.get(self.rollout, f"{self.rollout} play-outs")
+        if self.plays_out and self.world_share > 0:
+            leaf += f" {1 - self.world_share:g}:{self.world_share:g} with world values"
         return (f"{self.determinizations}x{self.simulations}, {self.root} root, {leaf}, "
                 f"{self.beliefs} beliefs")
 

@@ -157,7 +157,7 @@ def arena(args) -> dict:
         if search.beliefs == "learned":        # the belief model answers beside the uniform priors
             from blobzero.learned_beliefs import BeliefEvaluator
             inner = BeliefEvaluator(inner, Path(args.beliefs_model))
-        if search.rollout != "world":
+        if not search.uses_world_values:
             variants[name] = (search, inner)
             continue
         values = model

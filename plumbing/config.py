@@ -626,10 +626,13 @@ class Config:
     def validate(self) -> "Config":
         for f in fields(self):
             getattr(self, f.name).validate()
-        for key, rollout in (("search.rollout", self.search.rollout), ("selfplay.rollout", self.selfplay.rollout)):
-            _require(rollout != "world" or self.worlds.model, key,
-                     '"world" needs a world-value model: set worlds.model to its .onnx file '
-                     '(`blobzero worlds all` makes one) or to "triton" (docs/search.md, "World values")')
+        for section, search in (("search", self.search.build()), ("selfplay", self.selfplay_search())):
+            key, what = ((f"{section}.rollout", '"world"') if search.rollout == "world"
+                         else ("search.world_share", f"{search.world_share:g}"))
+            _require(not search.uses_world_values or self.worlds.model, key,
+                     f"{what} needs a world-value model: set worlds.model to its .onnx file "
+                     '(`blobzero worlds all` makes one), "triton" or "version" (docs/search.md, '
+                     '"World values")')
         _require(self.search.beliefs != "learned" or self.beliefs.model, "search.beliefs",
                  '"learned" needs a belief model: set beliefs.model to its .pt file (`blobzero beliefs '
                  'all` makes one; docs/beliefs.md); self-play does not serve it yet')
@@ -654,6 +657,10 @@ class Config:
         while games > 1 and batch_capacity(-(-games // 2), search) > limit:
             games -= 2
         return games
+
+    def uses_world_values(self) -> bool:
+        """Whether a search the config drives (``[search]``, or self-play's) asks world values."""
+        return self.search.build().uses_world_values or self.selfplay_search().uses_world_values
 
     def selfplay_search(self) -> SearchConfig:
         """The search self-play runs: [search], with ``selfplay.rollout`` in place of its

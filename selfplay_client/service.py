@@ -187,7 +187,7 @@ def run(cfg: configuration.Config, rounds: int = 0, duration: float = 0, progres
                              max_in_flight=cfg.triton.max_in_flight,
                              reconnect_timeout_s=cfg.triton.reconnect_timeout_s)
     evaluator = ResilientEvaluator(triton, metrics, stop)
-    if search_config.rollout == "world":      # world values at the leaves: worlds.model says whence
+    if search_config.uses_world_values:       # world values at the leaves: worlds.model says whence
         from selfplay_client.world_values import selfplay_world_values, with_world_values
         evaluator = with_world_values(evaluator, selfplay_world_values(cfg))
     sp = cfg.selfplay

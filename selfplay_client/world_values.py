@@ -134,10 +134,11 @@ class VersionWorldValues:
 
 def configured_world_values(cfg, threads: int = 1):
     """The world-value source the config names (``worlds.model``) when one of its searches values
-    leaves by world values (``search.rollout`` or ``selfplay.rollout`` = "world"); else None.
+    leaves by world values (``search.rollout`` or ``selfplay.rollout`` = "world", or play-outs
+    blended with them: ``search.world_share``); else None.
     ``"version"`` is ``VersionWorldValues`` here; self-play asks Triton's newest blobworld
     instead (``selfplay_world_values``)."""
-    if "world" not in (cfg.search.rollout, cfg.selfplay.rollout):
+    if not cfg.uses_world_values():
         return None
     if cfg.worlds.model == "triton":
         from selfplay_client.triton_evaluator import TritonWorldValues

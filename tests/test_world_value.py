@@ -3,6 +3,7 @@ rows and answers, the errors, the model's data and training, and ``blobzero worl
 import json
 import subprocess
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -81,6 +82,37 @@ def test_a_world_leaf_without_world_answers_is_refused_with_the_reason():
     pool.apply(policy, value, None, np.full((len(states), 8), 0.5, np.float32))
     with pytest.raises(ValueError, match="answers world values"):
         PooledSearch(UniformEvaluator(), world_search(), [(1, 4, 5)], n_games=1)
+
+
+def test_play_outs_blended_with_world_values_by_world_share():
+    """search.world_share = mu: each leaf's play-out score is (1 - mu) x play-out + mu x the
+    world value of a second deal. mu = 1 leaves only the world value (every q is the constant
+    model's 0.3); the labelled leaf worlds stay the play-outs' own scores, not the blend."""
+    evaluator = ConstantWorld(0.3)
+    settings = load().search.build(preset="light", rollout="expert", world_share=1.0, leaf_samples=8)
+    assert settings.uses_world_values and "0:1 with world values" in settings.describe()
+    search = PooledSearch(evaluator, settings, [(5, 4, 5)], n_games=1, halves=1, stop_after=2)
+    search.run()
+    (record,) = search.finished()
+    assert evaluator.rows > 0 and record["search"]["world_share"] == 1.0
+    for decision in record["decisions"][:3]:          # no leaf of the first decisions is terminal
+        assert all(abs(q - 0.3) < 1e-5 for q in decision["q"].values()), decision
+    worlds = record["leaf_worlds"]
+    assert len(worlds) == 8
+    for world in worlds:                              # a round score: 0 or (10 + bid) / 15
+        assert all(x == 0 or any(np.isclose(x, (10 + b) / 15) for b in range(6)) for x in world["scores"])
+    half = ConstantWorld(0.3)
+    blended = PooledSearch(half, replace(settings, world_share=0.5), [(5, 4, 5)], n_games=1,
+                           halves=1, stop_after=2)
+    blended.run()
+    (record,) = blended.finished()
+    qs = [q for d in record["decisions"][:3] for q in d["q"].values()]
+    assert half.rows > 0 and any(abs(q - 0.3) > 1e-3 for q in qs)   # the play-outs count again
+    pool = SearchPool(1, settings, iter([(1, 4, 5)]))
+    states, masks = pool.collect()
+    assert pool.worlds is not None
+    with pytest.raises(ValueError, match="search.world_share = 1 needs an evaluator that answers world"):
+        pool.apply(*UniformEvaluator().evaluate(states, masks))
 
 
 def test_other_leaf_values_have_no_world_rows():
@@ -172,6 +204,11 @@ def test_world_values_by_name_need_a_model_in_the_config():
         load(None, ["search.rollout=world"], env={})
     with pytest.raises(ConfigError, match="'selfplay.rollout' \"world\""):
         load(None, ["selfplay.rollout=world"], env={})
+    with pytest.raises(ConfigError, match="'search.world_share' 0.5 needs a world-value model"):
+        load(None, ["search.world_share=0.5"], env={})
+    with pytest.raises(ConfigError, match="world_share must be in"):
+        load(None, ["search.world_share=1.5", "worlds.model=triton"], env={})
+    assert not load(None, ["search.world_share=0.5", "search.rollout=none"], env={}).uses_world_values()
     with pytest.raises(ConfigError, match="worlds.model"):
         load(None, ["worlds.model=world.pt"], env={})
     assert load(None, ["search.rollout=world", "worlds.model=triton"], env={}).worlds.model == "triton"

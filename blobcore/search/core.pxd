@@ -140,6 +140,8 @@ cdef struct Params:
     int view_searcher         # 1: encode every position from the searching player's view
     int rollout               # built-in code (< 0) of the play-out player; 0 = none
     int rollout_resample      # 1: play each leaf out in a freshly sampled world
+    int wants_world           # 1: each leaf's world is encoded and valued by the world-value model
+    float world_share         # share of a play-out's score taken from that world value instead
     int leaf_samples          # play-outs kept per round as labelled worlds (0 = none)
     int label_player          # built-in code of the player whose play-outs label them
     int gumbel_m              # Gumbel root: actions considered

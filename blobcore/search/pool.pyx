@@ -162,6 +162,7 @@ cdef class SearchPool:
                                               where["leaf"]))[0]
         self.P.beliefs = (<Beliefs*>part_table(self._parts.beliefs, b"blobcore.search.Beliefs",
                                                where["beliefs"]))[0]
+        self.P.p.wants_world = 1 if self.P.leaf.needs_world or self.P.p.world_share > 0 else 0
         self.P.n_slots = n_slots
         self.P.slots = <Slot*>calloc(n_slots, sizeof(Slot))
         self.P.nodes = <Node*>malloc(<size_t>n_slots * self.P.p.node_cap * sizeof(Node))
@@ -182,7 +183,7 @@ cdef class SearchPool:
         self._worlds_arr = None
         self.P.worlds_buf = NULL
         self.P.leaf_world = NULL
-        if self.P.leaf.needs_world:
+        if self.P.p.wants_world:
             self._worlds_arr = np.zeros((self.P.capacity, WORLD_SIZE_C), dtype=np.float32)
             wv = self._worlds_arr
             self.P.worlds_buf = &wv[0, 0]
@@ -217,6 +218,8 @@ cdef class SearchPool:
         self.P.p.c_visit = config.gumbel_c_visit
         self.P.p.c_scale = config.gumbel_c_scale
         self.P.p.rollout_resample = 1 if config.rollout_resample else 0
+        # world values: the world leaf value's own, or blended into the play-outs (world_share)
+        self.P.p.world_share = config.world_share if self.P.p.rollout != 0 else 0
         # labelled leaf worlds: the play-outs' own, or (world values, which play none) worlds
         # played out by expert for the purpose; the network's values alone label nothing
         self.P.p.label_player = (self.P.p.rollout if self.P.p.rollout != 0 else
@@ -295,7 +298,7 @@ cdef class SearchPool:
         elif self.P.beliefs.needs_beliefs and self.P.n_belief_rows:
             raise ValueError(f"{self._parts.where['beliefs']} needs an evaluator that answers beliefs "
                              f"(blobzero.learned_beliefs.BeliefEvaluator)")
-        if world is not None and self.P.leaf.needs_world:
+        if world is not None and self.P.p.wants_world:
             wld = np.ascontiguousarray(world, dtype=np.float32)
             if wld.shape[0] != n or wld.shape[1] < 1:
                 raise ValueError(f"world must have shape ({n}, seats), got {tuple(np.shape(world))}")
@@ -305,8 +308,10 @@ cdef class SearchPool:
             ww = wld.shape[1]
             if n:
                 world_ptr = &wld[0, 0]
-        elif self.P.leaf.needs_world and n:
-            raise ValueError(f"{self._parts.where['leaf']} needs an evaluator that answers world "
+        elif self.P.p.wants_world and n:
+            what = (self._parts.where['leaf'] if self.P.leaf.needs_world
+                    else f"search.world_share = {self.config.world_share:g}")
+            raise ValueError(f"{what} needs an evaluator that answers world "
                              f"values (selfplay_client.world_values.WorldEvaluator)")
         if n == 0:
             return
@@ -545,14 +550,15 @@ cdef class SearchPool:
         cdef RoundState w
         encode_view(st, self._observer(s, st), obs, mask)
         key[0] = _hash_obs(obs, mask)
-        if leaf and self.P.leaf.needs_world:
+        if leaf and self.P.p.wants_world:
             world = self.P.worlds_buf + <size_t>self.P.n_rows * WORLD_SIZE_C
             if self.P.p.rollout_resample:
                 self.P.beliefs.leaf_world(&self.P, s, st, &w)
             else:
                 w = st[0]
             encode_world(&w, world)
-            label_world(&self.P, s, &w)            # search.leaf_samples: some leaves' worlds labelled
+            if self.P.leaf.needs_world:            # (play-outs keep their own)
+                label_world(&self.P, s, &w)        # search.leaf_samples: some leaves' worlds labelled
             key[0] = _hash_world(key[0], world)
         return _cache_find(s, key[0])
 
@@ -704,7 +710,7 @@ cdef class SearchPool:
             hit = self._encode_lookup(s, &ch.state, &key, 1)
             if hit != NULL:
                 P.c.cache_hits += 1
-                P.leaf_world = hit.world if P.leaf.needs_world else NULL
+                P.leaf_world = hit.world if P.p.wants_world else NULL
                 self._expand(s, slot, child, hit.policy, hit.value)
                 P.leaf_world = NULL
                 backup(nd, ed, path_node, path_edge, depth, child, ch.value)

@@ -138,9 +138,9 @@ class Engine:
         legal = rnd.legal_actions()
         if not legal:
             raise ValueError("the round is over: there is no decision to search")
-        if config.rollout == "world" and self.worlds is None:
-            raise ValueError('this agent has no world-value model for search.rollout = "world" '
-                             '(set worlds.model: an .onnx file or "triton")')
+        if config.uses_world_values and self.worlds is None:
+            raise ValueError('this agent has no world-value model for search.rollout = "world" or '
+                             'search.world_share (set worlds.model: an .onnx file or "triton")')
         if config.beliefs == "learned" and self.beliefs is None:
             raise ValueError('this agent has no belief model for search.beliefs = "learned" '
                              '(set beliefs.model: a .pt file from `blobzero beliefs all`)')
