@@ -278,6 +278,25 @@ def test_without_labelled_worlds_no_world_model_is_trained_or_published(records,
         assert not list((where / "ckpt" / "versions").glob("*.world.onnx"))
 
 
+def test_the_rounds_own_deals_train_the_world_model_without_any_play_out(records, tmp_path):
+    """trainer.world_games (the pure profile): self-play keeps no labelled leaves, yet every
+    round's own deal and outcome is a world, so the world model is trained and published; and
+    self-play on world values (labelled by expert for the purpose) counts as labelled too."""
+    from trainer.service import Trainer
+    protos = [to_proto(r, "t", model_version=1) for r in records[:20]]
+    for p in protos:
+        del p.leaf_worlds[:]
+    cfg = trainer_setup(tmp_path / "games_only", protos, "selfplay.leaf_worlds=0", "trainer.world_games=true",
+                        "trainer.world_batch_size=16", "trainer.world_hidden=32", "trainer.world_sample_reuse=8")
+    trainer = Trainer(cfg)
+    assert trainer.world is not None
+    assert trainer.run(steps=20) == 0
+    assert trainer.world.worlds_seen == 20 and trainer.world.steps == 8 * 20 // 16
+    assert sorted(p.name for p in (tmp_path / "games_only" / "repo" / "blobworld").iterdir())[-1] == "config.pbtxt"
+    on_worlds = trainer_setup(tmp_path / "world_search", protos[:2], "search.rollout=world", "worlds.model=version")
+    assert Trainer(on_worlds).world is not None
+
+
 def test_a_search_on_world_values_still_labels_worlds_with_expert_play_outs(trained_run):
     """Self-play that values its leaves by world values plays no play-outs; the worlds its
     reservoir keeps are played out by expert for the purpose, so the model keeps learning."""

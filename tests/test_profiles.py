@@ -22,7 +22,10 @@ def test_every_profile_loads_and_builds_its_searches(profile):
 def test_the_pure_profile_uses_no_expert_in_search_inference_or_seats():
     config = load(PROJECT / "config" / "pure.toml")
     for search in (config.selfplay_search(), config.search.build(for_evaluation=True)):
-        assert search.rollout == "none" and search.beliefs == "uniform"
+        # leaves valued by the world model learned from its own rounds; hidden hands uniform
+        assert search.rollout == "world" and search.beliefs == "uniform"
+        assert search.leaf_samples == 0               # no leaf labelled by an expert play-out
+    assert config.worlds.model == "version" and config.trainer.world_games
     assert config.selfplay.opponent == "" and config.selfplay.opponent_share == 0.0
     # the default, for contrast, plays out with expert and infers with its bidding model
     default = load(PROJECT / "config" / "blobzero.toml").selfplay_search()
@@ -38,16 +41,17 @@ def test_the_pure_profile_keeps_a_window_for_its_fast_self_play():
 
 
 def test_pure_self_play_through_triton_records_a_search_without_expert(tmp_path):
-    """`blobzero selfplay --config config/pure.toml` against a real tritonserver: every
-    record's search settings say no play-outs and uniform hidden hands, and no seat is a
-    built-in player."""
+    """`blobzero selfplay --config config/pure.toml` against a real tritonserver serving BlobNet
+    and a world-value model: every record's search settings say world values, no play-outs,
+    uniform hidden hands and no labelled leaves, and no seat is a built-in player."""
     from triton_helpers import selfplay_records
 
-    records = selfplay_records(tmp_path, "config/pure.toml", 40, "selfplay.seed=7", model_seed=3)
+    records = selfplay_records(tmp_path, "config/pure.toml", 40, "selfplay.seed=7", model_seed=3,
+                               world_model=True)
     assert len(records) >= 40
     for r in records:
-        assert r.search.rollout == "none" and r.search.beliefs == "uniform"
-        assert r.search.root == "puct"
+        assert r.search.rollout == "world" and r.search.beliefs == "uniform"
+        assert r.search.root == "gumbel" and r.search.leaf_samples == 0 and not r.leaf_worlds
         # every seat searched its own decisions (no built-in player sat in)
         assert {d.player for d in r.decisions} == set(range(r.n_players))
 

@@ -36,13 +36,23 @@ def start_server(root: Path, repo: Path, **kwargs) -> LocalTriton:
     return LocalTriton(ServerConfig.with_free_ports(repo, root / "triton", **kwargs)).start()
 
 
-def selfplay_records(root: Path, config: str, rounds: int, *sets: str, model_seed: int = 1) -> list:
+def selfplay_records(root: Path, config: str, rounds: int, *sets: str, model_seed: int = 1,
+                     world_model: bool = False) -> list:
     """Run ``blobzero selfplay --config config`` for ``rounds`` rounds against a real
-    tritonserver serving a tiny model (``--set`` overrides ``sets`` on top of the test's own)
-    and return the RoundRecords of every shard it wrote; fails with the client's stderr."""
+    tritonserver serving a tiny model (and with ``world_model`` a small untrained world-value
+    model as blobworld 1; ``--set`` overrides ``sets`` on top of the test's own) and return the
+    RoundRecords of every shard it wrote; fails with the client's stderr."""
     from plumbing.shards import SUFFIX, decode_shard
 
     repo = make_repository(root, export_tiny(root / "tiny.onnx", seed=model_seed))
+    if world_model:
+        import torch
+
+        from plumbing.netspec import WORLD_MODEL_NAME
+        from trainer.world_model import WorldNet, WorldNetConfig, export_onnx
+        torch.manual_seed(model_seed)
+        export_onnx(WorldNet(WorldNetConfig(hidden=32, depth=1)), root / "world.onnx")
+        assert publish_version(repo, root / "world.onnx", model_name=WORLD_MODEL_NAME) == 1
     server = start_server(root, repo, instances=1)
     overrides = [f"triton.url={server.url}", f"storage.games_dir={root / 'games'}",
                  "selfplay.games_in_flight=16", "metrics.selfplay_port=0", *sets]
