@@ -241,9 +241,11 @@ def test_worlds_model_version_seats_each_version_with_its_own_world_model(traine
     tmp, cfg, _ = trained_run
     sets = ["--set", f"storage.model_repository={tmp / 'repo'}", "--set", f"storage.checkpoint_dir={tmp / 'ckpt'}",
             "--set", "search.rollout=world", "--set", "worlds.model=version"]
-    for seat in ("v2", "uniform"):                    # uniform: version 1's untrained world model
+    blend = [s.replace("search.rollout=world", "search.world_share=0.5") for s in sets]
+    # uniform: version 1's untrained world model; the blend: play-outs and world values together
+    for seat, how in (("v2", sets), ("uniform", sets), ("v2", blend)):
         done = subprocess.run([sys.executable, "-m", "blobzero.cli", "arena", "--a", seat, "--b", "expert",
-                               "--rounds", "2", "--search", "easy", "--json", *sets],
+                               "--rounds", "2", "--search", "easy", "--json", *how],
                               capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stderr
         assert json.loads(done.stdout)["deals"] == 2

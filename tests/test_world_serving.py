@@ -137,3 +137,18 @@ def test_self_play_values_its_leaves_by_world_values_named_in_the_config(tmp_pat
                                "search.rollout=world", f"worlds.model={model}")
     assert len(records) >= 4
     assert all(r.model_version == 1 for r in records)
+
+
+def test_self_play_blends_its_play_outs_with_triton_s_newest_world_model(tmp_path):
+    """`blobzero selfplay` with search.world_share = 0.5 and worlds.model = "version" against a
+    real tritonserver serving blobnet 1 and blobworld 1: its records carry the blend, and the
+    leaves it keeps as labels are its play-outs' own (a round's score, never a blend)."""
+    from tests.triton_helpers import selfplay_records
+    records = selfplay_records(tmp_path, "config/blobzero.toml", 4, "search.preset=light",
+                               "search.world_share=0.5", "worlds.model=version", "selfplay.leaf_worlds=8",
+                               world_model=True)
+    assert len(records) >= 4
+    for r in records:
+        assert r.search.world_share == 0.5 and r.search.rollout == "expert" and len(r.leaf_worlds) == 8
+        for world in r.leaf_worlds:
+            assert all(x == 0 or any(np.isclose(x, (10 + b) / 15) for b in range(6)) for x in world.scores)
