@@ -44,12 +44,14 @@ def test_bench_decision_prices_each_part_of_the_search():
     (line,) = run("bench", "decision", "--quick").stdout.strip().splitlines()
     result = json.loads(line)
     variants = result["variants"]
-    assert list(variants) == ["plain", "playouts", "inference", "default"]
+    assert list(variants) == ["plain", "playouts", "inference", "default", "world", "blend"]
     for v in variants.values():
         assert v["cpu_ms_per_decision"] > 0 and 900 < v["evaluations_per_round"] < 1200
     # play-outs and inference cost search CPU, never network evaluations
     assert variants["playouts"]["cpu_vs_plain"] > 1.5
     assert variants["inference"]["cpu_ms_per_decision"] > variants["playouts"]["cpu_ms_per_decision"]
+    # the blend pays for its play-outs and for the world model beside them
+    assert variants["blend"]["cpu_ms_per_decision"] > variants["default"]["cpu_ms_per_decision"]
 
 
 def test_publish_by_hand_and_reject_a_truncated_model(tmp_path):
