@@ -413,7 +413,7 @@ def plot_world(found: dict[int, dict], path: str | os.PathLike) -> Path | str | 
     axis.set_ylabel("mean squared error per seat (normalised score)")
     axis.grid(alpha=0.3)
     axis.legend(loc="upper right")
-    fig.suptitle("World value learned from self-play's play-outs (labelled leaf worlds)")
+    fig.suptitle("World value learned inside the loop (labelled worlds: play-outs, or the rounds' own deals)")
     fig.tight_layout()
     return _save_png(fig, path)
 

@@ -24,6 +24,7 @@ from trainer.export import export_fresh
 from triton_helpers import PROJECT_ROOT, PYTHON, make_repository, metric, random_batch, start_server
 
 BLOCKER, BLOCKERS, BATCH = 4096, 5, 1024   # full batches keep the instance busy; BATCH is never merged
+                                            # (over the local preferred batch size, 256)
 
 
 def test_every_served_config_has_two_priority_levels_with_self_play_first():
@@ -72,8 +73,14 @@ def finished_first(server, agent_level: str) -> str | None:
     """Occupy the one instance with BLOCKERS full batches (all but two wait in the queue), queue
     an agent batch (the agent's model source, at ``agent_level``), then a self-play batch, each
     seen in Triton's queue before the next is sent: which of the two comes back first. None when
-    a blocker finished before both were seen queued (then the order would prove nothing)."""
+    a blocker finished before both were seen queued (then the order would prove nothing).
+
+    The two are told apart by when each answer reaches its client, so the one expected to run
+    second is a full batch: it keeps the instance busy for a whole batch's time after the first
+    is answered, far longer than the client threads can be delayed on a loaded machine (with two
+    equal small batches the second was sometimes answered before the first's thread ran)."""
     big, batch = random_batch(BLOCKER, seed=1), random_batch(BATCH, seed=2)
+    agent_batch, selfplay_batch = (batch, big) if agent_level == "equal" else (big, batch)
     done: dict[str, float] = {}
     agent = TritonModels(server.url, MODEL_NAME, priority=agent_priority(agent_level))
     # the self-play client keeps BLOCKERS + 1 requests on the wire (its max_in_flight)
@@ -81,10 +88,10 @@ def finished_first(server, agent_level: str) -> str | None:
         selfplay.evaluate(*big), agent.evaluate("", *batch)                 # warm both channels
         blockers = [selfplay.submit(*big) for _ in range(BLOCKERS)]
         seen = wait_queued(server, BLOCKERS - 2)
-        thread = threading.Thread(target=lambda: (agent.evaluate("", *batch), done.setdefault("agent", time.perf_counter())))
+        thread = threading.Thread(target=lambda: (agent.evaluate("", *agent_batch), done.setdefault("agent", time.perf_counter())))
         thread.start()
         seen = seen and wait_queued(server, BLOCKERS - 1)
-        selfplay.submit(*batch).add_done_callback(lambda _: done.setdefault("selfplay", time.perf_counter()))
+        selfplay.submit(*selfplay_batch).add_done_callback(lambda _: done.setdefault("selfplay", time.perf_counter()))
         seen = seen and wait_queued(server, BLOCKERS)
         for blocker in blockers:
             blocker.result()
@@ -105,9 +112,18 @@ def first_of_three_tries(server, agent_level: str) -> str:
     pytest.fail("the instance never stayed busy long enough to queue both batches behind it")
 
 
+def usually_first(server, agent_level: str) -> str:
+    """Which comes back first in two of three trials: a scheduling accident on a loaded 2-core
+    machine can swap one trial's answers (the full suite saw it), a wrong queue order swaps all."""
+    firsts = [first_of_three_tries(server, agent_level) for _ in range(2)]
+    if firsts[0] != firsts[1]:
+        firsts.append(first_of_three_tries(server, agent_level))
+    return max(set(firsts), key=firsts.count)
+
+
 def test_queued_self_play_runs_before_the_agent_at_low_priority(one_instance):
-    assert first_of_three_tries(one_instance, "low") == "selfplay"
-    assert first_of_three_tries(one_instance, "equal") == "agent"          # first come, first served
+    assert usually_first(one_instance, "low") == "selfplay"
+    assert usually_first(one_instance, "equal") == "agent"          # first come, first served
 
 
 def test_bench_priority_runs_and_reports_each_condition():
