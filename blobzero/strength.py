@@ -170,8 +170,10 @@ def contribution(cfg: configuration.Config, final: dict, deals: int, seed: int =
                      ("*" if p["significant"] else " ")
         lines.append(f"{row['agent']:<10}{row['difference']:+11.2f} [{lo:+.2f}, {hi:+.2f}]"
                      f"{paired:>30}")
-    lines.append("uniform = the same search with no network (every prior equal, every value the same); "
-                 "* = 95% CI excludes 0")
+    untrained_worlds = cfg.worlds.model == "version" and cfg.uses_world_values()
+    lines.append("uniform = the same search with no network (every prior equal, every value the same"
+                 + ("; its world values version 1's untrained world model" if untrained_worlds else "")
+                 + "); * = 95% CI excludes 0")
     return {"opponent": opponent, "deals": deals, "rows": rows, "table": "\n".join(lines)}
 
 
