@@ -197,11 +197,10 @@ class Trainer:
         (trainer.world_games), or self-play's labelled leaves (selfplay.leaf_worlds > 0 with
         play-outs or world values at its leaves; the same config file drives both). Without
         either no world model is trained or published, and it says so."""
-        from blobcore.search.parts import LEAF_VALUES
         if not self.t.world_value:
             return False
         search = self.cfg.selfplay_search()
-        labelled = search.leaf_samples > 0 and (search.rollout not in LEAF_VALUES or search.rollout == "world")
+        labelled = search.leaf_samples > 0 and (search.plays_out or search.rollout == "world")
         if not (labelled or self.t.world_games):
             log.info("trainer.world_value: self-play keeps no labelled worlds (leaf value %r, "
                      "selfplay.leaf_worlds %d) and trainer.world_games is off: no world-value "
